@@ -1,0 +1,109 @@
+// The IR: immutable, hash-consed nodes owned by a Context.
+//
+// Semantics, written once:
+// - A node is an op applied to operand nodes, with a dtype, a shape and attributes. Elementwise
+//   ops broadcast their operands by NumPy rules and compute in the node's dtype (operands are
+//   converted to it first); comparisons compute in the operands' promoted dtype.
+// - Floating ops follow IEEE semantics outside their domain: log(-1) and sqrt(-1) are NaN,
+//   log(0) is -inf, 1/0 is inf. Integer division does not exist (div of integers is float64).
+// - Constants are exact (Number): a node's dtype says how the value is rounded when evaluated.
+//   Constants built from C++ numbers or parsed literals are "weak": combined with a typed
+//   operand they take its dtype (x32 * 2 stays float32), as in JAX.
+// - Nodes never change. Two structurally equal nodes built in one Context are the same object, so
+//   pointer equality is structural equality. Structural hashes are computed once, from the
+//   payload and the operands' hashes, and do not depend on addresses: they are the same on every
+//   run, and commutative operands can be ordered by them.
+// - Rewrites may assume only what these rules and a variable's stated assumptions give.
+#pragma once
+
+#include <boost/container/small_vector.hpp>
+#include <cstdint>
+#include <string>
+
+#include "agnesi/number.hpp"
+#include "agnesi/op.hpp"
+#include "agnesi/types.hpp"
+
+namespace agnesi {
+
+class Context;
+
+/// What a user states about a variable's values; rewrites may rely on these.
+enum Assume : std::uint8_t {
+    kNone = 0,
+    kPositive = 1,
+    kNonnegative = 2,
+    kNonzero = 4,
+    kInteger = 8,
+};
+inline constexpr std::uint8_t positive = kPositive | kNonnegative | kNonzero;
+inline constexpr std::uint8_t nonnegative = kNonnegative;
+inline constexpr std::uint8_t nonzero = kNonzero;
+inline constexpr std::uint8_t integer = kInteger;
+
+using Operands = boost::container::small_vector<const class Node*, 3>;
+using Ints = boost::container::small_vector<std::int64_t, 4>;
+
+/// Everything that makes a node, before it is interned. Builders fill one in and hand it to
+/// Context::intern, which returns the unique node with that content.
+struct NodeDesc {
+    Op op = Op::Constant;
+    DType dtype = DType::Float64;
+    bool weak = false;
+    Shape shape;
+    Operands operands;
+    Number value;                 ///< Constant
+    std::string name;             ///< Variable
+    std::uint8_t assume = kNone;  ///< Variable
+    /// Op attributes: reduction axes (sorted), softmax/concat/expand_dims axis, transpose
+    /// permutation, slice (axis, start, stop, step).
+    Ints ints;
+    bool keepdims = false;  ///< reductions
+};
+
+class Node : private NodeDesc {
+  public:
+    Op op() const { return NodeDesc::op; }
+    DType dtype() const { return NodeDesc::dtype; }
+    /// Whether the dtype was taken from a literal and yields to a typed operand.
+    bool weak() const { return NodeDesc::weak; }
+    const Shape& shape() const { return NodeDesc::shape; }
+    std::size_t rank() const { return NodeDesc::shape.size(); }
+    const Operands& operands() const { return NodeDesc::operands; }
+    const Node* operand(std::size_t i) const { return NodeDesc::operands[i]; }
+    std::size_t arity() const { return NodeDesc::operands.size(); }
+    const Number& value() const { return NodeDesc::value; }
+    const std::string& name() const { return NodeDesc::name; }
+    std::uint8_t assumptions() const { return NodeDesc::assume; }
+    const Ints& ints() const { return NodeDesc::ints; }
+    bool keepdims() const { return NodeDesc::keepdims; }
+    const NodeDesc& desc() const { return *this; }
+
+    std::size_t hash() const { return hash_; }
+    /// Longest path to a leaf (leaves are 0).
+    std::uint32_t height() const { return height_; }
+    Context& context() const { return *ctx_; }
+    const OpInfo& info() const;
+    bool is_constant() const { return op() == Op::Constant; }
+    bool is_variable() const { return op() == Op::Variable; }
+
+    Node(NodeDesc&& d, std::size_t hash, Context* ctx);
+
+  private:
+    friend class Context;
+    std::size_t hash_;
+    std::uint32_t height_;
+    Context* ctx_;
+    mutable const Node* chain_ = nullptr;  // next node in the Context's hash bucket
+};
+
+/// Structural hash of a description (the hash its node will have).
+std::size_t structural_hash(const NodeDesc& d);
+/// Whether a node has exactly this content (operands compared by pointer).
+bool same_content(const Node& n, const NodeDesc& d);
+
+/// A total order on nodes that is the same on every run (hash first, then structure); used to
+/// order commutative operands and to print deterministically. Returns <0, 0 or >0.
+int structural_compare(const Node* a, const Node* b);
+
+}  // namespace agnesi

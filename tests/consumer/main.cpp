@@ -1,0 +1,11 @@
+#include <agnesi/agnesi.hpp>
+#include <iostream>
+
+int main() {
+    using namespace agnesi;
+    auto x = scalar("x");
+    Expr e = sin(x * x) + exp(-x) / 3;
+    double v = evaluate(e, {{"x", 0.5}}).item();
+    std::cout << to_string(e) << " = " << v << "\n";
+    return (parse(to_string(e)) == e && v > 0.7 && v < 0.8) ? 0 : 1;
+}

@@ -1,0 +1,144 @@
+// A seeded generator of random expressions for the fuzz tests: it draws ops from the op table,
+// over a few variables of small broadcastable shapes, to a given depth.
+#pragma once
+
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "agnesi/agnesi.hpp"
+
+namespace agnesi::testing {
+
+/// The seed for fuzz tests: AGNESI_FUZZ_SEED if set, else the given default.
+inline unsigned fuzz_seed(unsigned fallback) {
+    if (const char* s = std::getenv("AGNESI_FUZZ_SEED"))
+        return static_cast<unsigned>(std::strtoul(s, nullptr, 10));
+    return fallback;
+}
+/// The number of iterations: AGNESI_FUZZ_ITERS if set, else the given default.
+inline int fuzz_iters(int fallback) {
+    if (const char* s = std::getenv("AGNESI_FUZZ_ITERS")) return std::atoi(s);
+    return fallback;
+}
+
+struct RandomExprOptions {
+    int max_depth = 4;
+    bool tensors = true;      ///< use tensor variables and tensor ops
+    bool comparisons = true;  ///< use comparisons, where and logical ops
+};
+
+class RandomExpr {
+  public:
+    RandomExpr(unsigned seed, RandomExprOptions opts = {}) : rng_(seed), opts_(opts) {
+        vars_ = {scalar("x"), scalar("y"), scalar("z")};
+        if (opts_.tensors) {
+            vars_.push_back(vector("v", 3));
+            vars_.push_back(matrix("M", 2, 3));
+            vars_.push_back(tensor("T", {4, 1, 3}));
+        }
+    }
+
+    const std::vector<Expr>& variables() const { return vars_; }
+
+    Expr operator()() { return gen(opts_.max_depth); }
+
+    /// Values for every variable, uniform in [lo, hi].
+    Bindings values(double lo = -2.0, double hi = 2.0) {
+        std::uniform_real_distribution<double> u(lo, hi);
+        Bindings b;
+        for (const Expr& v : vars_) {
+            Tensor t(f64, v.shape());
+            for (std::int64_t i = 0; i < t.size(); ++i) t.data<double>()[i] = u(rng_);
+            b[v->name()] = t;
+        }
+        return b;
+    }
+
+    std::mt19937& rng() { return rng_; }
+
+  private:
+    int pick(int n) { return std::uniform_int_distribution<int>(0, n - 1)(rng_); }
+
+    Expr leaf() {
+        if (pick(4) == 0) {
+            static const Number consts[] = {Number(0),
+                                            Number(1),
+                                            Number(2),
+                                            Number(-1),
+                                            Number::rational(1, 3),
+                                            Number::rational(-5, 2),
+                                            Number::from_double(0.25),
+                                            Number::pi()};
+            const Number& c = consts[pick(8)];
+            return pick(3) == 0 && c.is_integer() ? literal(c, f64) : literal(c);
+        }
+        return vars_[static_cast<std::size_t>(pick(static_cast<int>(vars_.size())))];
+    }
+
+    Expr gen(int depth) {
+        if (depth <= 0 || pick(5) == 0) return leaf();
+        for (int attempt = 0; attempt < 20; ++attempt) {
+            try {
+                return step(depth);
+            } catch (const ShapeError&) {
+                // Shapes that do not fit: draw again.
+            }
+        }
+        return leaf();
+    }
+
+    Expr step(int depth) {
+        int kind = pick(opts_.tensors ? 10 : 7);
+        if (kind < 3) {  // unary elementwise
+            static const Op unary[] = {
+                Op::Neg,   Op::Exp,     Op::Log,      Op::Sqrt, Op::Sin,   Op::Cos,   Op::Tan,
+                Op::Asin,  Op::Acos,    Op::Atan,     Op::Sinh, Op::Cosh,  Op::Tanh,  Op::Asinh,
+                Op::Acosh, Op::Atanh,   Op::Abs,      Op::Sign, Op::Log1p, Op::Expm1, Op::Erf,
+                Op::Erfc,  Op::Sigmoid, Op::Softplus, Op::Relu, Op::Floor, Op::Ceil};
+            return elementwise(unary[pick(27)], {gen(depth - 1)});
+        }
+        if (kind < 6) {  // binary elementwise
+            static const Op binary[] = {Op::Add, Op::Sub,     Op::Mul,     Op::Div,
+                                        Op::Pow, Op::Minimum, Op::Maximum, Op::Atan2};
+            return elementwise(binary[pick(8)], {gen(depth - 1), gen(depth - 1)});
+        }
+        if (kind == 6) {
+            if (!opts_.comparisons) return gen(depth - 1) + gen(depth - 1);
+            static const Op cmp[] = {Op::Lt, Op::Le, Op::Gt, Op::Ge, Op::Eq, Op::Ne};
+            Expr c = elementwise(cmp[pick(6)], {gen(depth - 1), gen(depth - 1)});
+            return where(c, gen(depth - 1), gen(depth - 1));
+        }
+        Expr a = gen(depth - 1);
+        if (a.rank() == 0) return a * gen(depth - 1);
+        auto axis = static_cast<std::int64_t>(pick(static_cast<int>(a.rank())));
+        switch (kind) {
+            case 7: {
+                static const Op red[] = {Op::Sum,       Op::Prod, Op::ReduceMax,
+                                         Op::ReduceMin, Op::Mean, Op::Logsumexp};
+                return reduce(red[pick(6)], a, {axis}, pick(2) == 0);
+            }
+            case 8:
+                switch (pick(4)) {
+                    case 0:
+                        return softmax(a, axis);
+                    case 1:
+                        return log_softmax(a, axis);
+                    case 2:
+                        return transpose(a);
+                    default:
+                        return expand_dims(a, axis);
+                }
+            default:
+                if (a.rank() == 2 && a.shape()[1] == 3 && pick(2) == 0) return matmul(a, vars_[3]);
+                return sum(a);
+        }
+    }
+
+    std::mt19937 rng_;
+    RandomExprOptions opts_;
+    std::vector<Expr> vars_;
+};
+
+}  // namespace agnesi::testing
