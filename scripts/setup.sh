@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build libeigen3-dev libboost-dev libboost-program-options-dev
-          libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev clang clang-format)
+          libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev clang clang-format
+          python3-sympy libginac-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,19 +14,13 @@ namespace {
 
 int dtype_rank(DType t) {
     switch (t) {
-        case DType::Bool:
-            return 0;
-        case DType::Int32:
-            return 1;
-        case DType::Int64:
-            return 2;
+        case DType::Bool: return 0;
+        case DType::Int32: return 1;
+        case DType::Int64: return 2;
         case DType::Float16:
-        case DType::BFloat16:
-            return 3;
-        case DType::Float32:
-            return 4;
-        case DType::Float64:
-            return 5;
+        case DType::BFloat16: return 3;
+        case DType::Float32: return 4;
+        case DType::Float64: return 5;
     }
     return 0;
 }
@@ -126,12 +120,9 @@ DType compute_dtype(const Node* n) {
             DType t = promote(n->operands()).dtype;
             return t == DType::Bool ? DType::Int64 : t;
         }
-        case TypeRule::Logical:
-            return DType::Int64;
-        case TypeRule::Cast:
-            return n->operand(0)->dtype();
-        default:
-            return n->dtype();
+        case TypeRule::Logical: return DType::Int64;
+        case TypeRule::Cast: return n->operand(0)->dtype();
+        default: return n->dtype();
     }
 }
 
@@ -234,17 +225,13 @@ Expr elementwise_impl(Op op, std::span<const Expr> operands) {
                     int_pow ? (compute == DType::Bool ? DType::Int64 : compute) : DType::Float64;
             }
             break;
-        case TypeRule::Compare:
-            result = DType::Bool;
-            break;
+        case TypeRule::Compare: result = DType::Bool; break;
         case TypeRule::Logical:
             compute = DType::Int64;
             result = DType::Bool;
             break;
-        case TypeRule::Where:
-            break;
-        default:
-            detail::unreachable("elementwise type rule");
+        case TypeRule::Where: break;
+        default: detail::unreachable("elementwise type rule");
     }
 
     NodeDesc d;
@@ -410,15 +397,10 @@ Expr reduce(Op op, const Expr& a, Axes axes, bool keepdims) {
     DType t = a.dtype();
     switch (op) {
         case Op::Sum:
-        case Op::Prod:
-            d.dtype = (t == DType::Bool || t == DType::Int32) ? DType::Int64 : t;
-            break;
+        case Op::Prod: d.dtype = (t == DType::Bool || t == DType::Int32) ? DType::Int64 : t; break;
         case Op::ReduceMax:
-        case Op::ReduceMin:
-            d.dtype = t;
-            break;
-        default:
-            d.dtype = is_float(t) ? t : DType::Float64;
+        case Op::ReduceMin: d.dtype = t; break;
+        default: d.dtype = is_float(t) ? t : DType::Float64;
     }
     for (std::size_t i = 0; i < r; ++i) {
         bool reduced =
@@ -696,8 +678,7 @@ Expr rebuild(const Node* n, const std::vector<Expr>& ops) {
     auto shape_of = [&]() { return n->shape(); };
     const auto& ints = n->ints();
     switch (n->info().kind) {
-        case OpKind::Leaf:
-            return Expr(n);
+        case OpKind::Leaf: return Expr(n);
         case OpKind::Elementwise:
             if (n->op() == Op::Cast) return cast(ops.at(0), n->dtype());
             return elementwise(n->op(), ops);
@@ -706,28 +687,18 @@ Expr rebuild(const Node* n, const std::vector<Expr>& ops) {
         case OpKind::AxisNormalize:
             return n->op() == Op::Softmax ? softmax(ops.at(0), ints[0])
                                           : log_softmax(ops.at(0), ints[0]);
-        case OpKind::Matmul:
-            return matmul(ops.at(0), ops.at(1));
-        case OpKind::Shape:
-            break;
+        case OpKind::Matmul: return matmul(ops.at(0), ops.at(1));
+        case OpKind::Shape: break;
     }
     switch (n->op()) {
-        case Op::Reshape:
-            return reshape(ops.at(0), shape_of());
-        case Op::Transpose:
-            return transpose(ops.at(0), Axes(ints.begin(), ints.end()));
-        case Op::BroadcastTo:
-            return broadcast_to(ops.at(0), shape_of());
-        case Op::ExpandDims:
-            return expand_dims(ops.at(0), ints[0]);
-        case Op::Squeeze:
-            return squeeze(ops.at(0), Axes(ints.begin(), ints.end()));
-        case Op::Concat:
-            return concat(ops, ints[0]);
-        case Op::Slice:
-            return slice(ops.at(0), ints[0], ints[1], ints[2], ints[3]);
-        default:
-            break;
+        case Op::Reshape: return reshape(ops.at(0), shape_of());
+        case Op::Transpose: return transpose(ops.at(0), Axes(ints.begin(), ints.end()));
+        case Op::BroadcastTo: return broadcast_to(ops.at(0), shape_of());
+        case Op::ExpandDims: return expand_dims(ops.at(0), ints[0]);
+        case Op::Squeeze: return squeeze(ops.at(0), Axes(ints.begin(), ints.end()));
+        case Op::Concat: return concat(ops, ints[0]);
+        case Op::Slice: return slice(ops.at(0), ints[0], ints[1], ints[2], ints[3]);
+        default: break;
     }
     detail::unreachable("rebuild: unknown shape op");
 }

@@ -37,18 +37,12 @@ struct Tag {
 template <class F>
 decltype(auto) dispatch(DType t, F&& f) {
     switch (t) {
-        case DType::Bool:
-            return f(Tag<bool>{});
-        case DType::Int32:
-            return f(Tag<std::int32_t>{});
-        case DType::Int64:
-            return f(Tag<std::int64_t>{});
-        case DType::Float32:
-            return f(Tag<float>{});
-        case DType::Float64:
-            return f(Tag<double>{});
-        default:
-            break;
+        case DType::Bool: return f(Tag<bool>{});
+        case DType::Int32: return f(Tag<std::int32_t>{});
+        case DType::Int64: return f(Tag<std::int64_t>{});
+        case DType::Float32: return f(Tag<float>{});
+        case DType::Float64: return f(Tag<double>{});
+        default: break;
     }
     detail::unreachable("evaluate: a half-precision dtype reached a host kernel");
 }
@@ -295,8 +289,7 @@ void reduce_kernel(Op op, const T* x, T* out, const ReducePlan& p) {
                 }
                 [[fallthrough]];
             }
-            default:
-                detail::unreachable("evaluate: reduction of a non-float logsumexp");
+            default: detail::unreachable("evaluate: reduction of a non-float logsumexp");
         }
     }
 }
@@ -368,20 +361,11 @@ Tensor gather(const Tensor& x, std::int64_t offset, const Strides& st, const Sha
                      shape);
     };
     switch (dtype_size(x.dtype())) {
-        case 1:
-            run(Tag<std::uint8_t>{});
-            break;
-        case 2:
-            run(Tag<std::uint16_t>{});
-            break;
-        case 4:
-            run(Tag<std::uint32_t>{});
-            break;
-        case 8:
-            run(Tag<std::uint64_t>{});
-            break;
-        default:
-            detail::unreachable("evaluate: element size");
+        case 1: run(Tag<std::uint8_t>{}); break;
+        case 2: run(Tag<std::uint16_t>{}); break;
+        case 4: run(Tag<std::uint32_t>{}); break;
+        case 8: run(Tag<std::uint64_t>{}); break;
+        default: detail::unreachable("evaluate: element size");
     }
     return out;
 }
@@ -475,20 +459,15 @@ class Evaluator {
   private:
     Tensor compute(const Node* n, std::vector<Tensor>& xs, DType od) {
         switch (n->info().kind) {
-            case OpKind::Leaf:
-                return n->is_variable() ? variable(n) : constant(n, od);
+            case OpKind::Leaf: return n->is_variable() ? variable(n) : constant(n, od);
             case OpKind::Elementwise:
                 if (n->op() == Op::Cast) return as(xs[0], od);
                 if (n->op() == Op::Where) return where(xs, od);
                 return elementwise(n, xs, od);
-            case OpKind::Reduction:
-                return reduction(n, as(xs[0], od), od);
-            case OpKind::AxisNormalize:
-                return normalize(n, as(xs[0], od), od);
-            case OpKind::Shape:
-                return shape_op(n, xs, od);
-            case OpKind::Matmul:
-                return matmul_kernel(xs[0], xs[1], od);
+            case OpKind::Reduction: return reduction(n, as(xs[0], od), od);
+            case OpKind::AxisNormalize: return normalize(n, as(xs[0], od), od);
+            case OpKind::Shape: return shape_op(n, xs, od);
+            case OpKind::Matmul: return matmul_kernel(xs[0], xs[1], od);
         }
         detail::unreachable("evaluate: op kind");
     }
@@ -575,17 +554,10 @@ class Evaluator {
                          });
         };
         switch (kd) {
-            case DType::Float64:
-                apply(Tag<double>{}, info.eval.u64, info.eval.b64);
-                break;
-            case DType::Float32:
-                apply(Tag<float>{}, info.eval.u32, info.eval.b32);
-                break;
-            case DType::Int64:
-                apply(Tag<std::int64_t>{}, info.eval.ui, info.eval.bi);
-                break;
-            default:
-                detail::unreachable("evaluate: elementwise compute dtype");
+            case DType::Float64: apply(Tag<double>{}, info.eval.u64, info.eval.b64); break;
+            case DType::Float32: apply(Tag<float>{}, info.eval.u32, info.eval.b32); break;
+            case DType::Int64: apply(Tag<std::int64_t>{}, info.eval.ui, info.eval.bi); break;
+            default: detail::unreachable("evaluate: elementwise compute dtype");
         }
         return as(out, od);
     }
@@ -644,8 +616,7 @@ class Evaluator {
         const Shape& s = x.shape();
         Strides st = contiguous_strides(s);
         switch (n->op()) {
-            case Op::Reshape:
-                return x.reshaped(resolve(n->shape(), x.size()));
+            case Op::Reshape: return x.reshaped(resolve(n->shape(), x.size()));
             case Op::ExpandDims: {
                 Shape out = s;
                 out.insert(out.begin() + ints[0], 1);
@@ -684,10 +655,8 @@ class Evaluator {
                 ss[ax] *= step;
                 return gather(x, out[ax] ? start * st[ax] : 0, ss, out);
             }
-            case Op::Concat:
-                return concat(xs, static_cast<std::size_t>(ints[0]), od);
-            default:
-                break;
+            case Op::Concat: return concat(xs, static_cast<std::size_t>(ints[0]), od);
+            default: break;
         }
         detail::unreachable("evaluate: unknown shape op");
     }

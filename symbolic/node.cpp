@@ -77,7 +77,8 @@ int compare_payload(const Node* a, const Node* b) {
 int structural_compare(const Node* a, const Node* b) {
     // Constants first (by value), then variables by name, then by height and structure; this
     // puts numbers first and reads naturally: 2*x, x + y.
-    std::vector<std::pair<const Node*, const Node*>> work{{a, b}};
+    if (a == b) return 0;
+    boost::container::small_vector<std::pair<const Node*, const Node*>, 16> work{{a, b}};
     while (!work.empty()) {
         auto [x, y] = work.back();
         work.pop_back();

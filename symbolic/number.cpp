@@ -164,12 +164,9 @@ int Number::sign() const {
             return (p_ > 0) - (p_ < 0);
         case Kind::Pi:
         case Kind::E:
-        case Kind::PosInf:
-            return 1;
-        case Kind::NegInf:
-            return -1;
-        case Kind::NaN:
-            return 0;
+        case Kind::PosInf: return 1;
+        case Kind::NegInf: return -1;
+        case Kind::NaN: return 0;
     }
     detail::unreachable("Number::sign");
 }
@@ -185,16 +182,11 @@ double Number::to_double() const {
             Quad v = Quad(mp::numerator(r)) / Quad(mp::denominator(r));
             return static_cast<double>(v);
         }
-        case Kind::Pi:
-            return 3.141592653589793238462643383279502884;
-        case Kind::E:
-            return 2.718281828459045235360287471352662498;
-        case Kind::PosInf:
-            return std::numeric_limits<double>::infinity();
-        case Kind::NegInf:
-            return -std::numeric_limits<double>::infinity();
-        case Kind::NaN:
-            return std::numeric_limits<double>::quiet_NaN();
+        case Kind::Pi: return 3.141592653589793238462643383279502884;
+        case Kind::E: return 2.718281828459045235360287471352662498;
+        case Kind::PosInf: return std::numeric_limits<double>::infinity();
+        case Kind::NegInf: return -std::numeric_limits<double>::infinity();
+        case Kind::NaN: return std::numeric_limits<double>::quiet_NaN();
     }
     detail::unreachable("Number::to_double");
 }
@@ -212,13 +204,22 @@ float Number::to_float() const {
         return static_cast<float>(v);
     }
     switch (kind_) {
-        case Kind::Pi:
-            return 3.14159265358979323846f;
-        case Kind::E:
-            return 2.71828182845904523536f;
-        default:
-            return static_cast<float>(to_double());
+        case Kind::Pi: return 3.14159265358979323846f;
+        case Kind::E: return 2.71828182845904523536f;
+        default: return static_cast<float>(to_double());
     }
+}
+
+Number Number::numerator() const {
+    AGNESI_ASSERT(kind_ == Kind::Rational) << "numerator of " << to_string();
+    if (!big_) return Number(p_);
+    return NumberAccess::make(Rat(mp::numerator(big_->v)));
+}
+
+Number Number::denominator() const {
+    AGNESI_ASSERT(kind_ == Kind::Rational) << "denominator of " << to_string();
+    if (!big_) return Number(q_);
+    return NumberAccess::make(Rat(mp::denominator(big_->v)));
 }
 
 std::optional<std::int64_t> Number::to_int64() const {
@@ -228,18 +229,12 @@ std::optional<std::int64_t> Number::to_int64() const {
 
 std::string Number::to_string() const {
     switch (kind_) {
-        case Kind::Pi:
-            return "pi";
-        case Kind::E:
-            return "e";
-        case Kind::PosInf:
-            return "inf";
-        case Kind::NegInf:
-            return "-inf";
-        case Kind::NaN:
-            return "nan";
-        case Kind::Rational:
-            break;
+        case Kind::Pi: return "pi";
+        case Kind::E: return "e";
+        case Kind::PosInf: return "inf";
+        case Kind::NegInf: return "-inf";
+        case Kind::NaN: return "nan";
+        case Kind::Rational: break;
     }
     if (!big_ && q_ == 1) return std::to_string(p_);
     Rat r = NumberAccess::rat(*this);
@@ -271,18 +266,12 @@ std::string Number::to_string() const {
 
 std::string Number::to_latex() const {
     switch (kind_) {
-        case Kind::Pi:
-            return "\\pi";
-        case Kind::E:
-            return "e";
-        case Kind::PosInf:
-            return "\\infty";
-        case Kind::NegInf:
-            return "-\\infty";
-        case Kind::NaN:
-            return "\\mathrm{NaN}";
-        case Kind::Rational:
-            break;
+        case Kind::Pi: return "\\pi";
+        case Kind::E: return "e";
+        case Kind::PosInf: return "\\infty";
+        case Kind::NegInf: return "-\\infty";
+        case Kind::NaN: return "\\mathrm{NaN}";
+        case Kind::Rational: break;
     }
     std::string s = to_string();
     auto slash = s.find('/');
@@ -294,16 +283,11 @@ std::string Number::to_latex() const {
 
 Number Number::operator-() const {
     switch (kind_) {
-        case Kind::Rational:
-            return NumberAccess::make(-NumberAccess::rat(*this));
-        case Kind::PosInf:
-            return Number(Kind::NegInf);
-        case Kind::NegInf:
-            return Number(Kind::PosInf);
-        case Kind::NaN:
-            return *this;
-        default:
-            AGNESI_ASSERT(false) << "negating a symbolic constant; use a neg node";
+        case Kind::Rational: return NumberAccess::make(-NumberAccess::rat(*this));
+        case Kind::PosInf: return Number(Kind::NegInf);
+        case Kind::NegInf: return Number(Kind::PosInf);
+        case Kind::NaN: return *this;
+        default: AGNESI_ASSERT(false) << "negating a symbolic constant; use a neg node";
     }
     return *this;
 }
@@ -315,16 +299,47 @@ std::optional<Number> checked(const Rat& r) {
 }
 }  // namespace
 
+// Small rationals (the common case) take a fast path in 128-bit integers.
+struct NumberFast {
+    static bool small(const Number& n) { return n.kind_ == Number::Kind::Rational && !n.big_; }
+    static std::optional<Number> make(__int128 p, __int128 q) {
+        if (q < 0) p = -p, q = -q;
+        __int128 a = p < 0 ? -p : p, b = q;
+        while (b) a %= b, std::swap(a, b);  // gcd
+        if (a > 1) p /= a, q /= a;
+        constexpr __int128 hi = std::numeric_limits<std::int64_t>::max();
+        if (p > hi || p < -hi || q > hi) return std::nullopt;
+        Number n;
+        n.p_ = static_cast<std::int64_t>(p);
+        n.q_ = static_cast<std::int64_t>(q);
+        n.rehash();
+        return n;
+    }
+    static std::optional<Number> add(const Number& a, const Number& b) {
+        if (!small(a) || !small(b)) return std::nullopt;
+        if (a.q_ == 1 && b.q_ == 1) return make(__int128(a.p_) + b.p_, 1);
+        return make(__int128(a.p_) * b.q_ + __int128(b.p_) * a.q_, __int128(a.q_) * b.q_);
+    }
+    static std::optional<Number> mul(const Number& a, const Number& b) {
+        if (!small(a) || !small(b)) return std::nullopt;
+        return make(__int128(a.p_) * b.p_, __int128(a.q_) * b.q_);
+    }
+};
+
 std::optional<Number> exact_add(const Number& a, const Number& b) {
     if (!a.is_rational() || !b.is_rational()) return std::nullopt;
+    if (auto r = NumberFast::add(a, b)) return r;
     return checked(NumberAccess::rat(a) + NumberAccess::rat(b));
 }
 std::optional<Number> exact_mul(const Number& a, const Number& b) {
     if (!a.is_rational() || !b.is_rational()) return std::nullopt;
+    if (auto r = NumberFast::mul(a, b)) return r;
     return checked(NumberAccess::rat(a) * NumberAccess::rat(b));
 }
 std::optional<Number> exact_div(const Number& a, const Number& b) {
     if (!a.is_rational() || !b.is_rational() || b.is_zero()) return std::nullopt;
+    if (NumberFast::small(a) && NumberFast::small(b))
+        if (auto r = NumberFast::make(__int128(a.p_) * b.q_, __int128(a.q_) * b.p_)) return r;
     return checked(NumberAccess::rat(a) / NumberAccess::rat(b));
 }
 std::optional<Number> exact_pow(const Number& a, const Number& b) {
@@ -332,6 +347,8 @@ std::optional<Number> exact_pow(const Number& a, const Number& b) {
     if (!a.is_rational() || !e) return std::nullopt;
     if (a.is_zero() && *e <= 0) return std::nullopt;
     if (*e == 0) return Number(1);
+    if (*e == 1) return a;
+    if (*e == -1) return exact_div(Number(1), a);
     Rat base = NumberAccess::rat(a);
     auto bits = [](const Int& i) { return i == 0 ? 0u : unsigned(mp::msb(mp::abs(i))) + 1; };
     std::uint64_t mag = static_cast<std::uint64_t>(*e < 0 ? -*e : *e);
@@ -347,6 +364,10 @@ std::optional<Number> exact_pow(const Number& a, const Number& b) {
 
 std::optional<int> exact_compare(const Number& a, const Number& b) {
     if (!a.is_rational() || !b.is_rational()) return std::nullopt;
+    if (NumberFast::small(a) && NumberFast::small(b)) {
+        __int128 x = __int128(a.p_) * b.q_, y = __int128(b.p_) * a.q_;
+        return (x > y) - (x < y);
+    }
     Rat x = NumberAccess::rat(a), y = NumberAccess::rat(b);
     return (x > y) - (x < y);
 }

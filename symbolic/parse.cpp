@@ -298,9 +298,7 @@ class Parser {
                 bool floating = t.text.find_first_of(".eE") != std::string::npos;
                 return {floating ? literal(*v, f64, ctx_) : literal(*v, ctx_), Lit::Number, t.col};
             }
-            case Tok::Quoted:
-                ++pos_;
-                return {name_value(t.text, t.col, true), Lit::None, t.col};
+            case Tok::Quoted: ++pos_; return {name_value(t.text, t.col, true), Lit::None, t.col};
             case Tok::Ident: {
                 ++pos_;
                 if (at_symbol("(")) return {call(t), Lit::None, t.col};
@@ -317,8 +315,7 @@ class Parser {
                     return {inner.e, Lit::None, t.col};
                 }
                 fail(fmt::format("expected an operand but found '{}'", t.text), t.col);
-            case Tok::End:
-                fail("unexpected end of input", t.col);
+            case Tok::End: fail("unexpected end of input", t.col);
         }
         detail::unreachable("parser atom");
     }
@@ -485,8 +482,7 @@ class Parser {
             }
             case OpKind::Shape:
                 return shape_call(*op, name, fn, as, positional, keyword, only_keywords, count);
-            case OpKind::Leaf:
-                break;
+            case OpKind::Leaf: break;
         }
         fail(fmt::format("unknown function '{}'", name), fn.col);
     }
@@ -544,8 +540,7 @@ class Parser {
                 Expr x = value_of(*p[0]);
                 return build(fn.col, [&] { return slice(x, axis, start, stop, step); });
             }
-            default:
-                break;
+            default: break;
         }
         fail(fmt::format("unknown function '{}'", name), fn.col);
     }

@@ -140,10 +140,8 @@ Layout text_layout(const Node* n, const Node* parent) {
             if (constant_prints_plain(n, parent)) return {lit(literal_text(n))};
             return {
                 lit(fmt::format("cast({}, {})", n->value().to_string(), dtype_name(n->dtype())))};
-        case Op::Variable:
-            return {lit(quote_name(n->name()))};
-        default:
-            break;
+        case Op::Variable: return {lit(quote_name(n->name()))};
+        default: break;
     }
     if (n->op() == Op::Neg) {
         const Node* a = n->operand(0);
@@ -191,15 +189,11 @@ Layout text_layout(const Node* n, const Node* parent) {
             if (!is_all_axes(n)) ints(n->ints().begin(), n->ints().end());
             if (n->keepdims()) out.push_back(lit(", keepdims=true"));
             break;
-        case OpKind::AxisNormalize:
-            ints(n->ints().begin(), n->ints().end());
-            break;
+        case OpKind::AxisNormalize: ints(n->ints().begin(), n->ints().end()); break;
         case OpKind::Shape:
             switch (n->op()) {
                 case Op::Reshape:
-                case Op::BroadcastTo:
-                    dims(n->shape());
-                    break;
+                case Op::BroadcastTo: dims(n->shape()); break;
                 case Op::Transpose: {
                     bool reversed = true;
                     std::size_t r = n->rank();
@@ -208,11 +202,8 @@ Layout text_layout(const Node* n, const Node* parent) {
                     if (!reversed) ints(n->ints().begin(), n->ints().end());
                     break;
                 }
-                case Op::Concat:
-                    out.push_back(lit(fmt::format(", axis={}", n->ints()[0])));
-                    break;
-                default:
-                    ints(n->ints().begin(), n->ints().end());
+                case Op::Concat: out.push_back(lit(fmt::format(", axis={}", n->ints()[0]))); break;
+                default: ints(n->ints().begin(), n->ints().end());
             }
             break;
         default:
@@ -321,10 +312,8 @@ Layout latex_layout(const Node* n, const Node* /*parent*/) {
                       lit("\\right)" + tail)};
     };
     switch (n->op()) {
-        case Op::Constant:
-            return {lit(n->value().to_latex())};
-        case Op::Variable:
-            return {lit(latex_name(n->name()))};
+        case Op::Constant: return {lit(n->value().to_latex())};
+        case Op::Variable: return {lit(latex_name(n->name()))};
         case Op::Neg:
             return expand("-{0}", n,
                           [&](std::size_t) { return latex_prec(n->operand(0)) <= Prec::Add; });
@@ -343,18 +332,15 @@ Layout latex_layout(const Node* n, const Node* /*parent*/) {
                 return k == 0 &&
                        (latex_prec(n->operand(0)) < Prec::Atom || n->operand(0)->op() == Op::Div);
             });
-        case Op::Div:
-            return expand(info.latex, n, [](std::size_t) { return false; });
+        case Op::Div: return expand(info.latex, n, [](std::size_t) { return false; });
         case Op::Matmul:
             return expand("{0} {1}", n,
                           [&](std::size_t k) { return latex_prec(n->operand(k)) < Prec::Atom; });
         case Op::Transpose:
             return expand("{0}^{\\top}", n,
                           [&](std::size_t) { return latex_prec(n->operand(0)) < Prec::Atom; });
-        case Op::Cast:
-            return wrapped(fmt::format("\\operatorname{{{}}}", dtype_name(n->dtype())));
-        default:
-            break;
+        case Op::Cast: return wrapped(fmt::format("\\operatorname{{{}}}", dtype_name(n->dtype())));
+        default: break;
     }
     if (info.kind == OpKind::Elementwise) {
         if (!info.infix.empty()) {
@@ -380,15 +366,12 @@ Layout latex_layout(const Node* n, const Node* /*parent*/) {
     std::string sub;
     switch (n->op()) {
         case Op::Reshape:
-        case Op::BroadcastTo:
-            sub = shape_string(n->shape());
-            break;
+        case Op::BroadcastTo: sub = shape_string(n->shape()); break;
         case Op::Slice:
             sub = fmt::format("{}:{}:{}", n->ints()[1], n->ints()[2], n->ints()[3]);
             sub = "axis " + std::to_string(n->ints()[0]) + ", " + sub;
             break;
-        default:
-            sub = axes_label(n);
+        default: sub = axes_label(n);
     }
     Layout out{lit(std::string(info.latex) + "_{" + sub + "}\\left(")};
     for (std::size_t i = 0; i < n->arity(); ++i) {

@@ -79,20 +79,13 @@ struct Tag {
 template <class F>
 decltype(auto) visit_dtype(DType t, F&& f) {
     switch (t) {
-        case DType::Bool:
-            return f(Tag<bool>{});
-        case DType::Int32:
-            return f(Tag<std::int32_t>{});
-        case DType::Int64:
-            return f(Tag<std::int64_t>{});
-        case DType::Float32:
-            return f(Tag<float>{});
-        case DType::Float64:
-            return f(Tag<double>{});
-        case DType::Float16:
-            return f(Tag<Half>{});
-        case DType::BFloat16:
-            return f(Tag<BHalf>{});
+        case DType::Bool: return f(Tag<bool>{});
+        case DType::Int32: return f(Tag<std::int32_t>{});
+        case DType::Int64: return f(Tag<std::int64_t>{});
+        case DType::Float32: return f(Tag<float>{});
+        case DType::Float64: return f(Tag<double>{});
+        case DType::Float16: return f(Tag<Half>{});
+        case DType::BFloat16: return f(Tag<BHalf>{});
     }
     detail::unreachable("visit_dtype");
 }
@@ -288,20 +281,13 @@ DType npy_dtype(const std::string& descr, const std::string& path) {
 
 std::string npy_descr(DType t) {
     switch (t) {
-        case DType::Bool:
-            return "|b1";
-        case DType::Int32:
-            return "<i4";
-        case DType::Int64:
-            return "<i8";
-        case DType::Float32:
-            return "<f4";
-        case DType::Float64:
-            return "<f8";
-        case DType::Float16:
-            return "<f2";
-        case DType::BFloat16:
-            break;
+        case DType::Bool: return "|b1";
+        case DType::Int32: return "<i4";
+        case DType::Int64: return "<i8";
+        case DType::Float32: return "<f4";
+        case DType::Float64: return "<f8";
+        case DType::Float16: return "<f2";
+        case DType::BFloat16: break;
     }
     throw ValueError("save_npy: bfloat16 has no .npy dtype; convert it with astype first");
 }
@@ -316,14 +302,10 @@ std::uint32_t read_le(const unsigned char* p, int n) {
 
 std::string element_string(const Tensor& t, std::int64_t i) {
     switch (t.dtype()) {
-        case DType::Bool:
-            return t.data<bool>()[i] ? "1" : "0";
-        case DType::Int32:
-            return std::to_string(t.data<std::int32_t>()[i]);
-        case DType::Int64:
-            return std::to_string(t.data<std::int64_t>()[i]);
-        default:
-            return format_value(t.at(i));
+        case DType::Bool: return t.data<bool>()[i] ? "1" : "0";
+        case DType::Int32: return std::to_string(t.data<std::int32_t>()[i]);
+        case DType::Int64: return std::to_string(t.data<std::int64_t>()[i]);
+        default: return format_value(t.at(i));
     }
 }
 

@@ -2,21 +2,23 @@
 
 #include <unordered_set>
 
+#include "agnesi/detail/node_map.hpp"
+
 namespace agnesi {
 
 std::vector<const Node*> post_order(const std::vector<const Node*>& roots) {
     std::vector<const Node*> order;
-    std::unordered_set<const Node*> seen;
+    detail::NodeMap<bool> seen(roots.size() * 8);
     // (node, next operand to visit)
     std::vector<std::pair<const Node*, std::size_t>> stack;
     for (const Node* r : roots) {
-        if (!r || !seen.insert(r).second) continue;
+        if (!r || !seen.insert(r)) continue;
         stack.emplace_back(r, 0);
         while (!stack.empty()) {
             auto& [n, i] = stack.back();
             if (i < n->arity()) {
                 const Node* c = n->operand(i++);
-                if (seen.insert(c).second) stack.emplace_back(c, 0);
+                if (seen.insert(c)) stack.emplace_back(c, 0);
             } else {
                 order.push_back(n);
                 stack.pop_back();
@@ -58,15 +60,17 @@ std::vector<Expr> rewrite_post_order(
     const std::function<Expr(const Node*, const std::vector<Expr>&)>& f) {
     std::vector<const Node*> rs;
     for (const Expr& e : roots) rs.push_back(e.node());
-    std::unordered_map<const Node*, Expr> memo;
+    std::vector<const Node*> order = post_order(rs);
+    detail::NodeMap<Expr> memo(order.size());
     std::vector<Expr> ops;
-    for (const Node* n : post_order(rs)) {
+    for (const Node* n : order) {
         ops.clear();
-        for (const Node* o : n->operands()) ops.push_back(memo.at(o));
-        memo.emplace(n, f(n, ops));
+        for (const Node* o : n->operands()) ops.push_back(*memo.find(o));
+        Expr r = f(n, ops);
+        memo[n] = r;
     }
     std::vector<Expr> out;
-    for (const Node* r : rs) out.push_back(memo.at(r));
+    for (const Node* r : rs) out.push_back(*memo.find(r));
     return out;
 }
 

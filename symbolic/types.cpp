@@ -12,20 +12,13 @@ namespace agnesi {
 
 std::string_view dtype_name(DType t) {
     switch (t) {
-        case DType::Bool:
-            return "bool";
-        case DType::Int32:
-            return "int32";
-        case DType::Int64:
-            return "int64";
-        case DType::Float32:
-            return "float32";
-        case DType::Float64:
-            return "float64";
-        case DType::Float16:
-            return "float16";
-        case DType::BFloat16:
-            return "bfloat16";
+        case DType::Bool: return "bool";
+        case DType::Int32: return "int32";
+        case DType::Int64: return "int64";
+        case DType::Float32: return "float32";
+        case DType::Float64: return "float64";
+        case DType::Float16: return "float16";
+        case DType::BFloat16: return "bfloat16";
     }
     detail::unreachable("dtype_name");
 }
@@ -44,20 +37,13 @@ std::optional<DType> parse_dtype(std::string_view s) {
 
 std::size_t dtype_size(DType t) {
     switch (t) {
-        case DType::Bool:
-            return 1;
-        case DType::Int32:
-            return 4;
-        case DType::Int64:
-            return 8;
-        case DType::Float32:
-            return 4;
-        case DType::Float64:
-            return 8;
-        case DType::Float16:
-            return 2;
-        case DType::BFloat16:
-            return 2;
+        case DType::Bool: return 1;
+        case DType::Int32: return 4;
+        case DType::Int64: return 8;
+        case DType::Float32: return 4;
+        case DType::Float64: return 8;
+        case DType::Float16: return 2;
+        case DType::BFloat16: return 2;
     }
     detail::unreachable("dtype_size");
 }

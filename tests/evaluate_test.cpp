@@ -421,23 +421,17 @@ double ref_reduce(Op op, const std::vector<double>& v) {
     double s = 0, p = 1, mx = -INFINITY, mn = INFINITY;
     for (double x : v) s += x, p *= x, mx = std::max(mx, x), mn = std::min(mn, x);
     switch (op) {
-        case Op::Sum:
-            return s;
-        case Op::Prod:
-            return p;
-        case Op::ReduceMax:
-            return mx;
-        case Op::ReduceMin:
-            return mn;
-        case Op::Mean:
-            return s / static_cast<double>(v.size());
+        case Op::Sum: return s;
+        case Op::Prod: return p;
+        case Op::ReduceMax: return mx;
+        case Op::ReduceMin: return mn;
+        case Op::Mean: return s / static_cast<double>(v.size());
         case Op::Logsumexp: {
             double e = 0;
             for (double x : v) e += std::exp(x - mx);
             return mx + std::log(e);
         }
-        default:
-            return NAN;
+        default: return NAN;
     }
 }
 }  // namespace

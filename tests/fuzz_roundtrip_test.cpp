@@ -51,6 +51,7 @@ TEST(Fuzz, FoldingKeepsTheValue) {
         ASSERT_EQ(f.dtype(), e.dtype()) << to_string(e) << " -> " << to_string(f);
         ASSERT_EQ(fold_constants(f), f) << "not idempotent: " << to_string(e);
         Bindings at = gen.values();
+        if (!agnesi::testing::in_rewrite_domain(e, at)) continue;
         Tensor a = evaluate(e, at), b = evaluate(f, at);
         ASSERT_EQ(a.size(), b.size());
         for (std::int64_t k = 0; k < a.size(); ++k)

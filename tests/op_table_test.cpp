@@ -14,6 +14,7 @@ TEST(OpTable, CompleteAndInOpOrder) {
         if (info.kind != OpKind::Leaf) {
             EXPECT_EQ(op_from_name(info.name), info.op) << info.name;
             EXPECT_FALSE(info.latex.empty()) << info.name;
+            EXPECT_NE(info.vjp, nullptr) << info.name << " has no derivative rule";
         }
         if (info.kind == OpKind::Elementwise && info.op != Op::Cast) {
             EXPECT_NE(info.type, TypeRule::None) << info.name;

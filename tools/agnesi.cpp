@@ -3,9 +3,11 @@
 //   agnesi eval "EXPR" --at x=0.5,y=1.25
 //   agnesi print "EXPR" --format text|latex|dot|debug [--types]
 //   agnesi simplify "EXPR"
+//   agnesi grad "EXPR" --wrt x,y [--format text|latex|dot|debug|stats]
 // EXPR is always the argument right after the command, even when it starts with '-'.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <charconv>
 #include <cstdio>
@@ -24,7 +26,9 @@ constexpr const char* kUsage =
     "commands:\n"
     "  eval      evaluate EXPR (values with --at)\n"
     "  print     print EXPR (--format text|latex|dot|debug)\n"
-    "  simplify  print EXPR simplified, on one line\n";
+    "  simplify  print EXPR simplified, on one line\n"
+    "  grad      print the simplified derivative of EXPR with respect to each of --wrt x,y,...,\n"
+    "            one line per variable (--format text|latex|dot|debug|stats)\n";
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -127,6 +131,38 @@ Bindings bindings(const std::vector<std::string>& specs, const std::vector<Expr>
     return b;
 }
 
+// grad: the simplified derivative with respect to each --wrt variable, in the order given.
+void print_gradient(const Expr& e, const std::vector<std::string>& wrt_specs,
+                    const std::vector<std::string>& shape_specs, const std::string& format,
+                    bool types) {
+    std::vector<Expr> known = free_variables({e});
+    for (const Expr& v : declared_variables(shape_specs)) known.push_back(v);
+    std::vector<Expr> wrt;
+    for (const std::string& spec : wrt_specs)
+        for (const std::string& name : split(spec, ',')) {
+            if (name.empty()) continue;
+            auto it = std::find_if(known.begin(), known.end(),
+                                   [&](const Expr& v) { return v->name() == name; });
+            // A name the expression does not use is a float64 scalar: its derivative is 0.
+            wrt.push_back(it != known.end() ? *it : scalar(name));
+        }
+    if (wrt.empty()) throw UsageError("grad: give the variables with --wrt x,y,...");
+    std::vector<Expr> ds = grad(e, wrt);
+    for (Expr& d : ds) d = simplify(d);
+    if (format == "text")
+        for (const Expr& d : ds) std::cout << to_string(d) << "\n";
+    else if (format == "latex")
+        for (const Expr& d : ds) std::cout << to_latex(d) << "\n";
+    else if (format == "stats")
+        for (const Expr& d : ds) std::cout << count_nodes({d}) << "\n";
+    else if (format == "dot")
+        std::cout << to_dot(ds);
+    else if (format == "debug")
+        std::cout << debug_print(ds, {.types = types});
+    else
+        throw UsageError(fmt::format("--format: unknown format '{}'", format));
+}
+
 int run(int argc, char** argv) {
     if (argc < 2) throw UsageError("missing command");
     std::string command = argv[1];
@@ -134,7 +170,7 @@ int run(int argc, char** argv) {
         std::cout << kUsage;
         return 0;
     }
-    if (command != "eval" && command != "print" && command != "simplify")
+    if (command != "eval" && command != "print" && command != "simplify" && command != "grad")
         throw UsageError(fmt::format("unknown command '{}'", command));
     if (argc < 3) throw UsageError(fmt::format("{}: missing the expression", command));
     std::string text = argv[2];
@@ -143,8 +179,9 @@ int run(int argc, char** argv) {
     opts.add_options()("shape", po::value<std::vector<std::string>>()->composing(),
                        "declare tensor variables: X=4096x1024,w=1024:float32")(
         "at", po::value<std::vector<std::string>>()->composing(), "values: x=0.5,X=@X.npy")(
-        "format", po::value<std::string>()->default_value("text"), "text|latex|dot|debug")(
-        "types", po::bool_switch(), "debug format: show dtype and shape");
+        "format", po::value<std::string>()->default_value("text"), "text|latex|dot|debug|stats")(
+        "types", po::bool_switch(), "debug format: show dtype and shape")(
+        "wrt", po::value<std::vector<std::string>>()->composing(), "grad: variables x,y,...");
     po::variables_map vm;
     // Everything after EXPR is options; EXPR itself is never read as one (the parser skips the
     // first element it is given, as it would a program name, and that element is EXPR).
@@ -164,6 +201,9 @@ int run(int argc, char** argv) {
         std::cout << format_tensor(t) << "\n";
     } else if (command == "simplify") {
         std::cout << to_string(simplify(e)) << "\n";
+    } else if (command == "grad") {
+        print_gradient(e, list("wrt"), list("shape"), vm["format"].as<std::string>(),
+                       vm["types"].as<bool>());
     } else {
         std::string format = vm["format"].as<std::string>();
         if (format == "text")

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "agnesi/context.hpp"
+#include "agnesi/diff.hpp"
 #include "agnesi/error.hpp"
 #include "agnesi/evaluate.hpp"
 #include "agnesi/expr.hpp"
@@ -14,3 +15,4 @@
 #include "agnesi/tensor.hpp"
 #include "agnesi/traverse.hpp"
 #include "agnesi/types.hpp"
+#include "agnesi/vjp.hpp"

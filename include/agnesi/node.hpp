@@ -18,6 +18,7 @@
 
 #include <boost/container/small_vector.hpp>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "agnesi/number.hpp"
@@ -36,10 +37,21 @@ enum Assume : std::uint8_t {
     kNonzero = 4,
     kInteger = 8,
 };
-inline constexpr std::uint8_t positive = kPositive | kNonnegative | kNonzero;
-inline constexpr std::uint8_t nonnegative = kNonnegative;
-inline constexpr std::uint8_t nonzero = kNonzero;
-inline constexpr std::uint8_t integer = kInteger;
+class Expr;
+class Match;
+
+/// An assumption, usable two ways: scalar("x", positive) states it for a variable, and in a
+/// rewrite rule when(positive(x)) requires it of what the wildcard x matched.
+struct Assumption {
+    std::uint8_t mask;
+    constexpr operator std::uint8_t() const { return mask; }  // NOLINT: a mask where one is asked
+    /// The rule condition "known to hold for what `wild` matched" (defined in simplify/).
+    std::function<bool(const Match&)> operator()(const Expr& wild) const;
+};
+inline constexpr Assumption positive{kPositive | kNonnegative | kNonzero};
+inline constexpr Assumption nonnegative{kNonnegative};
+inline constexpr Assumption nonzero{kNonzero};
+inline constexpr Assumption integer{kInteger};
 
 using Operands = boost::container::small_vector<const class Node*, 3>;
 using Ints = boost::container::small_vector<std::int64_t, 4>;

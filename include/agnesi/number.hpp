@@ -44,6 +44,9 @@ class Number {
     double to_double() const;
     /// The value rounded to float (correctly rounded for rationals, not via double).
     float to_float() const;
+    /// Numerator and denominator (positive) of a rational, in lowest terms.
+    Number numerator() const;
+    Number denominator() const;
     /// The value as int64 if it is an integer that fits.
     std::optional<std::int64_t> to_int64() const;
 
@@ -78,6 +81,7 @@ class Number {
     std::shared_ptr<const Big> big_;
     std::size_t hash_ = 0;
     friend struct NumberAccess;
+    friend struct NumberFast;
 };
 
 }  // namespace agnesi

@@ -9,8 +9,12 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 namespace agnesi {
+
+class Expr;
+struct VjpArgs;
 
 enum class Op : std::uint8_t {
     // leaves
@@ -112,6 +116,11 @@ using UnaryI64 = std::int64_t (*)(std::int64_t);
 using BinaryF64 = double (*)(double, double);
 using BinaryF32 = float (*)(float, float);
 using BinaryI64 = std::int64_t (*)(std::int64_t, std::int64_t);
+/// A derivative rule: the vector-Jacobian product of an op. Given the cotangent of the output
+/// (VjpArgs, include/agnesi/vjp.hpp), it returns one cotangent per operand, each of that
+/// operand's shape; an empty Expr means no gradient flows to that operand (zero, or not
+/// differentiable). Rules are written with the public builders and are linear in the cotangent.
+using VjpFn = std::vector<Expr> (*)(const VjpArgs&);
 
 /// The scalar semantics of an elementwise op, per compute dtype. A null entry means the op does
 /// not take that compute dtype (its type rule promotes away from it).
@@ -142,6 +151,8 @@ struct OpInfo {
     ScalarFns eval = {};
     /// Scalar C/C++/CUDA expression, {0}.. for operands (overloads pick float or double).
     std::string_view c_expr = {};
+    /// Derivative rule (reverse mode); every non-leaf op has one.
+    VjpFn vjp = nullptr;
 };
 
 /// The table entry of an op.

@@ -2,9 +2,11 @@
 // over a few variables of small broadcastable shapes, to a given depth.
 #pragma once
 
+#include <cmath>
 #include <cstdlib>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "agnesi/agnesi.hpp"
@@ -21,6 +23,29 @@ inline unsigned fuzz_seed(unsigned fallback) {
 inline int fuzz_iters(int fallback) {
     if (const char* s = std::getenv("AGNESI_FUZZ_ITERS")) return std::atoi(s);
     return fallback;
+}
+
+/// Whether a sample is inside the domain where rewrites keep values: every subexpression of `e`
+/// is finite there, and no atan2 sits on its branch cut (y = +-0, where the sign of a zero, which
+/// exact constants do not keep, decides the result). Outside it, x*0 -> 0 turns inf*0 into 0 and
+/// a/(-b) -> -a/b flips the sign of a division by zero, which a comparison could then see.
+inline bool in_rewrite_domain(const Expr& e, const Bindings& at) {
+    std::vector<Expr> parts;
+    for (const Node* n : post_order(e)) parts.emplace_back(n);
+    std::vector<Tensor> values = evaluate(parts, at);
+    std::unordered_map<const Node*, std::size_t> index;
+    for (std::size_t i = 0; i < parts.size(); ++i) index[parts[i].node()] = i;
+    for (std::size_t p = 0; p < parts.size(); ++p) {
+        const Tensor& t = values[p];
+        for (std::int64_t j = 0; j < t.size(); ++j)
+            if (!std::isfinite(t.at(j))) return false;
+        if (parts[p].op() == Op::Atan2) {
+            const Tensor& y = values[index.at(parts[p]->operand(0))];
+            for (std::int64_t j = 0; j < y.size(); ++j)
+                if (y.at(j) == 0) return false;
+        }
+    }
+    return true;
 }
 
 struct RandomExprOptions {
@@ -121,14 +146,10 @@ class RandomExpr {
             }
             case 8:
                 switch (pick(4)) {
-                    case 0:
-                        return softmax(a, axis);
-                    case 1:
-                        return log_softmax(a, axis);
-                    case 2:
-                        return transpose(a);
-                    default:
-                        return expand_dims(a, axis);
+                    case 0: return softmax(a, axis);
+                    case 1: return log_softmax(a, axis);
+                    case 2: return transpose(a);
+                    default: return expand_dims(a, axis);
                 }
             default:
                 if (a.rank() == 2 && a.shape()[1] == 3 && pick(2) == 0) return matmul(a, vars_[3]);

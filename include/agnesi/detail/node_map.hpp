@@ -1,0 +1,81 @@
+// A hash map keyed by node pointers, open addressing with linear probing: the passes look up
+// every node several times, and std::unordered_map's allocation per entry dominated them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace agnesi {
+class Node;
+}
+
+namespace agnesi::detail {
+
+template <class V>
+class NodeMap {
+  public:
+    explicit NodeMap(std::size_t expected = 16) { rehash(capacity_for(expected)); }
+
+    /// The value for `key`, default-constructed and inserted if absent.
+    V& operator[](const Node* key) {
+        std::size_t i = find_slot(key);
+        if (!slots_[i].first) {
+            if ((size_ + 1) * 4 > slots_.size() * 3) {
+                rehash(slots_.size() * 2);
+                i = find_slot(key);
+            }
+            slots_[i].first = key;
+            ++size_;
+        }
+        return slots_[i].second;
+    }
+    /// The value for `key`, or null.
+    V* find(const Node* key) {
+        std::size_t i = find_slot(key);
+        return slots_[i].first ? &slots_[i].second : nullptr;
+    }
+    const V* find(const Node* key) const {
+        std::size_t i = find_slot(key);
+        return slots_[i].first ? &slots_[i].second : nullptr;
+    }
+    bool contains(const Node* key) const { return find(key) != nullptr; }
+    /// Inserts if absent; returns whether it was absent.
+    bool insert(const Node* key, V value = V()) {
+        std::size_t before = size_;
+        V& v = (*this)[key];
+        if (size_ == before) return false;
+        v = std::move(value);
+        return true;
+    }
+    std::size_t size() const { return size_; }
+
+  private:
+    static std::size_t capacity_for(std::size_t n) {
+        std::size_t c = 16;
+        while (c * 3 < n * 4) c *= 2;
+        return c;
+    }
+    std::size_t find_slot(const Node* key) const {
+        std::size_t mask = slots_.size() - 1;
+        auto h = reinterpret_cast<std::uintptr_t>(key);
+        std::size_t i = (h * 0x9e3779b97f4a7c15ull) >> 20 & mask;
+        while (slots_[i].first && slots_[i].first != key) i = (i + 1) & mask;
+        return i;
+    }
+    void rehash(std::size_t capacity) {
+        std::vector<std::pair<const Node*, V>> old(capacity);
+        old.swap(slots_);
+        for (auto& [k, v] : old) {
+            if (!k) continue;
+            std::size_t i = find_slot(k);
+            slots_[i].first = k;
+            slots_[i].second = std::move(v);
+        }
+    }
+    std::vector<std::pair<const Node*, V>> slots_;
+    std::size_t size_ = 0;
+};
+
+}  // namespace agnesi::detail

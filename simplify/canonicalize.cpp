@@ -1,0 +1,625 @@
+// Canonical sums and products.
+//
+// A maximal tree of +, - and unary - (of one float dtype, through nodes used once) becomes a list
+// of coefficient * term pairs and a constant; like terms are collected with exact coefficients,
+// terms are ordered structurally and the sum is rebuilt with subtraction for negative terms
+// (x - 2*y + 1). A maximal tree of *, / and powers becomes a coefficient and base^exponent
+// factors; equal bases add their exponents (x*x*y/x is x*y), and the product is rebuilt as a
+// numerator over a denominator. Nodes used more than once stay whole, so sharing survives and
+// the pass is linear in the DAG. Exponents multiply through a power only when the outer exponent
+// is an integer: (x*y)^2 is x^2*y^2, but sqrt(x*y) stays (it is finite where sqrt(x) is not).
+#include <algorithm>
+#include <map>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "agnesi/detail/node_map.hpp"
+#include "agnesi/error.hpp"
+#include "agnesi/traverse.hpp"
+#include "simplify/internal.hpp"
+
+namespace agnesi {
+
+namespace {
+
+enum class Kind { None, Sum, Product };
+
+bool rational_constant(const Node* n) {
+    return n->is_constant() && n->value().is_rational();
+}
+
+Kind kind_of(const Node* n) {
+    if (!is_float(n->dtype())) return Kind::None;
+    switch (n->op()) {
+        case Op::Add:
+        case Op::Sub:
+        case Op::Neg: return Kind::Sum;
+        case Op::Mul:
+        case Op::Div:
+        case Op::Sqrt: return Kind::Product;
+        case Op::Pow: return Kind::Product;
+        default: return Kind::None;
+    }
+}
+
+bool integer_pow(const Node* n) {
+    return n->op() == Op::Pow && rational_constant(n->operand(1)) &&
+           n->operand(1)->value().is_integer();
+}
+
+// Whether `o`, used once by `user`, is flattened into user's sum or product.
+bool joins(const Node* user, const Node* o) {
+    Kind k = kind_of(o);
+    if (k == Kind::None || kind_of(user) != k || user->dtype() != o->dtype()) return false;
+    if (k == Kind::Sum) return true;
+    return user->op() == Op::Mul || user->op() == Op::Div || integer_pow(user);
+}
+
+// Terms order by base, and powers of one base by falling exponent: x^2 + 2*x + 1.
+bool term_order(const Expr& a, const Expr& b) {
+    auto split = [](const Expr& m) -> std::pair<const Node*, Number> {
+        if (m.op() == Op::Pow && rational_constant(m->operand(1)))
+            return {m->operand(0), m->operand(1)->value()};
+        return {m.node(), Number(1)};
+    };
+    auto [ba, ka] = split(a);
+    auto [bb, kb] = split(b);
+    if (int c = structural_compare(ba, bb)) return c < 0;
+    return *exact_compare(ka, kb) > 0;
+}
+
+// An exponent: a rational part and, for x^y with y not a number, a symbolic part.
+struct Exponent {
+    Number r;
+    Expr s;
+    bool zero() const { return r.is_zero() && !s; }
+    bool in_numerator() const { return s || r.sign() > 0; }
+    Exponent times(const Number& k) const {
+        Exponent out{*exact_mul(r, k), s};
+        if (s && !k.is_one()) out.s = literal(k, s->context()) * s;
+        return out;
+    }
+    Exponent plus(const Exponent& o) const {
+        Exponent out{*exact_add(r, o.r), s};
+        if (o.s) out.s = s ? s + o.s : o.s;
+        return out;
+    }
+};
+
+struct ProductForm {
+    Number coef{1};
+    std::vector<std::pair<Expr, Exponent>> factors;  // base, exponent (nonzero), ordered
+};
+
+int order(const Expr& a, const Expr& b) {
+    return structural_compare(a.node(), b.node());
+}
+
+class Canonicalizer {
+  public:
+    explicit Canonicalizer(Context& ctx) : ctx_(ctx) {}
+
+    std::vector<Expr> run(const std::vector<Expr>& roots) {
+        std::vector<const Node*> rs;
+        for (const Expr& r : roots) rs.push_back(r.node());
+        auto order = post_order(rs);
+        detail::NodeMap<std::size_t> uses(order.size());
+        for (const Node* n : order)
+            for (const Node* o : n->operands()) ++uses[o];
+        for (const Node* r : rs) ++uses[r];
+        for (const Node* n : order)
+            for (const Node* o : n->operands())
+                if (*uses.find(o) == 1 && joins(n, o)) interior_[o] = true;
+        for (const Node* n : order) {
+            if (interior_.contains(n)) continue;
+            Expr v = visit(n);
+            memo_[n] = v;
+        }
+        std::vector<Expr> out;
+        for (const Node* r : rs) out.push_back(at(r));
+        return out;
+    }
+
+    Expr build_sum(const detail::SumForm& f);
+
+  private:
+    Expr visit(const Node* n) {
+        Kind k = kind_of(n);
+        std::optional<Expr> out;
+        try {
+            if (k == Kind::Sum)
+                out = build_sum(flatten_sum(n));
+            else if (k == Kind::Product)
+                out = build_product(flatten_product(n));
+        } catch (const Error&) {
+            out.reset();  // a form that does not build (shapes): keep the node as it is
+        }
+        if (out) {
+            if (auto fitted = detail::fit_to(*out, n)) return *fitted;
+        }
+        std::vector<Expr> ops;
+        bool changed = false;
+        for (const Node* o : n->operands()) {
+            // An operand folded into this node has no value of its own: it stays as it was.
+            const Expr* v = memo_.find(o);
+            ops.push_back(v ? *v : Expr(o));
+            changed = changed || ops.back().node() != o;
+        }
+        return changed ? rebuild(n, ops) : Expr(n);
+    }
+
+    // ---- sums ----
+
+    detail::SumForm flatten_sum(const Node* root) {
+        Accumulator acc;
+        std::vector<std::pair<const Node*, Number>> stack{{root, Number(1)}};
+        while (!stack.empty()) {
+            auto [m, c] = stack.back();
+            stack.pop_back();
+            if (m == root || interior_.contains(m)) {
+                switch (m->op()) {
+                    case Op::Add:
+                        stack.emplace_back(m->operand(1), c);
+                        stack.emplace_back(m->operand(0), c);
+                        continue;
+                    case Op::Sub:
+                        stack.emplace_back(m->operand(1), -c);
+                        stack.emplace_back(m->operand(0), c);
+                        continue;
+                    case Op::Neg: stack.emplace_back(m->operand(0), -c); continue;
+                    default: break;
+                }
+            }
+            Expr t = at(m);
+            // A term that became a sum here (a product with a negative coefficient, -(x + z))
+            // joins this sum; a sum that was already there is shared and stays whole.
+            if (kind_of(m) != Kind::Sum && kind_of(t.node()) == Kind::Sum) {
+                detail::SumForm inner = detail::sum_form(t);
+                for (const auto& [k, mono] : inner.terms) add_term(acc, mono, *exact_mul(c, k));
+                add_term(acc, literal(inner.constant, ctx_), c);
+                continue;
+            }
+            add_term(acc, t, c);
+        }
+        return acc.form();
+    }
+
+    struct Accumulator {
+        std::vector<std::pair<Number, Expr>> terms;
+        std::unordered_map<const Node*, std::size_t> index;
+        Number constant{0};
+        bool exact = true;
+        detail::SumForm form() {
+            detail::SumForm f;
+            f.constant = constant;
+            for (auto& [c, m] : terms)
+                if (!c.is_zero()) f.terms.emplace_back(c, m);
+            return f;
+        }
+    };
+
+    void add_term(Accumulator& acc, const Expr& t, const Number& c) {
+        auto [k, mono] = split(t);
+        // c*(1 - y) is the term -c*(y - 1); a sum standing alone keeps its form, so that a
+        // shared one is not rebuilt into a twin.
+        if (mono && mono != t && leads_negative(mono)) {
+            mono = negate(mono);
+            k = -k;
+        }
+        auto coef = exact_mul(c, k);
+        if (!coef) {  // too large to stay exact: keep the product as its own term
+            coef = c;
+            mono = t;
+        }
+        if (!mono) {
+            auto s = exact_add(acc.constant, *coef);
+            if (s) {
+                acc.constant = *s;
+                return;
+            }
+            mono = literal(*coef, ctx_);
+            coef = Number(1);
+        }
+        auto [it, fresh] = acc.index.emplace(mono.node(), acc.terms.size());
+        if (fresh) {
+            acc.terms.emplace_back(*coef, mono);
+            return;
+        }
+        auto s = exact_add(acc.terms[it->second].first, *coef);
+        if (s)
+            acc.terms[it->second].first = *s;
+        else
+            acc.terms.emplace_back(*coef, mono);
+    }
+
+    // coefficient * monomial; an empty monomial means a rational constant.
+    std::pair<Number, Expr> split(const Expr& t) {
+        if (rational_constant(t.node())) return {t->value(), Expr()};
+        if (const ProductForm* it = forms_.find(t.node())) {
+            const ProductForm& f = *it;
+            if (f.coef.is_one()) return {Number(1), t};
+            ProductForm unit{Number(1), f.factors};
+            return {f.coef, build_product(unit)};
+        }
+        if (t.op() == Op::Neg) {
+            auto [k, m] = split(t.operand(0));
+            return {-k, m};
+        }
+        return {Number(1), t};
+    }
+
+    // ---- products ----
+
+    ProductForm flatten_product(const Node* root) {
+        std::vector<std::pair<Expr, Exponent>> factors;
+        std::unordered_map<const Node*, std::size_t> index;
+        Number coef{1};
+        auto add_factor = [&](Expr base, const Exponent& e) {
+            // A sum factor to an integer power has one orientation: (z - y) is -(y - z), so
+            // (y - z)/(z - y) meets as one base.
+            if (!e.s && e.r.is_integer() &&
+                (base.op() == Op::Add || base.op() == Op::Sub || base.op() == Op::Neg)) {
+                detail::SumForm sf = detail::sum_form(base);
+                auto lead = std::min_element(
+                    sf.terms.begin(), sf.terms.end(),
+                    [](const auto& a, const auto& b) { return term_order(a.second, b.second); });
+                if (lead != sf.terms.end() && lead->first.sign() < 0) {
+                    base = negate(base);
+                    coef = *exact_mul(coef, *exact_pow(Number(-1), e.r));
+                }
+            }
+            if (rational_constant(base.node()) && !e.s) {
+                if (auto p = exact_pow(base->value(), e.r)) {
+                    if (auto c = exact_mul(coef, *p)) {
+                        coef = *c;
+                        return;
+                    }
+                }
+            }
+            auto [it, fresh] = index.emplace(base.node(), factors.size());
+            if (fresh) {
+                factors.emplace_back(base, e);
+                return;
+            }
+            auto& slot = factors[it->second].second;
+            if (exact_add(slot.r, e.r))
+                slot = slot.plus(e);
+            else
+                factors.emplace_back(base, e);
+        };
+        std::vector<std::pair<const Node*, Number>> stack{{root, Number(1)}};
+        while (!stack.empty()) {
+            auto [m, e] = stack.back();
+            stack.pop_back();
+            if (m == root || interior_.contains(m)) {
+                switch (m->op()) {
+                    case Op::Mul:
+                        stack.emplace_back(m->operand(1), e);
+                        stack.emplace_back(m->operand(0), e);
+                        continue;
+                    case Op::Div:
+                        stack.emplace_back(m->operand(1), -e);
+                        stack.emplace_back(m->operand(0), e);
+                        continue;
+                    case Op::Sqrt:
+                        add_atom(at(m->operand(0)),
+                                 Exponent{*exact_mul(e, Number::rational(1, 2)), {}}, add_factor,
+                                 coef);
+                        continue;
+                    case Op::Pow: {
+                        const Node* b = m->operand(0);
+                        const Node* y = m->operand(1);
+                        if (!rational_constant(y)) {
+                            // An exponent that sums to a number is a number: x^(2*3) is x^6.
+                            detail::SumForm ey = detail::sum_form(at(y));
+                            if (!ey.terms.empty()) {
+                                add_factor(at(b), Exponent{Number(0), at(y)}.times(e));
+                                continue;
+                            }
+                            auto k = exact_mul(e, ey.constant);
+                            if (!k) throw ValueError("exponent too large to stay exact");
+                            add_atom(at(b), Exponent{*k, {}}, add_factor, coef);
+                            continue;
+                        }
+                        auto k = exact_mul(e, y->value());
+                        if (!k) throw ValueError("exponent too large to stay exact");
+                        if (y->value().is_integer() && interior_.contains(b))
+                            stack.emplace_back(b, *k);
+                        else
+                            add_atom(at(b), Exponent{*k, {}}, add_factor, coef);
+                        continue;
+                    }
+                    default: break;
+                }
+            }
+            add_atom(at(m), Exponent{e, {}}, add_factor, coef);
+        }
+        ProductForm f;
+        f.coef = coef;
+        for (auto& [b, e] : factors) {
+            if (e.s) {
+                // A symbolic exponent in normal form; one that sums to a number becomes one.
+                detail::SumForm ef = detail::sum_form(e.s);
+                auto r = exact_add(e.r, ef.constant);
+                if (!r) throw ValueError("exponent too large to stay exact");
+                ef.constant = Number(0);
+                e.r = *r;
+                e.s = ef.terms.empty() ? Expr() : build_sum(ef);
+            }
+            if (e.zero()) continue;
+            // sqrt(3)*sqrt(3): a number whose exponents add up to an integer joins the coefficient.
+            if (rational_constant(b.node()) && !e.s && e.r.is_integer())
+                if (auto p = exact_pow(b->value(), e.r))
+                    if (auto c = exact_mul(f.coef, *p)) {
+                        f.coef = *c;
+                        continue;
+                    }
+            f.factors.emplace_back(b, e);
+        }
+        std::sort(f.factors.begin(), f.factors.end(),
+                  [](const auto& a, const auto& b) { return order(a.first, b.first) < 0; });
+        return f;
+    }
+
+    // An already canonical operand: its own factors join when the exponent is an integer.
+    template <class AddFactor>
+    void add_atom(const Expr& a, const Exponent& e, AddFactor& add_factor, Number& coef) {
+        if (!e.s && e.r.is_integer()) {
+            if (a.op() == Op::Neg) {
+                coef = *exact_mul(coef, *exact_pow(Number(-1), e.r));
+                add_atom(a.operand(0), e, add_factor, coef);
+                return;
+            }
+            if (const ProductForm* it = forms_.find(a.node())) {
+                const ProductForm f = *it;
+                auto p = exact_pow(f.coef, e.r);
+                auto c = p ? exact_mul(coef, *p) : std::nullopt;
+                if (c) {
+                    coef = *c;
+                    for (const auto& [b, k] : f.factors) add_factor(b, k.times(e.r));
+                    return;
+                }
+            }
+        }
+        add_factor(a, e);
+    }
+
+    // Whether a sum's leading term (in term order) has a negative coefficient.
+    static bool leads_negative(const Expr& b) {
+        if (!(b.op() == Op::Add || b.op() == Op::Sub || b.op() == Op::Neg)) return false;
+        detail::SumForm sf = detail::sum_form(b);
+        auto lead = std::min_element(
+            sf.terms.begin(), sf.terms.end(),
+            [](const auto& x, const auto& y) { return term_order(x.second, y.second); });
+        return lead != sf.terms.end() && lead->first.sign() < 0;
+    }
+
+    // A sum factor to an integer power has one orientation, its leading term positive:
+    // 2*(1 - y) is -2*(y - 1), so that (y - 1)/(1 - y) meets as one base.
+    ProductForm oriented(const ProductForm& f) {
+        ProductForm out = f;
+        bool changed = false;
+        for (auto& [b, e] : out.factors) {
+            if (e.s || !e.r.is_integer() || !leads_negative(b)) continue;
+            b = negate(b);
+            out.coef = *exact_mul(out.coef, *exact_pow(Number(-1), e.r));
+            changed = true;
+        }
+        if (changed)
+            std::sort(out.factors.begin(), out.factors.end(),
+                      [](const auto& x, const auto& y) { return order(x.first, y.first) < 0; });
+        return out;
+    }
+
+    // -x, with a sum negated term by term (a negated sum is not a normal form).
+    Expr negate(const Expr& x) {
+        if (x.op() != Op::Add && x.op() != Op::Sub && x.op() != Op::Neg) return -x;
+        detail::SumForm f = detail::sum_form(x);
+        for (auto& [c, m] : f.terms) c = -c;
+        f.constant = -f.constant;
+        return build_sum(f);
+    }
+
+    Expr power(const Expr& base, const Exponent& k) {
+        if (k.s) {
+            if (k.r.is_zero()) return pow(base, k.s);
+            detail::SumForm f = detail::sum_form(k.s);
+            f.constant = *exact_add(f.constant, k.r);
+            return pow(base, build_sum(f));
+        }
+        if (k.r.is_one()) return base;
+        if (k.r == Number::rational(1, 2)) return sqrt(base);
+        return pow(base, literal(k.r, ctx_));
+    }
+
+  public:
+    Expr build_product(const ProductForm& given) {
+        if (given.coef.is_zero()) return literal(Number(0), ctx_);
+        ProductForm form = oriented(given);
+        ProductForm f = form;
+        auto is_sum = [](const Expr& b) {
+            return b.op() == Op::Add || b.op() == Op::Sub || b.op() == Op::Neg;
+        };
+        // A factor that prints as a sum: a sum base to the first power.
+        auto sum_factor = [&](const auto& fe) {
+            return is_sum(fe.first) && !fe.second.s && fe.second.r.is_one();
+        };
+        auto plain = [&](const auto& fe) { return fe.second.in_numerator() && !sum_factor(fe); };
+        // -x*y reads better than -1*x*y: a coefficient of -1 negates a factor that is not a sum.
+        // A lone sum is negated term by term (z - y); a product of sums is negated whole.
+        bool negate_first = false, negate_all = false;
+        if (f.coef == Number(-1)) {
+            if (std::any_of(f.factors.begin(), f.factors.end(), plain))
+                negate_first = true;
+            else if (f.factors.size() == 1 && sum_factor(f.factors[0]))
+                return negate(f.factors[0].first);
+            else
+                negate_all = true, f.coef = Number(1);
+        }
+        Expr num, den;
+        auto times = [](Expr& acc, const Expr& x) { acc = acc ? acc * x : x; };
+        Number p = f.coef.numerator(), q = f.coef.denominator();
+        bool has_num = std::any_of(f.factors.begin(), f.factors.end(),
+                                   [](const auto& fe) { return fe.second.in_numerator(); });
+        if (!has_num || !(p.is_one() || negate_first)) num = literal(p, ctx_);
+        for (const auto& fe : f.factors) {
+            if (!fe.second.in_numerator()) continue;
+            Expr x = power(fe.first, fe.second);
+            if (negate_first && plain(fe)) x = -x, negate_first = false;
+            times(num, x);
+        }
+        if (!q.is_one()) den = literal(q, ctx_);
+        for (const auto& [b, e] : f.factors)
+            if (!e.in_numerator()) times(den, power(b, e.times(Number(-1))));
+        Expr out = den ? num / den : num;
+        if (negate_all) return -out;
+        forms_.insert(out.node(), form);
+        return out;
+    }
+
+  private:
+    Context& ctx_;
+    Expr at(const Node* n) const { return *memo_.find(n); }
+
+    detail::NodeMap<Expr> memo_;
+    detail::NodeMap<bool> interior_;
+    detail::NodeMap<ProductForm> forms_;
+};
+
+bool is_square_of(const Expr& m, Op fn, const Node*& arg) {
+    if (m.op() != Op::Pow || !m.operand(1)->is_constant() || !(m.operand(1)->value() == Number(2)))
+        return false;
+    if (m.operand(0).op() != fn) return false;
+    arg = m.operand(0)->operand(0);
+    return true;
+}
+
+// sin(u)^2 + cos(u)^2 = 1 and cosh(u)^2 - sinh(u)^2 = 1, with equal coefficients.
+void pythagoras(detail::SumForm& f) {
+    for (auto [a, b, sign] :
+         {std::tuple{Op::Sin, Op::Cos, 1}, std::tuple{Op::Cosh, Op::Sinh, -1}}) {
+        for (std::size_t i = 0; i < f.terms.size(); ++i) {
+            const Node* u = nullptr;
+            if (!is_square_of(f.terms[i].second, a, u)) continue;
+            for (std::size_t j = 0; j < f.terms.size(); ++j) {
+                const Node* v = nullptr;
+                if (j == i || !is_square_of(f.terms[j].second, b, v) || v != u) continue;
+                Number ci = f.terms[i].first, cj = f.terms[j].first;
+                if (!(sign > 0 ? ci == cj : ci == -cj)) continue;
+                f.constant = *exact_add(f.constant, ci);
+                f.terms[i].first = Number(0);
+                f.terms[j].first = Number(0);
+            }
+        }
+    }
+    std::erase_if(f.terms, [](const auto& t) { return t.first.is_zero(); });
+}
+
+}  // namespace
+
+Expr Canonicalizer::build_sum(const detail::SumForm& form) {
+    detail::SumForm f = form;
+    pythagoras(f);
+    std::sort(f.terms.begin(), f.terms.end(),
+              [](const auto& a, const auto& b) { return term_order(a.second, b.second); });
+    // y - x rather than -x + y: positive terms lead.
+    std::stable_partition(f.terms.begin(), f.terms.end(),
+                          [](const auto& t) { return t.first.sign() > 0; });
+    auto term = [&](const Number& c, const Expr& m) -> Expr {
+        if (c.is_one()) return m;
+        if (const ProductForm* it = forms_.find(m.node())) {
+            ProductForm g = *it;
+            if (auto k = exact_mul(g.coef, c)) {
+                g.coef = *k;
+                return build_product(g);
+            }
+        }
+        if (c == Number(-1)) return -m;
+        return build_product(ProductForm{c, {{m, Exponent{Number(1), {}}}}});
+    };
+    Expr acc;
+    // 1 - y rather than -y + 1: a positive constant leads when every term is negative.
+    bool constant_first =
+        f.constant.sign() > 0 && !f.terms.empty() && f.terms.front().first.sign() < 0;
+    if (constant_first) acc = literal(f.constant, ctx_);
+    for (const auto& [c, m] : f.terms) {
+        if (!acc)
+            acc = term(c, m);
+        else if (c.sign() < 0)
+            acc = acc - term(-c, m);
+        else
+            acc = acc + term(c, m);
+    }
+    if (!acc) return literal(f.constant, ctx_);
+    if (f.constant.sign() > 0 && !constant_first) acc = acc + literal(f.constant, ctx_);
+    if (f.constant.sign() < 0) acc = acc - literal(-f.constant, ctx_);
+    return acc;
+}
+
+Expr canonicalize(const Expr& e) {
+    Canonicalizer c(e->context());
+    return c.run({e})[0];
+}
+
+namespace detail {
+
+SumForm sum_form(const Expr& e) {
+    SumForm f;
+    std::vector<std::pair<Expr, Number>> stack{{e, Number(1)}};
+    std::unordered_map<const Node*, std::size_t> index;
+    while (!stack.empty()) {
+        auto [m, c] = stack.back();
+        stack.pop_back();
+        switch (m.op()) {
+            case Op::Add:
+                stack.emplace_back(m.operand(1), c);
+                stack.emplace_back(m.operand(0), c);
+                continue;
+            case Op::Sub:
+                stack.emplace_back(m.operand(1), -c);
+                stack.emplace_back(m.operand(0), c);
+                continue;
+            case Op::Neg: stack.emplace_back(m.operand(0), -c); continue;
+            default: break;
+        }
+        if (rational_constant(m.node())) {
+            if (auto s = exact_mul(c, m->value()))
+                if (auto t = exact_add(f.constant, *s)) {
+                    f.constant = *t;
+                    continue;
+                }
+        }
+        Number k = c;
+        Expr mono = m;
+        // 2*x is the term x with coefficient 2 (and 2*(x + y) the terms 2*x and 2*y).
+        if (m.op() == Op::Mul && rational_constant(m->operand(0))) {
+            if (auto p = exact_mul(c, m->operand(0)->value())) {
+                stack.emplace_back(m.operand(1), *p);
+                continue;
+            }
+        }
+        if (rational_constant(mono.node())) {  // 2*3 is a number
+            if (auto s = exact_mul(k, mono->value()))
+                if (auto t = exact_add(f.constant, *s)) {
+                    f.constant = *t;
+                    continue;
+                }
+        }
+        auto [it, fresh] = index.emplace(mono.node(), f.terms.size());
+        if (fresh)
+            f.terms.emplace_back(k, mono);
+        else if (auto s = exact_add(f.terms[it->second].first, k))
+            f.terms[it->second].first = *s;
+    }
+    std::erase_if(f.terms, [](const auto& t) { return t.first.is_zero(); });
+    return f;
+}
+
+Expr build_sum(const SumForm& f, Context& ctx) {
+    Canonicalizer c(ctx);
+    return c.build_sum(f);
+}
+
+}  // namespace detail
+
+}  // namespace agnesi

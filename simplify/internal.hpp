@@ -1,0 +1,48 @@
+// Internals shared by the simplifier's files: matching, and sums and products as term lists.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "agnesi/simplify.hpp"
+
+namespace agnesi::detail {
+
+std::optional<Match> match(const Expr& pattern, const Node* target);
+/// Builds a rule's right side with the matched expressions, in the target's context.
+Expr instantiate(const Expr& rhs, const Match& m, Context& ctx);
+/// The replacement brought to the original's shape and dtype, or nullopt if it cannot be.
+std::optional<Expr> fit_to(const Expr& replacement, const Node* original);
+/// Constant folding of one node (operands already folded), or nullopt.
+std::optional<Expr> fold_node(const Node* n);
+
+/// Rule sets indexed by the op at the root of each pattern, for one rewrite pass.
+class RulePass {
+  public:
+    RulePass(std::vector<const RuleSet*> sets, bool fold, bool trace);
+    /// Rewrites bottom-up once: at each node, folding and then the sets' rules, in order.
+    Expr run(const Expr& e) const;
+
+  private:
+    struct Indexed {
+        const RuleSet* set;
+        std::vector<std::vector<const Rule*>> by_op;  // pattern rules by root op, then code rules
+    };
+    std::vector<Indexed> sets_;
+    bool fold_, trace_;
+};
+
+/// One rule at one node: the fitted replacement, or nullopt.
+std::optional<Expr> try_rule(const Rule& rule, const Node* n, bool unsafe);
+
+/// A sum as coefficient * term pairs plus a constant: 2*x - y + 3.
+struct SumForm {
+    std::vector<std::pair<Number, Expr>> terms;  // coefficient, monomial (coefficient 1)
+    Number constant;
+};
+/// The sum form of an expression (a single term if it is not a sum).
+SumForm sum_form(const Expr& e);
+/// Builds a canonical sum from its form (ordered terms, subtraction for negative ones).
+Expr build_sum(const SumForm& f, Context& ctx);
+
+}  // namespace agnesi::detail

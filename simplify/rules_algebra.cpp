@@ -1,0 +1,77 @@
+// Algebraic identities, each with the condition that makes it true where the original is finite.
+// Every rule makes the expression smaller or moves a negation outward, so the set terminates.
+#include "agnesi/simplify.hpp"
+
+namespace agnesi {
+
+const RuleSet& algebra_rules() {
+    static const RuleSet set = [] {
+        Expr x = wildcard("x"), y = wildcard("y"), a = wildcard("a"), b = wildcard("b"),
+             c = wildcard("c");
+        return RuleSet{"algebra",
+                       {
+                           rule(log(exp(x)), x),
+                           rule(exp(log(x)), x),
+                           rule(log(sqrt(x)), log(x) / 2),
+                           rule(log(x * y), log(x) + log(y), when(positive(x) && positive(y))),
+                           rule(log(x / y), log(x) - log(y), when(positive(x) && positive(y))),
+                           rule(log(pow(x, a)), a * log(x), when(positive(x))),
+                           rule(pow(pow(x, a), b), pow(x, a * b), when(integer_valued(b))),
+                           rule(pow(pow(x, a), b), pow(x, a * b), when(positive(x))),
+                           rule(exp(x) * exp(y), exp(x + y)),
+                           rule(exp(x) / exp(y), exp(x - y)),
+                           rule(pow(exp(x), a), exp(a * x)),
+                           rule(abs(abs(x)), abs(x)),
+                           rule(abs(-x), abs(x)),
+                           rule(abs(x), x, when(nonnegative(x))),
+                           rule(pow(abs(x), 2), pow(x, 2)),
+                           rule(sign(sign(x)), sign(x)),
+                           rule(sign(x), 1, when(positive(x))),
+                           rule(sign(x) * abs(x), x),
+                           rule(sign(-x), -sign(x)),
+                           rule(relu(relu(x)), relu(x)),
+                           rule(relu(x), x, when(nonnegative(x))),
+                           rule(minimum(x, x), x),
+                           rule(maximum(x, x), x),
+                           rule(where(c, x, x), x),
+                           rule(sin(-x), -sin(x)),
+                           rule(cos(-x), cos(x)),
+                           rule(tan(-x), -tan(x)),
+                           rule(sinh(-x), -sinh(x)),
+                           rule(cosh(-x), cosh(x)),
+                           rule(tanh(-x), -tanh(x)),
+                           rule(asin(-x), -asin(x)),
+                           rule(atan(-x), -atan(x)),
+                           rule(erf(-x), -erf(x)),
+                           rule(sin(x) / cos(x), tan(x)),
+                           rule(sin(asin(x)), x),
+                           rule(cos(acos(x)), x),
+                           rule(tan(atan(x)), x),
+                           rule(sinh(asinh(x)), x),
+                           rule(cosh(acosh(x)), x),
+                           rule(tanh(atanh(x)), x),
+                           rule(asinh(sinh(x)), x),
+                       }};
+    }();
+    return set;
+}
+
+// True only on part of the domain: these change finite values elsewhere, so they run only with
+// SimplifyOptions::unsafe.
+const RuleSet& unsafe_rules() {
+    static const RuleSet set = [] {
+        Expr x = wildcard("x"), y = wildcard("y"), a = wildcard("a"), b = wildcard("b");
+        return RuleSet{"unsafe",
+                       {
+                           rule(asin(sin(x)), x),
+                           rule(acos(cos(x)), x),
+                           rule(atan(tan(x)), x),
+                           rule(log(x * y), log(x) + log(y)),
+                           rule(pow(pow(x, a), b), pow(x, a * b)),
+                           rule(sqrt(pow(x, 2)), x),
+                       }};
+    }();
+    return set;
+}
+
+}  // namespace agnesi

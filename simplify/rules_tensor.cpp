@@ -1,0 +1,150 @@
+// Tensor identities: shape-op chains, reductions of broadcasts and constants, trivial products.
+#include <numeric>
+
+#include "agnesi/simplify.hpp"
+
+namespace agnesi {
+
+namespace {
+
+Axes axes_of(const Node* n) {
+    return Axes(n->ints().begin(), n->ints().end());
+}
+
+bool is_filled_constant(const Node* n, Number* value = nullptr) {
+    if (n->op() == Op::BroadcastTo) n = n->operand(0);
+    if (!n->is_constant()) return false;
+    if (value) *value = n->value();
+    return true;
+}
+
+std::optional<Expr> shape_chains(const Node* n) {
+    if (n->info().kind != OpKind::Shape) return std::nullopt;
+    Expr a(n->operand(0));
+    switch (n->op()) {
+        case Op::Transpose:
+            if (a.op() == Op::Transpose) {
+                // transpose(transpose(x, p), q) is transpose(x, p[q])
+                Axes perm;
+                for (auto q : n->ints()) perm.push_back(a->ints()[static_cast<std::size_t>(q)]);
+                return transpose(a.operand(0), perm);
+            }
+            break;
+        case Op::Reshape:
+            if (a.op() == Op::Reshape) return reshape(a.operand(0), n->shape());
+            break;
+        case Op::BroadcastTo:
+            if (a.op() == Op::BroadcastTo) return broadcast_to(a.operand(0), n->shape());
+            break;
+        case Op::Squeeze:
+        case Op::ExpandDims:
+            if (a.op() == Op::Reshape || a.op() == Op::Squeeze || a.op() == Op::ExpandDims)
+                if (is_static(n->shape())) return reshape(a.operand(0), n->shape());
+            break;
+        default: break;
+    }
+    // A shape op on a filled constant is a filled constant.
+    Number v;
+    if (n->info().kind == OpKind::Shape && n->op() != Op::Concat &&
+        is_filled_constant(a.node(), &v))
+        return broadcast_to(constant(v, n->dtype(), n->context()), n->shape());
+    return std::nullopt;
+}
+
+std::optional<Expr> reductions(const Node* n) {
+    if (n->info().kind != OpKind::Reduction) return std::nullopt;
+    Expr a(n->operand(0));
+    if (n->ints().empty()) return a;  // over no axes: the operand itself
+    Number v;
+    if (is_filled_constant(a.node(), &v) && is_static(a.shape())) {
+        std::int64_t count = 1;
+        for (auto ax : n->ints()) count *= a.shape()[static_cast<std::size_t>(ax)];
+        Expr c = constant(v, a.dtype(), n->context());
+        switch (n->op()) {
+            case Op::Sum: return broadcast_to(c * count, n->shape());
+            case Op::Prod: return broadcast_to(pow(c, count), n->shape());
+            case Op::Mean:
+            case Op::ReduceMax:
+            case Op::ReduceMin:
+                if (count > 0) return broadcast_to(c, n->shape());
+                break;
+            case Op::Logsumexp:
+                if (count > 0)
+                    return broadcast_to(c + log(literal(Number(count), n->context())), n->shape());
+                break;
+            default: break;
+        }
+    }
+    // A reduction over axes along which a broadcast only repeats x: sum(broadcast_to(x, S), A)
+    // is x times the count, broadcast to the result.
+    if (a.op() == Op::BroadcastTo && is_static(a.shape())) {
+        Expr x = a.operand(0);
+        std::size_t R = a.rank(), r = x.rank();
+        bool repeats = true;
+        std::int64_t count = 1;
+        Axes squeeze_axes;
+        for (auto ax : n->ints()) {
+            auto i = static_cast<std::size_t>(ax);
+            count *= a.shape()[i];
+            if (i + r < R) continue;  // x has no such axis
+            std::size_t xi = i + r - R;
+            if (x.shape()[xi] != 1) repeats = false;
+            squeeze_axes.push_back(static_cast<std::int64_t>(xi));
+        }
+        if (repeats) {
+            Expr y = n->keepdims() ? x : squeeze(x, squeeze_axes);
+            Expr c;
+            switch (n->op()) {
+                case Op::Sum: c = y * count; break;
+                case Op::Prod: c = pow(y, count); break;
+                case Op::Mean:
+                case Op::ReduceMax:
+                case Op::ReduceMin:
+                    if (count > 0) c = y;
+                    break;
+                case Op::Logsumexp:
+                    if (count > 0) c = y + log(literal(Number(count), n->context()));
+                    break;
+                default: break;
+            }
+            if (c) return broadcast_to(c, n->shape());
+        }
+    }
+    // sum(sum(x, A), B) is one sum over both sets of axes.
+    if (n->op() == Op::Sum && a.op() == Op::Sum && a->keepdims() == n->keepdims()) {
+        Axes inner = axes_of(a.node());
+        Axes all = inner;
+        std::vector<std::int64_t> remaining;  // axes of x that survive the inner sum
+        for (std::int64_t i = 0; i < static_cast<std::int64_t>(a.operand(0).rank()); ++i)
+            if (a->keepdims() || std::find(inner.begin(), inner.end(), i) == inner.end())
+                remaining.push_back(i);
+        for (auto b : n->ints()) all.push_back(remaining[static_cast<std::size_t>(b)]);
+        std::sort(all.begin(), all.end());
+        all.erase(std::unique(all.begin(), all.end()), all.end());
+        return sum(a.operand(0), all, n->keepdims());
+    }
+    return std::nullopt;
+}
+
+std::optional<Expr> trivial_matmul(const Node* n) {
+    if (n->op() != Op::Matmul) return std::nullopt;
+    Number v;
+    for (std::size_t i = 0; i < 2; ++i)
+        if (is_filled_constant(n->operand(i), &v) && v.is_zero())
+            return broadcast_to(constant(Number(0), n->dtype(), n->context()), n->shape());
+    return std::nullopt;
+}
+
+}  // namespace
+
+const RuleSet& tensor_rules() {
+    static const RuleSet set{"tensor",
+                             {
+                                 rule("shape op chains", shape_chains),
+                                 rule("reductions of constants and of sums", reductions),
+                                 rule("matmul with zeros", trivial_matmul),
+                             }};
+    return set;
+}
+
+}  // namespace agnesi
