@@ -63,7 +63,7 @@ print("| family | size | agnesi ms | sympy ms | ginac ms | agnesi nodes | sympy 
       "| sympy / agnesi | ginac / agnesi |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for family in sizes:
-    sp = peer(["python3", "benchmarks/peers/sympy_diff.py"], family)
+    sp = peer(["/usr/bin/python3", "benchmarks/peers/sympy_diff.py"], family)
     gn = peer([f"{out}/ginac_diff"], family)
     for n in sizes[family]:
         r = ours[(family, n)]

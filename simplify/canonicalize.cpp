@@ -28,6 +28,13 @@ bool rational_constant(const Node* n) {
     return n->is_constant() && n->value().is_rational();
 }
 
+// A number broadcast to a shape acts as the number inside sums and products; the shape comes
+// back when the result is fitted to the original node.
+const Node* filled_number(const Node* n) {
+    if (n->op() == Op::BroadcastTo && rational_constant(n->operand(0))) return n->operand(0);
+    return rational_constant(n) ? n : nullptr;
+}
+
 Kind kind_of(const Node* n) {
     if (!is_float(n->dtype())) return Kind::None;
     switch (n->op()) {
@@ -234,7 +241,7 @@ class Canonicalizer {
 
     // coefficient * monomial; an empty monomial means a rational constant.
     std::pair<Number, Expr> split(const Expr& t) {
-        if (rational_constant(t.node())) return {t->value(), Expr()};
+        if (const Node* c = filled_number(t.node())) return {c->value(), Expr()};
         if (const ProductForm* it = forms_.find(t.node())) {
             const ProductForm& f = *it;
             if (f.coef.is_one()) return {Number(1), t};
@@ -268,8 +275,8 @@ class Canonicalizer {
                     coef = *exact_mul(coef, *exact_pow(Number(-1), e.r));
                 }
             }
-            if (rational_constant(base.node()) && !e.s) {
-                if (auto p = exact_pow(base->value(), e.r)) {
+            if (const Node* c = filled_number(base.node()); c && !e.s) {
+                if (auto p = exact_pow(c->value(), e.r)) {
                     if (auto c = exact_mul(coef, *p)) {
                         coef = *c;
                         return;

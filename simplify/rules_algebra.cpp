@@ -1,8 +1,43 @@
 // Algebraic identities, each with the condition that makes it true where the original is finite.
 // Every rule makes the expression smaller or moves a negation outward, so the set terminates.
 #include "agnesi/simplify.hpp"
+#include "simplify/internal.hpp"
 
 namespace agnesi {
+
+namespace {
+
+// x*(a/x + b) -> a + x*b: a factor that a term of a sum divides by is multiplied in, so that it
+// cancels (the chain rule writes softmax(z)*(-y/softmax(z) + ...) for a softmax's gradient).
+std::optional<Expr> cancel_into_sum(const Node* n) {
+    if (n->op() != Op::Mul || !is_float(n->dtype())) return std::nullopt;
+    for (std::size_t i = 0; i < 2; ++i) {
+        Expr f(n->operand(i)), s(n->operand(1 - i));
+        if (s.op() != Op::Add && s.op() != Op::Sub) continue;
+        detail::SumForm form = detail::sum_form(s);
+        bool divides = false;
+        for (const auto& [c, t] : form.terms) {
+            // t = num/den with f a factor of den
+            if (t.op() != Op::Div) continue;
+            Expr den = t.operand(1);
+            for (int k = 0; k < 8 && !divides; ++k) {
+                if (den == f)
+                    divides = true;
+                else if (den.op() == Op::Mul)
+                    den = den.operand(1) == f ? f : den.operand(0);
+                else
+                    break;
+            }
+        }
+        if (!divides) continue;
+        Expr out = literal(form.constant, n->context()) * f;
+        for (const auto& [c, t] : form.terms) out = out + literal(c, n->context()) * t * f;
+        return out;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
 
 const RuleSet& algebra_rules() {
     static const RuleSet set = [] {
@@ -51,6 +86,7 @@ const RuleSet& algebra_rules() {
                            rule(cosh(acosh(x)), x),
                            rule(tanh(atanh(x)), x),
                            rule(asinh(sinh(x)), x),
+                           rule("x*(a/x + b) -> a + x*b", cancel_into_sum),
                        }};
     }();
     return set;

@@ -39,6 +39,12 @@ std::optional<Expr> log_of_reduction(const Node* n) {
     return std::nullopt;
 }
 
+// exp(log_softmax(x)) -> softmax(x), as a gradient through log_softmax writes it.
+std::optional<Expr> exp_of_log_softmax(const Node* n) {
+    if (n->op() != Op::Exp || n->operand(0)->op() != Op::LogSoftmax) return std::nullopt;
+    return softmax(Expr(n->operand(0)->operand(0)), n->operand(0)->ints()[0]);
+}
+
 // exp(x)/sum(exp(x), axis, keepdims) -> softmax(x, axis)
 std::optional<Expr> softmax_by_hand(const Node* n) {
     if (n->op() != Op::Div) return std::nullopt;
@@ -70,6 +76,7 @@ const RuleSet& stabilize_rules() {
                 rule("log(sum(exp(x))) -> logsumexp(x), log(softmax(x)) -> log_softmax(x)",
                      log_of_reduction),
                 rule("exp(x)/sum(exp(x), a, keepdims=true) -> softmax(x, a)", softmax_by_hand),
+                rule("exp(log_softmax(x)) -> softmax(x)", exp_of_log_softmax),
             }};
     }();
     return set;

@@ -110,6 +110,14 @@ std::optional<Expr> reductions(const Node* n) {
             if (c) return broadcast_to(c, n->shape());
         }
     }
+    // Sums and means are linear: a negation or a numeric factor moves outside.
+    if (n->op() == Op::Sum || n->op() == Op::Mean) {
+        Axes axes = axes_of(n);
+        if (a.op() == Op::Neg) return -reduce(n->op(), a.operand(0), axes, n->keepdims());
+        if (a.op() == Op::Mul && is_filled_constant(a->operand(0), &v) && v.is_rational())
+            return constant(v, n->dtype(), n->context()) *
+                   reduce(n->op(), a.operand(1), axes, n->keepdims());
+    }
     // sum(sum(x, A), B) is one sum over both sets of axes.
     if (n->op() == Op::Sum && a.op() == Op::Sum && a->keepdims() == n->keepdims()) {
         Axes inner = axes_of(a.node());
@@ -124,6 +132,16 @@ std::optional<Expr> reductions(const Node* n) {
         return sum(a.operand(0), all, n->keepdims());
     }
     return std::nullopt;
+}
+
+// sum(y, last axis) is 1 when y's rows are stated to be probabilities (variable("y", ...,
+// simplex)), also through a shape op that keeps the last axis.
+std::optional<Expr> sum_of_simplex(const Node* n) {
+    if (n->op() != Op::Sum || n->ints().size() != 1) return std::nullopt;
+    const Node* y = n->operand(0);
+    if (!y->is_variable() || !(y->assumptions() & kSimplex) || y->rank() == 0) return std::nullopt;
+    if (n->ints()[0] != static_cast<std::int64_t>(y->rank()) - 1) return std::nullopt;
+    return broadcast_to(constant(Number(1), n->dtype(), n->context()), n->shape());
 }
 
 std::optional<Expr> trivial_matmul(const Node* n) {
@@ -143,6 +161,7 @@ const RuleSet& tensor_rules() {
                                  rule("shape op chains", shape_chains),
                                  rule("reductions of constants and of sums", reductions),
                                  rule("matmul with zeros", trivial_matmul),
+                                 rule("sum(y, -1) of probabilities -> 1", sum_of_simplex),
                              }};
     return set;
 }

@@ -504,19 +504,22 @@ TEST(DiffReadable, SinOfSquare) {
 }
 
 TEST(DiffReadable, SoftmaxCrossEntropy) {
-    Expr z = vector("z", 4), y = vector("y", 4);
+    // Targets stated to be probabilities (each row sums to 1): the gradient is softmax(z) - y.
+    Expr z = vector("z", 4), y = variable("y", {4}, f64, simplex);
     Expr g = grad(cross_entropy(softmax(z), y), z);
-    // Numerically it is softmax(z) - y wherever y sums to 1.
     Bindings at = random_values({z}, -2, 2, 21);
     at["y"] = Tensor::from_vector<double>({4}, {0.1, 0.2, 0.3, 0.4});
     Tensor gv = evaluate(g, at), expect = evaluate(softmax(z) - y, at);
     for (int i = 0; i < 4; ++i) EXPECT_NEAR(gv.at(i), expect.at(i), 1e-15);
-    // The printed form needs log(softmax) -> log_softmax and the fact sum(y) = 1 for the targets,
-    // which simplify cannot know yet: without it the result is softmax(z)*sum(y) - y.
-    std::string text = to_string(simplify(g));
-    if (text != "softmax(z) - y")
-        GTEST_SKIP() << "needs simplify to know sum(y) = 1 (in progress); today: " << text;
-    EXPECT_EQ(to_string(simplify(g)), "softmax(z) - y");
+    EXPECT_EQ(to_string(simplify(g)), "softmax(z, 0) - y");
+    // Without the statement the sum stays: the gradient is softmax(z)*sum(y) - y.
+    Expr y2 = vector("y2", 4);
+    EXPECT_EQ(to_string(simplify(grad(cross_entropy(softmax(z), y2), z))),
+              "sum(y2, keepdims=true)*softmax(z, 0) - y2");
+    // Batched, over rows of a matrix.
+    Expr Z = matrix("Z", 3, 4), Y = variable("Y", {3, 4}, f64, simplex);
+    EXPECT_EQ(to_string(simplify(grad(sum(cross_entropy(softmax(Z, 1), Y)), Z))),
+              "softmax(Z, 1) - Y");
 }
 
 TEST(DiffReadable, LogisticLossIsInTermsOfSigmoid) {

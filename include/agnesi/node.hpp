@@ -36,6 +36,8 @@ enum Assume : std::uint8_t {
     kNonnegative = 2,
     kNonzero = 4,
     kInteger = 8,
+    kSimplex =
+        16,  ///< nonnegative, and sums to 1 along the last axis (probabilities, one-hot rows)
 };
 class Expr;
 class Match;
@@ -52,6 +54,8 @@ inline constexpr Assumption positive{kPositive | kNonnegative | kNonzero};
 inline constexpr Assumption nonnegative{kNonnegative};
 inline constexpr Assumption nonzero{kNonzero};
 inline constexpr Assumption integer{kInteger};
+/// Rows of probabilities: nonnegative, each slice along the last axis sums to 1.
+inline constexpr Assumption simplex{kSimplex | kNonnegative};
 
 using Operands = boost::container::small_vector<const class Node*, 3>;
 using Ints = boost::container::small_vector<std::int64_t, 4>;
