@@ -90,9 +90,6 @@ decltype(auto) visit_dtype(DType t, F&& f) {
     detail::unreachable("visit_dtype");
 }
 
-template <class T>
-constexpr bool is_half_v = std::is_same_v<T, Half> || std::is_same_v<T, BHalf>;
-
 // One element converted from S to D: floats to integers truncate toward zero (NaN gives 0,
 // out-of-range values saturate, so the conversion is never undefined), anything to bool is
 // "nonzero" (NaN is true, as in NumPy).
