@@ -181,7 +181,7 @@ class Canonicalizer {
             // A term that became a sum here (a product with a negative coefficient, -(x + z))
             // joins this sum; a sum that was already there is shared and stays whole.
             if (kind_of(m) != Kind::Sum && kind_of(t.node()) == Kind::Sum) {
-                detail::SumForm inner = detail::sum_form(t);
+                detail::SumForm inner = terms_of(t);
                 for (const auto& [k, mono] : inner.terms) add_term(acc, mono, *exact_mul(c, k));
                 add_term(acc, literal(inner.constant, ctx_), c);
                 continue;
@@ -252,7 +252,53 @@ class Canonicalizer {
             auto [k, m] = split(t.operand(0));
             return {-k, m};
         }
+        // Products from earlier passes: x/2, 5*x*y, x*-2.5.
+        if (t.op() == Op::Div && rational_constant(t->operand(1)) &&
+            !t->operand(1)->value().is_zero()) {
+            auto [k, m] = split(t.operand(0));
+            if (auto q = exact_div(k, t->operand(1)->value())) return {*q, m};
+        }
+        if (t.op() == Op::Mul) {
+            if (rational_constant(t->operand(1))) {
+                auto [k, m] = split(t.operand(0));
+                if (auto q = exact_mul(k, t->operand(1)->value())) return {*q, m};
+            }
+            // The leftmost factor of a chain ((c*a)*b)*d.
+            std::vector<Expr> right;
+            Expr left = t;
+            while (left.op() == Op::Mul) {
+                right.push_back(left.operand(1));
+                left = left.operand(0);
+            }
+            if (rational_constant(left.node()) && !right.empty()) {
+                Expr rest = right.back();
+                for (std::size_t i = right.size() - 1; i-- > 0;) rest = rest * right[i];
+                auto [k, m] = split(rest);
+                if (auto q = exact_mul(k, left->value())) return {*q, m};
+            }
+        }
         return {Number(1), t};
+    }
+
+    // A sum's terms with their full coefficients (2*x/3 is x with 2/3).
+    detail::SumForm terms_of(const Expr& x) {
+        detail::SumForm f = detail::sum_form(x), out;
+        out.constant = f.constant;
+        for (const auto& [c, t] : f.terms) {
+            auto [k, m] = split(t);
+            auto ck = exact_mul(c, k);
+            if (!ck) {
+                out.terms.emplace_back(c, t);
+            } else if (!m) {
+                if (auto s = exact_add(out.constant, *ck))
+                    out.constant = *s;
+                else
+                    out.terms.emplace_back(c, t);
+            } else {
+                out.terms.emplace_back(*ck, m);
+            }
+        }
+        return out;
     }
 
     // ---- products ----
@@ -266,7 +312,7 @@ class Canonicalizer {
             // (y - z)/(z - y) meets as one base.
             if (!e.s && e.r.is_integer() &&
                 (base.op() == Op::Add || base.op() == Op::Sub || base.op() == Op::Neg)) {
-                detail::SumForm sf = detail::sum_form(base);
+                detail::SumForm sf = terms_of(base);
                 auto lead = std::min_element(
                     sf.terms.begin(), sf.terms.end(),
                     [](const auto& a, const auto& b) { return term_order(a.second, b.second); });
@@ -318,7 +364,7 @@ class Canonicalizer {
                         const Node* y = m->operand(1);
                         if (!rational_constant(y)) {
                             // An exponent that sums to a number is a number: x^(2*3) is x^6.
-                            detail::SumForm ey = detail::sum_form(at(y));
+                            detail::SumForm ey = terms_of(at(y));
                             if (!ey.terms.empty()) {
                                 add_factor(at(b), Exponent{Number(0), at(y)}.times(e));
                                 continue;
@@ -346,7 +392,7 @@ class Canonicalizer {
         for (auto& [b, e] : factors) {
             if (e.s) {
                 // A symbolic exponent in normal form; one that sums to a number becomes one.
-                detail::SumForm ef = detail::sum_form(e.s);
+                detail::SumForm ef = terms_of(e.s);
                 auto r = exact_add(e.r, ef.constant);
                 if (!r) throw ValueError("exponent too large to stay exact");
                 ef.constant = Number(0);
@@ -392,9 +438,9 @@ class Canonicalizer {
     }
 
     // Whether a sum's leading term (in term order) has a negative coefficient.
-    static bool leads_negative(const Expr& b) {
+    bool leads_negative(const Expr& b) {
         if (!(b.op() == Op::Add || b.op() == Op::Sub || b.op() == Op::Neg)) return false;
-        detail::SumForm sf = detail::sum_form(b);
+        detail::SumForm sf = terms_of(b);
         auto lead = std::min_element(
             sf.terms.begin(), sf.terms.end(),
             [](const auto& x, const auto& y) { return term_order(x.second, y.second); });
@@ -421,7 +467,7 @@ class Canonicalizer {
     // -x, with a sum negated term by term (a negated sum is not a normal form).
     Expr negate(const Expr& x) {
         if (x.op() != Op::Add && x.op() != Op::Sub && x.op() != Op::Neg) return -x;
-        detail::SumForm f = detail::sum_form(x);
+        detail::SumForm f = terms_of(x);
         for (auto& [c, m] : f.terms) c = -c;
         f.constant = -f.constant;
         return build_sum(f);
@@ -430,7 +476,7 @@ class Canonicalizer {
     Expr power(const Expr& base, const Exponent& k) {
         if (k.s) {
             if (k.r.is_zero()) return pow(base, k.s);
-            detail::SumForm f = detail::sum_form(k.s);
+            detail::SumForm f = terms_of(k.s);
             f.constant = *exact_add(f.constant, k.r);
             return pow(base, build_sum(f));
         }

@@ -122,10 +122,13 @@ Expr fixpoint(const Expr& e, const SimplifyOptions& o, const std::vector<std::st
         Expr before = cur;
         seen.push_back(cur);
         for (const auto& step : pass.steps) {
-            if (std::holds_alternative<std::monostate>(step))
+            if (std::holds_alternative<std::monostate>(step)) {
+                // Not skipped on its own output: with shared subexpressions, a second run can
+                // still flatten what the first rebuilt.
                 cur = canonicalize(cur);
-            else
+            } else {
                 cur = std::get<detail::RulePass>(step).run(cur);
+            }
         }
         if (cur == before) return cur;
         // Two normal forms that map to each other (possible in principle with shared
