@@ -10,13 +10,13 @@ namespace agnesi {
 
 struct Context::Shard {
     mutable std::mutex mu;
-    // An intrusive chained hash table: buckets point at nodes, nodes link through
-    // Node::chain_. Nodes live in fixed-size chunks that never move; the destructor frees them
-    // by iteration, not recursion, whatever the depth of the DAG.
-    std::vector<const Node*> buckets;
+    // Open addressing with linear probing over (hash, node) pairs: a probe compares hashes in
+    // this contiguous array and touches a node only when the hash matches, which keeps interning
+    // cheap at millions of nodes. Nodes live in fixed-size chunks that never move; the destructor
+    // frees them by iteration, not recursion, whatever the depth of the DAG.
+    std::vector<std::pair<std::size_t, const Node*>> table;
     std::vector<Node*> chunks;
     std::size_t count = 0;  // nodes in all chunks
-    unsigned bits = 0;
     static constexpr std::size_t kChunk = 256;
 
     ~Shard() {
@@ -32,23 +32,20 @@ struct Context::Shard {
                 ::operator new(kChunk * sizeof(Node), std::align_val_t(alignof(Node)))));
         return chunks.back() + (count % kChunk);
     }
-    template <class F>
-    void for_each(F&& f) const {
-        for (std::size_t i = 0; i < count; ++i) f(chunks[i / kChunk][i % kChunk]);
-    }
-    std::size_t slot(std::size_t h) const {
+    std::size_t start(std::size_t h) const {
         // Fibonacci hashing spreads structural hashes whose low bits are alike.
-        return (h * 0x9e3779b97f4a7c15ull) >> (64 - bits);
+        return (h * 0x9e3779b97f4a7c15ull) >> 20 & (table.size() - 1);
     }
     void grow() {
-        bits = buckets.empty() ? 10 : bits + 1;
-        std::vector<const Node*> next(std::size_t(1) << bits, nullptr);
-        for_each([&](const Node& n) {
-            std::size_t i = slot(n.hash());
-            n.chain_ = next[i];
-            next[i] = &n;
-        });
-        buckets = std::move(next);
+        std::vector<std::pair<std::size_t, const Node*>> old(table.empty() ? 1024
+                                                                           : table.size() * 2);
+        old.swap(table);
+        for (const auto& [h, n] : old) {
+            if (!n) continue;
+            std::size_t i = start(h);
+            while (table[i].second) i = (i + 1) & (table.size() - 1);
+            table[i] = {h, n};
+        }
     }
 };
 
@@ -68,14 +65,15 @@ const Node* Context::intern(NodeDesc&& desc) {
     std::size_t h = structural_hash(desc);
     Shard& s = *shards_[(h >> 59) % kShards];
     std::lock_guard lock(s.mu);
-    if (s.count >= s.buckets.size()) s.grow();
-    std::size_t i = s.slot(h);
-    for (const Node* n = s.buckets[i]; n; n = n->chain_)
-        if (n->hash() == h && same_content(*n, desc)) return n;
+    if ((s.count + 1) * 2 > s.table.size()) s.grow();
+    std::size_t mask = s.table.size() - 1;
+    std::size_t i = s.start(h);
+    for (; s.table[i].second; i = (i + 1) & mask)
+        if (s.table[i].first == h && same_content(*s.table[i].second, desc))
+            return s.table[i].second;
     Node* n = new (s.allocate()) Node(std::move(desc), h, this);
     ++s.count;
-    n->chain_ = s.buckets[i];
-    s.buckets[i] = n;
+    s.table[i] = {h, n};
     return n;
 }
 

@@ -106,11 +106,9 @@ class Node : private NodeDesc {
     Node(NodeDesc&& d, std::size_t hash, Context* ctx);
 
   private:
-    friend class Context;
     std::size_t hash_;
     std::uint32_t height_;
     Context* ctx_;
-    mutable const Node* chain_ = nullptr;  // next node in the Context's hash bucket
 };
 
 /// Structural hash of a description (the hash its node will have).
