@@ -110,7 +110,7 @@ class Canonicalizer {
         std::vector<const Node*> rs;
         for (const Expr& r : roots) rs.push_back(r.node());
         auto order = post_order(rs);
-        detail::NodeMap<std::size_t> uses(order.size());
+        detail::NodeMap<std::size_t>& uses = uses_;
         for (const Node* n : order)
             for (const Node* o : n->operands()) ++uses[o];
         for (const Node* r : rs) ++uses[r];
@@ -180,7 +180,7 @@ class Canonicalizer {
             Expr t = at(m);
             // A term that became a sum here (a product with a negative coefficient, -(x + z))
             // joins this sum; a sum that was already there is shared and stays whole.
-            if (kind_of(m) != Kind::Sum && kind_of(t.node()) == Kind::Sum) {
+            if (kind_of(m) != Kind::Sum && kind_of(t.node()) == Kind::Sum && !shared(m)) {
                 detail::SumForm inner = terms_of(t);
                 for (const auto& [k, mono] : inner.terms) add_term(acc, mono, *exact_mul(c, k));
                 add_term(acc, literal(inner.constant, ctx_), c);
@@ -357,7 +357,7 @@ class Canonicalizer {
                     case Op::Sqrt:
                         add_atom(at(m->operand(0)),
                                  Exponent{*exact_mul(e, Number::rational(1, 2)), {}}, add_factor,
-                                 coef);
+                                 coef, shared(m->operand(0)));
                         continue;
                     case Op::Pow: {
                         const Node* b = m->operand(0);
@@ -371,7 +371,7 @@ class Canonicalizer {
                             }
                             auto k = exact_mul(e, ey.constant);
                             if (!k) throw ValueError("exponent too large to stay exact");
-                            add_atom(at(b), Exponent{*k, {}}, add_factor, coef);
+                            add_atom(at(b), Exponent{*k, {}}, add_factor, coef, shared(b));
                             continue;
                         }
                         auto k = exact_mul(e, y->value());
@@ -379,13 +379,13 @@ class Canonicalizer {
                         if (y->value().is_integer() && interior_.contains(b))
                             stack.emplace_back(b, *k);
                         else
-                            add_atom(at(b), Exponent{*k, {}}, add_factor, coef);
+                            add_atom(at(b), Exponent{*k, {}}, add_factor, coef, shared(b));
                         continue;
                     }
                     default: break;
                 }
             }
-            add_atom(at(m), Exponent{e, {}}, add_factor, coef);
+            add_atom(at(m), Exponent{e, {}}, add_factor, coef, shared(m));
         }
         ProductForm f;
         f.coef = coef;
@@ -414,16 +414,19 @@ class Canonicalizer {
         return f;
     }
 
-    // An already canonical operand: its own factors join when the exponent is an integer.
+    // An already canonical operand: its own factors join when the exponent is an integer, unless
+    // it is shared: copying a shared product's factors into every user would grow the DAG
+    // quadratically (the adjoints of a deep chain are such products).
     template <class AddFactor>
-    void add_atom(const Expr& a, const Exponent& e, AddFactor& add_factor, Number& coef) {
+    void add_atom(const Expr& a, const Exponent& e, AddFactor& add_factor, Number& coef,
+                  bool is_shared) {
         if (!e.s && e.r.is_integer()) {
             if (a.op() == Op::Neg) {
                 coef = *exact_mul(coef, *exact_pow(Number(-1), e.r));
-                add_atom(a.operand(0), e, add_factor, coef);
+                add_atom(a.operand(0), e, add_factor, coef, is_shared);
                 return;
             }
-            if (const ProductForm* it = forms_.find(a.node())) {
+            if (const ProductForm* it = is_shared ? nullptr : forms_.find(a.node())) {
                 const ProductForm f = *it;
                 auto p = exact_pow(f.coef, e.r);
                 auto c = p ? exact_mul(coef, *p) : std::nullopt;
@@ -533,6 +536,12 @@ class Canonicalizer {
   private:
     Context& ctx_;
     Expr at(const Node* n) const { return *memo_.find(n); }
+    bool shared(const Node* n) const {
+        const std::size_t* u = uses_.find(n);
+        return u && *u > 1;
+    }
+
+    detail::NodeMap<std::size_t> uses_;
 
     detail::NodeMap<Expr> memo_;
     detail::NodeMap<bool> interior_;

@@ -219,3 +219,16 @@ TEST(SimplifyRules, StabilizeDoesNotRecreateItsLeftSides) {
         }
     }
 }
+
+// Shared products stay shared: the adjoints of a deep chain are products that each reuse the
+// next one, and copying their factors into every user would grow the result quadratically.
+TEST(Simplify, SharedProductsStayShared) {
+    Context ctx;
+    Expr x = scalar("x", f64, kNone, ctx);
+    Expr e = x;
+    for (int i = 0; i < 2000; ++i) e = sin(e) + x;
+    Expr g = grad(e, x);
+    Expr s = simplify(g);
+    EXPECT_LE(count_nodes({s}), count_nodes({g}));
+    EXPECT_NEAR(evaluate(s, {{"x", 0.3}}).item(), evaluate(g, {{"x", 0.3}}).item(), 1e-12);
+}
