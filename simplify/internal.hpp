@@ -33,7 +33,7 @@ class RulePass {
 };
 
 /// One rule at one node: the fitted replacement, or nullopt.
-std::optional<Expr> try_rule(const Rule& rule, const Node* n, bool unsafe);
+std::optional<Expr> try_rule(const Rule& rule, const Node* n);
 
 /// A sum as coefficient * term pairs plus a constant: 2*x - y + 3.
 struct SumForm {

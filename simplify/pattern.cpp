@@ -146,8 +146,7 @@ std::optional<Expr> fit_to(const Expr& replacement, const Node* original) {
     return r;
 }
 
-std::optional<Expr> try_rule(const Rule& rule, const Node* n, bool unsafe) {
-    (void)unsafe;
+std::optional<Expr> try_rule(const Rule& rule, const Node* n) {
     std::optional<Expr> out;
     if (rule.apply) {
         out = rule.apply(n);
@@ -197,7 +196,7 @@ Expr RulePass::run(const Expr& e) const {
             for (int round = 0; round < 4; ++round) {
                 bool fired = false;
                 for (const Rule* r : ix.by_op[static_cast<std::size_t>(cur.op())]) {
-                    auto out = try_rule(*r, cur.node(), false);
+                    auto out = try_rule(*r, cur.node());
                     if (!out) continue;
                     if (trace_)
                         std::cerr << "[" << ix.set->name << "] " << r->name << ": "

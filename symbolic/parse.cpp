@@ -480,18 +480,15 @@ class Parser {
                 auto p = count(2, 2);
                 return build(fn.col, [&] { return matmul(value_of(*p[0]), value_of(*p[1])); });
             }
-            case OpKind::Shape:
-                return shape_call(*op, name, fn, as, positional, keyword, only_keywords, count);
+            case OpKind::Shape: return shape_call(*op, name, fn, keyword, only_keywords, count);
             case OpKind::Leaf: break;
         }
         fail(fmt::format("unknown function '{}'", name), fn.col);
     }
 
-    template <class P, class K, class O, class C>
-    Expr shape_call(Op op, const std::string& name, const Token& fn, std::vector<Arg>& as,
-                    P positional, K keyword, O only_keywords, C count) {
-        (void)as;
-        (void)positional;
+    template <class K, class O, class C>
+    Expr shape_call(Op op, const std::string& name, const Token& fn, K keyword, O only_keywords,
+                    C count) {
         switch (op) {
             case Op::Reshape:
             case Op::BroadcastTo: {

@@ -188,7 +188,7 @@ TEST(SimplifyRules, EachRuleAloneKeepsTheValue) {
                 auto m = detail::match(r.lhs, lhs.node());
                 ASSERT_TRUE(m) << r.name;
                 if (r.condition && !r.condition(*m)) continue;
-                auto out = detail::try_rule(r, lhs.node(), false);
+                auto out = detail::try_rule(r, lhs.node());
                 ASSERT_TRUE(out) << r.name;
                 int compared = 0;
                 for (int k = 0; k < 200; ++k) {
