@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <numbers>
 #include <string>
 #include <unsupported/Eigen/SpecialFunctions>
 #include <vector>
@@ -104,7 +105,7 @@ void gelu(const Config& cfg) {
     Vec<float> x(n), y(n);
     fill(x.data(), n, 6.0, -3.0);
     fill(y.data(), n, 0.0, 0.0);
-    const float r = static_cast<float>(M_SQRT1_2);
+    const float r = static_cast<float>(1.0 / std::numbers::sqrt2);
     double ms = median_ms(cfg, [&] {
 #pragma omp parallel for schedule(static)
         for (std::int64_t i = 0; i < n; i += kChunk) {

@@ -1,0 +1,377 @@
+// The CPU (and CUDA) workloads of benchmarks/compare.sh written with Agnesi: each is math built
+// from variables, differentiated with `grad` where it needs a gradient, compiled with `compile`,
+// and timed through `Function::call` (median of the repetitions after a warm-up).
+//
+//   agnesi-bench [--quick] [--all] [--filter SUBSTR] [--device cpu|cuda]
+//
+// Prints workload<TAB>implementation<TAB>median_ms<TAB>value<TAB>unit per workload, like the
+// peers in benchmarks/peers/, and to stderr `check<TAB>workload<TAB>implementation<TAB>checksum`
+// (the inputs are the same formula in every implementation, see fill()). Implementations:
+// agnesi-native (generated C++, Backend::Native) and agnesi-evaluator (the group evaluator;
+// with --quick, or on the full sizes with --all); with --device cuda, agnesi-cuda, whose large
+// inputs are shared variables so that they stay on the device (results still come back to the
+// host in every call). It also prints the compile latency of the MLP training step:
+// compile_mlp_step, agnesi-native-cold (empty AGNESI_CACHE_DIR) and agnesi-native-warm (a
+// second process on the same cache directory), in ms.
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <numbers>
+#include <string>
+#include <vector>
+
+#include "agnesi/agnesi.hpp"
+#include "agnesi/jit.hpp"
+
+namespace po = boost::program_options;
+using namespace agnesi;
+
+namespace {
+
+struct Config {
+    bool quick = false;
+    bool all = false;
+    bool cuda = false;
+    std::string filter;
+};
+
+struct Impl {
+    std::string name;
+    CompileOptions options;
+    int warmup, reps;
+};
+
+// The implementations a workload runs under.
+std::vector<Impl> impls(const Config& cfg) {
+    std::vector<Impl> v;
+    if (cfg.cuda) {
+        v.push_back({"agnesi-cuda", {.device = Device::cuda()}, 2, 10});
+        return v;
+    }
+    v.push_back(
+        {"agnesi-native", {.backend = Backend::Native}, cfg.quick ? 1 : 2, cfg.quick ? 5 : 10});
+    if (cfg.quick || cfg.all)
+        v.push_back({"agnesi-evaluator", {.backend = Backend::Evaluator}, 1, 5});
+    return v;
+}
+
+// The input formula every implementation shares: k-th value in [0, 1).
+double unit(std::int64_t k) {
+    return static_cast<double>((k * 7919) % 10007) / 10007.0;
+}
+
+template <class T>
+Tensor fill(Shape shape, double scale, double shift, std::int64_t offset = 0) {
+    Tensor t(dtype_of<T>(), std::move(shape));
+    T* p = t.data<T>();
+    for (std::int64_t k = 0; k < t.size(); ++k)
+        p[k] = static_cast<T>(scale * unit(k + offset) + shift);
+    return t;
+}
+
+double sum(const Tensor& t) {
+    double s = 0;
+    for (std::int64_t i = 0; i < t.size(); ++i) s += t.at(i);
+    return s;
+}
+
+double median_ms(int warmup, int reps, const std::function<void()>& f) {
+    for (int i = 0; i < warmup; ++i) f();
+    std::vector<double> t;
+    for (int i = 0; i < reps; ++i) {
+        auto t0 = std::chrono::steady_clock::now();
+        f();
+        t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                        .count());
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+void report(const std::string& workload, const std::string& impl, double ms, double value,
+            const char* unit_name) {
+    std::printf("%s\t%s\t%.4f\t%.3f\t%s\n", workload.c_str(), impl.c_str(), ms, value, unit_name);
+    std::fflush(stdout);
+}
+void check(const std::string& workload, const std::string& impl, double checksum) {
+    std::fprintf(stderr, "check\t%s\t%s\t%.9g\n", workload.c_str(), impl.c_str(), checksum);
+}
+
+// A workload's inputs: variables passed to each call on the CPU; on CUDA, shared variables
+// (initialized once, kept on the device) so that a call does not time their transfer.
+class Inputs {
+  public:
+    /// `prefix` keeps the names of shared variables of different workloads apart.
+    Inputs(bool cuda, std::string prefix) : cuda_(cuda), prefix_(std::move(prefix)) {}
+    Expr add(const std::string& name, const Tensor& value) {
+        if (cuda_) return shared(prefix_ + "_" + name, value);
+        Expr v = variable(name, value.shape(), value.dtype());
+        vars_.push_back(v);
+        args_.push_back(value);
+        return v;
+    }
+    const std::vector<Expr>& vars() const { return vars_; }
+    const std::vector<Tensor>& args() const { return args_; }
+
+  private:
+    bool cuda_;
+    std::string prefix_;
+    std::vector<Expr> vars_;
+    std::vector<Tensor> args_;
+};
+
+// Compiles `outputs` under each implementation, times its calls and reports `rate(ms)`.
+// `checksum` reads the outputs of the first call; `reset` (if any) runs before each
+// implementation (to restore shared state).
+void run(const Config& cfg, const std::string& workload, const Inputs& in,
+         const std::vector<Expr>& outputs, const std::vector<Update>& updates,
+         const std::function<double(double)>& rate, const char* unit_name,
+         const std::function<double(const std::vector<Tensor>&)>& checksum,
+         const std::function<void()>& reset = {}) {
+    for (Impl impl : impls(cfg)) {
+        if (reset) reset();
+        impl.options.updates = updates;
+        impl.options.name = workload;
+        Function f = compile(in.vars(), outputs, impl.options);
+        f.wait_ready();
+        std::vector<Tensor> first;
+        bool have_first = false;
+        double ms = median_ms(impl.warmup, impl.reps, [&] {
+            auto r = f.call(in.args());
+            if (!have_first) {
+                first = std::move(r);
+                have_first = true;
+            }
+        });
+        report(workload, impl.name, ms, rate(ms), unit_name);
+        check(workload, impl.name, checksum(first));
+    }
+}
+
+double gbps(double bytes, double ms) {
+    return bytes / (ms * 1e6);
+}
+
+double sum_first(const std::vector<Tensor>& r) {
+    return sum(r.at(0));
+}
+
+template <class T>
+void chain(const Config& cfg, const std::string& name) {
+    const std::int64_t n = cfg.quick ? (1 << 20) : (1 << 24);
+    Inputs in(cfg.cuda, name);
+    Expr x = in.add("x", fill<T>({n}, 8.0, -4.0));
+    Expr y = tanh(x * 0.5 + 0.1) * sigmoid(x) + log1p(exp(-abs(x)));
+    run(
+        cfg, name, in, {y}, {}, [&](double ms) { return gbps(2.0 * n * sizeof(T), ms); }, "GB/s",
+        sum_first);
+}
+
+void rowwise(const Config& cfg, const std::string& name, double scale, double shift,
+             const std::function<Expr(const Expr&)>& f, double bytes_per_row) {
+    const std::int64_t rows = cfg.quick ? 512 : 4096, cols = 1024;
+    Inputs in(cfg.cuda, name);
+    Expr x = in.add("x", fill<float>({rows, cols}, scale, shift));
+    run(
+        cfg, name, in, {f(x)}, {}, [&](double ms) { return gbps(rows * bytes_per_row, ms); },
+        "GB/s", sum_first);
+}
+
+void bias_relu(const Config& cfg) {
+    const std::int64_t rows = cfg.quick ? 512 : 4096, cols = 1024;
+    Inputs in(cfg.cuda, "bias_relu");
+    Expr x = in.add("X", fill<float>({rows, cols}, 2.0, -1.0));
+    Expr b = in.add("b", fill<float>({cols}, 1.0, -0.5, 1));
+    run(
+        cfg, "bias_relu_f32", in, {relu(x + b)}, {},
+        [&](double ms) { return gbps(2.0 * rows * cols * 4, ms); }, "GB/s", sum_first);
+}
+
+void logreg(const Config& cfg) {
+    const std::int64_t n = cfg.quick ? 8192 : 65536, d = 256;
+    Inputs in(cfg.cuda, "logreg");
+    Expr X = in.add("X", fill<float>({n, d}, 1.0, -0.5));
+    std::vector<float> labels(n);
+    for (std::int64_t i = 0; i < n; ++i) labels[i] = i % 3 == 0 ? 1.0f : 0.0f;
+    Expr y = in.add("y", Tensor::from_vector<float>({n}, labels));
+    Expr w = in.add("w", fill<float>({d}, 0.1, -0.05, 5));
+    Expr b = in.add("b", Tensor::scalar<float>(0.1f));
+    Expr z = matmul(X, w) + b;
+    Expr loss = mean(softplus(z) - y * z);
+    auto g = grad(loss, {w, b});
+    run(
+        cfg, "logreg_f32", in, {loss, g[0], g[1]}, {},
+        [&](double ms) { return gbps(n * d * 4.0, ms); }, "GB/s",
+        [](const std::vector<Tensor>& r) { return r[0].item() + sum(r[1]) + r[2].item(); });
+}
+
+struct Mlp {
+    static constexpr std::int64_t kBatch = 512, kIn = 784, kHidden = 1024, kOut = 10;
+    Tensor W1_0 = fill<float>({kIn, kHidden}, 0.05, -0.025, 1);
+    Tensor W2_0 = fill<float>({kHidden, kOut}, 0.1, -0.05, 2);
+    Tensor b1_0 = fill<float>({kHidden}, 0.0, 0.01);
+    Tensor b2_0 = fill<float>({kOut}, 0.0, 0.0);
+    Expr W1 = shared("W1", W1_0), b1 = shared("b1", b1_0), W2 = shared("W2", W2_0),
+         b2 = shared("b2", b2_0);
+    Inputs in;
+    Expr X, Y, loss;
+    std::vector<Update> updates;
+
+    explicit Mlp(bool cuda) : in(cuda, "mlp") {
+        X = in.add("X", fill<float>({kBatch, kIn}, 1.0, 0.0));
+        std::vector<float> onehot(kBatch * kOut, 0.0f);
+        for (std::int64_t i = 0; i < kBatch; ++i) onehot[i * kOut + i % kOut] = 1.0f;
+        Y = in.add("Y", Tensor::from_vector<float>({kBatch, kOut}, onehot));
+        Expr h = relu(matmul(X, W1) + b1);
+        Expr logits = matmul(h, W2) + b2;
+        loss = mean(cross_entropy(softmax(logits), Y));
+        auto g = grad(loss, {W1, b1, W2, b2});
+        const double lr = 0.01;
+        updates = {
+            {W1, W1 - lr * g[0]}, {b1, b1 - lr * g[1]}, {W2, W2 - lr * g[2]}, {b2, b2 - lr * g[3]}};
+    }
+    void reset() const {
+        set_value(W1, W1_0);
+        set_value(b1, b1_0);
+        set_value(W2, W2_0);
+        set_value(b2, b2_0);
+    }
+};
+
+void mlp_step(const Config& cfg) {
+    Mlp m(cfg.cuda);
+    // Forward and the two backward products of each layer, as the peers count them (the first
+    // layer's input gradient is not needed, so no implementation computes it).
+    const double flops =
+        2.0 * (Mlp::kBatch * Mlp::kIn * Mlp::kHidden + Mlp::kBatch * Mlp::kHidden * Mlp::kOut) * 3;
+    run(
+        cfg, "mlp_step_f32", m.in, {m.loss}, m.updates,
+        [&](double ms) { return flops / (ms * 1e6); }, "GFLOP/s",
+        [](const std::vector<Tensor>& r) { return r[0].item(); }, [&] { m.reset(); });
+}
+
+// One native compile of the MLP step in this process, in ms (the cache directory comes from
+// the environment).
+double compile_mlp_once() {
+    Mlp m(false);
+    auto t0 = std::chrono::steady_clock::now();
+    Function f = compile(m.in.vars(), {m.loss},
+                         {.updates = m.updates, .backend = Backend::Native, .name = "mlp_step"});
+    f.wait_ready();
+    double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const CompileStats& s = f.stats();
+    std::fprintf(stderr,
+                 "# compile_mlp_step: schedule %.1f ms, codegen %.1f ms, compiler %.1f ms, "
+                 "load %.1f ms, cache hit %s, %d groups\n",
+                 s.schedule_ms, s.codegen_ms, s.compile_ms, s.load_ms, s.cache_hit ? "yes" : "no",
+                 s.groups);
+    return ms;
+}
+
+// Cold and warm compile latency, each in a fresh process of this program: the first on an
+// empty cache directory, the second on the cache the first left.
+void compile_latency() {
+    const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+    std::string dir = (std::filesystem::temp_directory_path() / "agnesi-bench-XXXXXX").string();
+    if (!mkdtemp(dir.data())) {
+        std::perror("agnesi-bench: mkdtemp");
+        return;
+    }
+    for (const char* impl : {"agnesi-native-cold", "agnesi-native-warm"}) {
+        std::string cmd = "AGNESI_CACHE_DIR='" + dir + "' '" + self + "' --compile-once";
+        FILE* p = popen(cmd.c_str(), "r");
+        double ms = -1;
+        if (p) {
+            if (std::fscanf(p, "%lf", &ms) != 1) ms = -1;
+            pclose(p);
+        }
+        if (ms < 0) {
+            std::fprintf(stderr, "agnesi-bench: %s compile failed\n", impl);
+            break;
+        }
+        report("compile_mlp_step", impl, ms, ms, "ms");
+    }
+    std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Config cfg;
+    std::string device = "cpu";
+    po::options_description desc("agnesi-bench: Agnesi on the CPU benchmark workloads");
+    desc.add_options()("help,h", "this help")("quick", po::bool_switch(&cfg.quick),
+                                              "smaller sizes and fewer repetitions")(
+        "all", po::bool_switch(&cfg.all), "the evaluator tier on the full sizes too")(
+        "filter", po::value(&cfg.filter), "only workloads whose name contains this")(
+        "device", po::value(&device), "cpu or cuda")("compile-once", "(internal)");
+    po::variables_map vm;
+    try {
+        po::store(po::parse_command_line(argc, argv, desc), vm);
+        po::notify(vm);
+    } catch (const po::error& e) {
+        std::cerr << "agnesi-bench: " << e.what() << "\n";
+        return 2;
+    }
+    if (vm.count("help")) {
+        std::cout << desc;
+        return 0;
+    }
+    try {
+        if (vm.count("compile-once")) {
+            std::printf("%.4f\n", compile_mlp_once());
+            return 0;
+        }
+        if (device != "cpu" && device != "cuda") {
+            std::cerr << "agnesi-bench: --device must be cpu or cuda, not " << device << "\n";
+            return 2;
+        }
+        cfg.cuda = device == "cuda";
+        if (cfg.cuda) {
+            CudaAvailability a = cuda_availability();
+            if (!a.available) {
+                std::cerr << "agnesi-bench: no CUDA device (" << a.reason
+                          << "); nothing measured\n";
+                return 0;
+            }
+        }
+        auto want = [&](const std::string& name) {
+            return name.find(cfg.filter) != std::string::npos;
+        };
+        if (want("chain_f32")) chain<float>(cfg, "chain_f32");
+        if (want("chain_f64")) chain<double>(cfg, "chain_f64");
+        if (want("gelu_f32"))
+            rowwise(
+                cfg, "gelu_f32", 6.0, -3.0,
+                [](const Expr& x) {
+                    return 0.5 * x * (1.0 + erf(x * (1.0 / std::numbers::sqrt2)));
+                },
+                2.0 * 1024 * 4);
+        if (want("softmax_f32"))
+            rowwise(
+                cfg, "softmax_f32", 10.0, -5.0, [](const Expr& x) { return softmax(x, -1); },
+                2.0 * 1024 * 4);
+        if (want("logsumexp_f32"))
+            rowwise(
+                cfg, "logsumexp_f32", 10.0, -5.0, [](const Expr& x) { return logsumexp(x, {1}); },
+                1024 * 4.0 + 4.0);
+        if (want("bias_relu_f32")) bias_relu(cfg);
+        if (want("logreg_f32")) logreg(cfg);
+        if (want("mlp_step_f32")) mlp_step(cfg);
+        if (!cfg.cuda && want("compile_mlp_step")) compile_latency();
+    } catch (const Error& e) {
+        std::cerr << "agnesi-bench: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}
