@@ -5,9 +5,11 @@
 # BUILD_DIR/bin/agnesi-peer-eigen (./scripts/setup.sh builds both). Every implementation runs
 # on 2 threads (OMP_NUM_THREADS=2; NumPy's elementwise ops are single-threaded). The STREAM
 # triad runs first and last; the larger of the two is the bandwidth bound the "of triad"
-# column divides by, and their spread is one measure of how noisy the run was.
-# --quick: smaller sizes and fewer repetitions (a smoke run). --all: the evaluator tier of
-# agnesi-bench on the full sizes too. Prints a Markdown table.
+# column divides by; their spread and the load average before and after say how noisy the run
+# was. The "result" column compares each implementation's checksum with Eigen's.
+# --quick: smaller sizes and fewer repetitions, a smoke run (its arrays fit in cache, so rates
+# above the triad are expected). --all: the evaluator tier of agnesi-bench on the full sizes
+# too. Prints Markdown tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=()
@@ -31,16 +33,29 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
+workloads=(chain_f32 chain_f64 gelu_f32 softmax_f32 logsumexp_f32 bias_relu_f32 logreg_f32
+           mlp_step_f32)
+load_before=$(cut -d' ' -f1 /proc/loadavg)
 "$eigen" "${quick[@]}" --filter triad >"$out/triad_first.tsv" 2>/dev/null
+[ -x "$agnesi" ] || echo "compare.sh: $agnesi not found; peers only" >&2
+# One workload at a time, every implementation back to back, so that a burst of load from
+# elsewhere on the machine falls on all of them alike.
+for w in "${workloads[@]}"; do
+    if [ -x "$agnesi" ]; then
+        "$agnesi" "${quick[@]}" "${all[@]}" --filter "$w" >>"$out/results.tsv" 2>>"$out/check.tsv"
+    fi
+    "$eigen" "${quick[@]}" --filter "$w" >>"$out/results.tsv" 2>>"$out/check.tsv"
+    for py in numpy_cpu torch_cpu; do
+        /usr/bin/python3 "benchmarks/peers/$py.py" "${quick[@]}" --filter "$w" \
+            >>"$out/results.tsv" 2>>"$out/check.tsv"
+    done
+done
 if [ -x "$agnesi" ]; then
-    "$agnesi" "${quick[@]}" "${all[@]}" >>"$out/results.tsv" 2>>"$out/check.tsv"
-else
-    echo "compare.sh: $agnesi not found; peers only" >&2
+    "$agnesi" --filter compile_mlp_step >>"$out/results.tsv" 2>>"$out/check.tsv"
 fi
-"$eigen" "${quick[@]}" >>"$out/results.tsv" 2>>"$out/check.tsv"
-/usr/bin/python3 benchmarks/peers/numpy_cpu.py "${quick[@]}" >>"$out/results.tsv" 2>>"$out/check.tsv"
-/usr/bin/python3 benchmarks/peers/torch_cpu.py "${quick[@]}" >>"$out/results.tsv" 2>>"$out/check.tsv"
 "$eigen" "${quick[@]}" --filter triad >"$out/triad_last.tsv" 2>/dev/null
+load_after=$(cut -d' ' -f1 /proc/loadavg)
+echo "$load_before $load_after" >"$out/load.txt"
 
 /usr/bin/python3 - "$out" <<'PY'
 import sys
@@ -52,6 +67,7 @@ def rows(path):
         if len(f) == 5 and not line.startswith("#"):
             yield f[0], f[1], float(f[2]), float(f[3]), f[4]
 
+load = open(f"{out}/load.txt").read().split()
 triads = [r[3] for p in ("triad_first", "triad_last") for r in rows(f"{out}/{p}.tsv")]
 bound = max(triads) if triads else float("nan")
 results = list(rows(f"{out}/results.tsv"))
@@ -80,6 +96,7 @@ def check(w, impl):
 
 print(f"STREAM triad (float64, 2 threads): {triads[0]:.1f} GB/s first, {triads[-1]:.1f} GB/s last; "
       f"bound used: {bound:.1f} GB/s" if triads else "STREAM triad: not measured")
+print(f"Load average (1 min) before the run: {load[0]}, after: {load[1]} (2 cores)")
 print()
 print("| workload | implementation | median ms | rate | of triad | speedup vs Eigen | result |")
 print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
