@@ -3,8 +3,11 @@
 
 #include <Eigen/Core>
 #include <chrono>
+#include <future>
+#include <limits>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 
 #include "agnesi/error.hpp"
@@ -13,6 +16,10 @@
 #include "agnesi/simplify.hpp"
 #include "agnesi/traverse.hpp"
 #include "jit/backend.hpp"
+
+#ifdef AGNESI_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
 
 namespace agnesi {
 
@@ -113,6 +120,22 @@ class FunctionImpl {
     std::unique_ptr<jit::Executor> executor;
     CompileStats stats;
     mutable std::mutex mutex;  // one call at a time (buffers and shared values)
+    // Native code compiling in the background while the evaluator answers calls.
+    std::future<std::pair<std::unique_ptr<jit::Executor>, CompileStats>> pending;
+
+    // Switches to the native executor once it is ready (wait: block until it is). A failed
+    // background compile keeps the evaluator; waiting rethrows its error.
+    void adopt_pending(bool wait) {
+        if (!pending.valid()) return;
+        if (!wait && pending.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+        auto [ex, st] = pending.get();
+        if (ex) {
+            executor = std::move(ex);
+            st.schedule_ms = stats.schedule_ms;
+            st.groups = stats.groups;
+            stats = st;
+        }
+    }
 
     std::vector<Tensor> call(const std::vector<Tensor>& args);
 
@@ -161,6 +184,7 @@ jit::DimEnv FunctionImpl::bind(const std::vector<Tensor>& args) const {
 
 std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
     std::lock_guard lock(mutex);
+    adopt_pending(false);
     // A float64 scalar argument converts to a scalar input's dtype (as evaluate's bindings do).
     std::vector<Tensor> args = raw_args;
     for (std::size_t i = 0; i < args.size() && i < inputs.size(); ++i)
@@ -297,18 +321,26 @@ const std::vector<Expr>& Function::outputs() const {
     return impl_->outputs;
 }
 std::string Function::source() const {
+    std::lock_guard lock(impl_->mutex);
+    impl_->adopt_pending(false);
     return impl_->executor->source();
 }
 std::string Function::schedule_text() const {
     return impl_->program.to_string();
 }
 std::string Function::backend() const {
+    std::lock_guard lock(impl_->mutex);
+    impl_->adopt_pending(false);
     return impl_->executor->name();
 }
 const CompileStats& Function::stats() const {
     return impl_->stats;
 }
-void Function::wait_ready() const {}
+void Function::wait_ready() const {
+    if (!impl_) return;
+    std::lock_guard lock(impl_->mutex);
+    impl_->adopt_pending(true);
+}
 
 Function compile(const std::vector<Expr>& inputs, const std::vector<Expr>& outputs,
                  const CompileOptions& options) {
@@ -379,6 +411,16 @@ Function compile(const std::vector<Expr>& inputs, const std::vector<Expr>& outpu
     impl->stats.schedule_ms = ms_since(t0);
     impl->stats.groups = static_cast<int>(impl->program.groups.size());
 
+    if (options.backend == Backend::Auto && options.evaluate_while_compiling) {
+        FunctionImpl* raw = impl.get();  // the program outlives the task: get() joins it
+        impl->pending = std::async(std::launch::async, [raw, options] {
+            CompileStats st;
+            auto ex = jit::make_native(raw->program, options, st);
+            return std::make_pair(std::move(ex), st);
+        });
+        impl->executor = jit::make_evaluator(impl->program);
+        return Function(std::move(impl));
+    }
     if (options.backend != Backend::Evaluator)
         impl->executor = jit::make_native(impl->program, options, impl->stats);
     if (!impl->executor) {
@@ -396,6 +438,46 @@ Function compile(const std::vector<Expr>& inputs, const std::vector<Expr>& outpu
 
 namespace jit {
 namespace {
+
+#ifdef AGNESI_HAVE_OPENBLAS
+// How a strided rows x cols matrix is passed to a row-major BLAS: transposed or not, and its
+// leading dimension; false when neither stride is 1 (the caller falls back to Eigen).
+bool blas_layout(std::int64_t rows, std::int64_t cols, std::int64_t rs, std::int64_t cs,
+                 CBLAS_TRANSPOSE* t, std::int64_t* ld) {
+    if (cs == 1 || cols == 1) {
+        *t = CblasNoTrans;
+        *ld = rows == 1 ? std::max<std::int64_t>(cols, 1) : rs;
+        return *ld >= std::max<std::int64_t>(cols, 1);
+    }
+    if (rs == 1 || rows == 1) {
+        *t = CblasTrans;
+        *ld = cols == 1 ? std::max<std::int64_t>(rows, 1) : cs;
+        return *ld >= std::max<std::int64_t>(rows, 1);
+    }
+    return false;
+}
+
+// C (m x n, contiguous) = A (m x k) * B (k x n) through OpenBLAS; false if a layout does not fit.
+template <class T>
+bool blas_gemm(const T* a, std::int64_t ars, std::int64_t acs, const T* b, std::int64_t brs,
+               std::int64_t bcs, T* c, std::int64_t m, std::int64_t n, std::int64_t k) {
+    CBLAS_TRANSPOSE ta, tb;
+    std::int64_t lda, ldb;
+    if (m == 0 || n == 0 || k == 0) return false;
+    if (!blas_layout(m, k, ars, acs, &ta, &lda) || !blas_layout(k, n, brs, bcs, &tb, &ldb))
+        return false;
+    constexpr std::int64_t kMax = std::numeric_limits<int>::max();
+    if (m > kMax || n > kMax || k > kMax || lda > kMax || ldb > kMax) return false;
+    auto i = [](std::int64_t v) { return static_cast<blasint>(v); };
+    if constexpr (std::is_same_v<T, float>)
+        cblas_sgemm(CblasRowMajor, ta, tb, i(m), i(n), i(k), 1.0f, a, i(lda), b, i(ldb), 0.0f, c,
+                    i(n));
+    else
+        cblas_dgemm(CblasRowMajor, ta, tb, i(m), i(n), i(k), 1.0, a, i(lda), b, i(ldb), 0.0, c,
+                    i(n));
+    return true;
+}
+#endif
 
 template <class T>
 void gemm_typed(const Program& p, const Group& g, void* const* buffers, const DimEnv& env) {
@@ -439,6 +521,18 @@ void gemm_typed(const Program& p, const Group& g, void* const* buffers, const Di
             oa += idx[d] * bstride(sa, sta, ra_, d);
             ob += idx[d] * bstride(sb, stb, rb_, d);
         }
+#ifdef AGNESI_HAVE_OPENBLAS
+        if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+            if (blas_gemm(pa + oa, sta[ra_], sta[ra_ + 1], pb + ob, stb[rb_], stb[rb_ + 1],
+                          pc + bi * m * n, m, n, k)) {
+                for (std::size_t d = rbatch; d-- > 0;) {
+                    if (++idx[d] < batch[d]) break;
+                    idx[d] = 0;
+                }
+                continue;
+            }
+        }
+#endif
         Eigen::Map<const Mat, 0, Str> MA(pa + oa, m, k, Str(sta[ra_], sta[ra_ + 1]));
         Eigen::Map<const Mat, 0, Str> MB(pb + ob, k, n, Str(stb[rb_], stb[rb_ + 1]));
         Eigen::Map<Mat> MC(pc + bi * m * n, m, n);
@@ -458,6 +552,9 @@ void gemm_typed(const Program& p, const Group& g, void* const* buffers, const Di
 void run_gemm(const Program& p, const Group& g, void* const* buffers, const DimEnv& env,
               int threads) {
     Eigen::setNbThreads(threads);
+#ifdef AGNESI_HAVE_OPENBLAS
+    openblas_set_num_threads(threads);
+#endif
     DType t = p.buffers[static_cast<std::size_t>(g.gemm.out)].dtype;
     switch (t) {
         case DType::Float32: return gemm_typed<float>(p, g, buffers, env);

@@ -298,6 +298,15 @@ class Scheduler {
                     if (sp == p_.shared.end()) p_.shared.push_back(n);
                     in.buffer = new_buffer(BufferKind::Shared, n, slot);
                 }
+            } else if (n->is_constant()) {
+                // A constant read through a view or by a gemm is filled into a buffer.
+                bool stored = false;
+                for (const Node* c : in.consumers)
+                    stored = stored || info_[c].view || info_[c].copy || c->op() == Op::Matmul;
+                if (stored) {
+                    in.buffer = new_buffer(BufferKind::Temp, n);
+                    add_copy_group(n, Access{in.buffer, {}, n->shape()});
+                }
             } else if (in.copy || n->op() == Op::Concat) {
                 stored_kind_buffer(n);
             } else if (in.group >= 0 && has_outside_use(n)) {

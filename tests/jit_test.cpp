@@ -210,6 +210,26 @@ TEST_P(JitTest, ClearErrorsForBadCalls) {
     EXPECT_THROW(compile({x, x}, {x}), ValueError);
 }
 
+TEST_P(JitTest, MlpTrainingStepMatchesTheReference) {
+    // A 2-layer MLP with softmax cross-entropy: loss, the four gradients and the SGD step.
+    auto X = matrix("X", 8, 5, f32), Y = matrix("Y", 8, 3, f32);
+    auto W1 = matrix("W1", 5, 6, f32), b1 = vector("b1", 6, f32);
+    auto W2 = matrix("W2", 6, 3, f32), b2 = vector("b2", 3, f32);
+    Expr h = relu(matmul(X, W1) + b1);
+    Expr loss = mean(cross_entropy(softmax(matmul(h, W2) + b2), Y));
+    std::vector<Expr> params{W1, b1, W2, b2};
+    std::vector<Expr> grads = grad(loss, params);
+    std::vector<Expr> outs{loss};
+    for (std::size_t i = 0; i < params.size(); ++i) outs.push_back(params[i] - 0.1 * grads[i]);
+    Tensor Yv(f32, {8, 3});
+    for (int i = 0; i < 8; ++i) Yv.data<float>()[i * 3 + i % 3] = 1;
+    Bindings at{{"X", random_tensor(f32, {8, 5}, rng)},  {"Y", Yv},
+                {"W1", random_tensor(f32, {5, 6}, rng)}, {"b1", random_tensor(f32, {6}, rng)},
+                {"W2", random_tensor(f32, {6, 3}, rng)}, {"b2", random_tensor(f32, {3}, rng)}};
+    // float32 with fused evaluation orders: a few ulp of float32.
+    expect_matches_reference({X, Y, W1, b1, W2, b2}, outs, at, backend(), 2e-5, true);
+}
+
 INSTANTIATE_TEST_SUITE_P(Tiers, JitTest, ::testing::Values(Backend::Evaluator),
                          [](const auto& info) {
                              return info.param == Backend::Evaluator ? std::string("Evaluator")
