@@ -2,7 +2,8 @@
 # CPU kernels of compiled functions beside hand-written Eigen, NumPy and PyTorch, in one run.
 #   benchmarks/compare.sh [--quick] [--all] [BUILD_DIR]      (default: build)
 # Builds nothing: expects BUILD_DIR/bin/agnesi-bench (skipped when absent) and
-# BUILD_DIR/bin/agnesi-peer-eigen (./scripts/setup.sh builds both). Every implementation runs
+# BUILD_DIR/bin/agnesi-peer-eigen (./scripts/setup.sh builds both; agnesi-peer-eigen-blas, Eigen
+# with its products handed to OpenBLAS, also runs the MLP step where it was built). Every implementation runs
 # on 2 threads (OMP_NUM_THREADS=2; NumPy's elementwise ops are single-threaded). The STREAM
 # triad runs first and last; the larger of the two is the bandwidth bound the "of triad"
 # column divides by; their spread and the load average before and after say how noisy the run
@@ -45,6 +46,9 @@ for w in "${workloads[@]}"; do
         "$agnesi" "${quick[@]}" "${all[@]}" --filter "$w" >>"$out/results.tsv" 2>>"$out/check.tsv"
     fi
     "$eigen" "${quick[@]}" --filter "$w" >>"$out/results.tsv" 2>>"$out/check.tsv"
+    if [ "$w" = mlp_step_f32 ] && [ -x "$eigen-blas" ]; then
+        "$eigen-blas" "${quick[@]}" --filter "$w" >>"$out/results.tsv" 2>>"$out/check.tsv"
+    fi
     for py in numpy_cpu torch_cpu; do
         /usr/bin/python3 "benchmarks/peers/$py.py" "${quick[@]}" --filter "$w" \
             >>"$out/results.tsv" 2>>"$out/check.tsv"
@@ -80,7 +84,8 @@ for line in open(f"{out}/check.tsv"):
     elif line.strip():
         print(line.rstrip(), file=sys.stderr)
 
-order = ["agnesi-native", "agnesi-evaluator", "agnesi-cuda", "eigen", "numpy", "torch"]
+order = ["agnesi-native", "agnesi-evaluator", "agnesi-cuda", "eigen", "eigen-blas", "numpy",
+         "torch"]
 workloads = []
 for r in results:
     if r[0] not in workloads:

@@ -4,6 +4,9 @@
 //
 //   agnesi-peer-eigen [--quick] [--filter SUBSTR]
 //
+// Built twice: agnesi-peer-eigen with Eigen's own products, and, where OpenBLAS is found,
+// agnesi-peer-eigen-blas with EIGEN_USE_BLAS (compare.sh runs it for the MLP step).
+//
 // Prints one line per workload: workload<TAB>implementation<TAB>median_ms<TAB>value<TAB>unit,
 // and to stderr `check<TAB>workload<TAB>implementation<TAB>checksum` so that compare.sh can
 // confirm every implementation computed the same thing (inputs are the same formula everywhere,
@@ -23,7 +26,15 @@
 #include <unsupported/Eigen/SpecialFunctions>
 #include <vector>
 
+#ifndef AGNESI_PEER_NAME
+#define AGNESI_PEER_NAME "eigen"
+#endif
+
 namespace {
+
+// "eigen" for Eigen's own products; "eigen-blas" when built with EIGEN_USE_BLAS, which hands
+// them to a BLAS (OpenBLAS here).
+constexpr const char* kImpl = AGNESI_PEER_NAME;
 
 template <class T>
 using Vec = Eigen::Array<T, Eigen::Dynamic, 1>;
@@ -96,8 +107,8 @@ void chain(const Config& cfg, const char* name) {
             y.segment(i, len) = (xs * w + b).tanh() * xs.logistic() + (-xs.abs()).exp().log1p();
         }
     });
-    report(name, "eigen", ms, gbps(2.0 * n * sizeof(T), ms), "GB/s");
-    check(name, "eigen", y.template cast<double>().sum());
+    report(name, kImpl, ms, gbps(2.0 * n * sizeof(T), ms), "GB/s");
+    check(name, kImpl, y.template cast<double>().sum());
 }
 
 void gelu(const Config& cfg) {
@@ -114,8 +125,8 @@ void gelu(const Config& cfg) {
             y.segment(i, len) = 0.5f * xs * (1.0f + (xs * r).erf());
         }
     });
-    report("gelu_f32", "eigen", ms, gbps(2.0 * n * 4, ms), "GB/s");
-    check("gelu_f32", "eigen", y.cast<double>().sum());
+    report("gelu_f32", kImpl, ms, gbps(2.0 * n * 4, ms), "GB/s");
+    check("gelu_f32", kImpl, y.cast<double>().sum());
 }
 
 void softmax(const Config& cfg) {
@@ -131,8 +142,8 @@ void softmax(const Config& cfg) {
             y.row(i) *= 1.0f / y.row(i).sum();
         }
     });
-    report("softmax_f32", "eigen", ms, gbps(2.0 * rows * cols * 4, ms), "GB/s");
-    check("softmax_f32", "eigen", y.cast<double>().sum());
+    report("softmax_f32", kImpl, ms, gbps(2.0 * rows * cols * 4, ms), "GB/s");
+    check("softmax_f32", kImpl, y.cast<double>().sum());
 }
 
 void logsumexp(const Config& cfg) {
@@ -147,8 +158,8 @@ void logsumexp(const Config& cfg) {
             y(i) = m + std::log((x.row(i) - m).exp().sum());
         }
     });
-    report("logsumexp_f32", "eigen", ms, gbps(rows * cols * 4.0 + rows * 4.0, ms), "GB/s");
-    check("logsumexp_f32", "eigen", y.cast<double>().sum());
+    report("logsumexp_f32", kImpl, ms, gbps(rows * cols * 4.0 + rows * 4.0, ms), "GB/s");
+    check("logsumexp_f32", kImpl, y.cast<double>().sum());
 }
 
 void bias_relu(const Config& cfg) {
@@ -166,8 +177,8 @@ void bias_relu(const Config& cfg) {
             y.middleRows(i, len) = (x.middleRows(i, len).rowwise() + b).max(0.0f);
         }
     });
-    report("bias_relu_f32", "eigen", ms, gbps(2.0 * rows * cols * 4, ms), "GB/s");
-    check("bias_relu_f32", "eigen", y.cast<double>().sum());
+    report("bias_relu_f32", kImpl, ms, gbps(2.0 * rows * cols * 4, ms), "GB/s");
+    check("bias_relu_f32", kImpl, y.cast<double>().sum());
 }
 
 // Loss and gradient fused over row blocks: each block of X is read once, while in cache, for
@@ -218,8 +229,8 @@ void logreg(const Config& cfg) {
         loss = static_cast<float>(l / n);
         gb = static_cast<float>(g / n);
     });
-    report("logreg_f32", "eigen", ms, gbps(n * d * 4.0, ms), "GB/s");
-    check("logreg_f32", "eigen", loss + gw.cast<double>().sum() + gb);
+    report("logreg_f32", kImpl, ms, gbps(n * d * 4.0, ms), "GB/s");
+    check("logreg_f32", kImpl, loss + gw.cast<double>().sum() + gb);
 }
 
 // One SGD step of a 784-1024-10 MLP with softmax cross-entropy, batch 512. Products go to
@@ -269,8 +280,8 @@ void mlp_step(const Config& cfg) {
     // Forward and the two backward products of each layer, as usually counted (the first
     // layer's input gradient is not needed, so no implementation computes it).
     const double flops = 2.0 * (batch * in * hidden + batch * hidden * out) * 3;
-    report("mlp_step_f32", "eigen", ms, flops / (ms * 1e6), "GFLOP/s");
-    check("mlp_step_f32", "eigen", losses.front());
+    report("mlp_step_f32", kImpl, ms, flops / (ms * 1e6), "GFLOP/s");
+    check("mlp_step_f32", kImpl, losses.front());
 }
 
 // STREAM triad a = b + s*c in float64; counts the three arrays moved.
