@@ -139,6 +139,22 @@ class FunctionImpl {
 
     std::vector<Tensor> call(const std::vector<Tensor>& args);
 
+    // Buffers are recycled between calls: temporaries at once, outputs and replaced shared
+    // values once nobody else holds them. A fresh large buffer costs page faults on first touch.
+    std::vector<Tensor> pool, lent;
+    Tensor acquire(DType dt, const Shape& shape) {
+        for (auto& t : lent)
+            if (t.unique()) pool.push_back(std::move(t));
+        std::erase_if(lent, [](const Tensor& t) { return !t.raw(); });  // moved to the pool
+        for (auto it = pool.begin(); it != pool.end(); ++it)
+            if (it->dtype() == dt && it->shape() == shape) {
+                Tensor t = std::move(*it);
+                pool.erase(it);
+                return t;
+            }
+        return Tensor(dt, shape);
+    }
+
   private:
     jit::DimEnv bind(const std::vector<Tensor>& args) const;
 };
@@ -283,8 +299,20 @@ std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
     for (std::size_t k = 0; k < updates.size(); ++k) {
         auto s = SharedRegistry::get().find(updates[k].variable.node());
         std::lock_guard sl(s->mutex);
+        lent.push_back(std::move(s->value));
         s->value = news[k];
     }
+    for (std::size_t b = 0; b < p.buffers.size(); ++b) {
+        auto kind = p.buffers[b].kind;
+        if (kind == jit::BufferKind::Temp) pool.push_back(std::move(values[b]));
+        bool returned = std::find(p.outputs.begin(), p.outputs.begin() + p.num_outputs,
+                                  static_cast<int>(b)) != p.outputs.begin() + p.num_outputs;
+        if (kind == jit::BufferKind::Output && returned) lent.push_back(values[b]);
+    }
+    // Bounded: results a caller keeps for good are forgotten, oldest first.
+    std::size_t cap = 2 * p.buffers.size() + 4;
+    if (lent.size() > cap) lent.erase(lent.begin(), lent.end() - static_cast<std::ptrdiff_t>(cap));
+    if (pool.size() > cap) pool.erase(pool.begin(), pool.end() - static_cast<std::ptrdiff_t>(cap));
     return out;
 }
 

@@ -10,12 +10,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <numeric>
 #include <queue>
 #include <set>
 
 #include "agnesi/error.hpp"
+#include "agnesi/evaluate.hpp"
 #include "agnesi/print.hpp"
 #include "agnesi/traverse.hpp"
 
@@ -45,13 +47,41 @@ Expr finite_shift(const Expr& m) {
     return where(abs(m) < Expr(Number::inf()), m, Expr(0));
 }
 
+// The scalar constant a uniform value is made of: a constant, or a broadcast of one.
+const Node* uniform_base(const Expr& e) {
+    if (e->is_constant()) return e.node();
+    if (e.op() == Op::BroadcastTo && e->operand(0)->is_constant()) return e->operand(0);
+    return nullptr;
+}
+
+Expr uniform(const Node* base, DType dtype, const Shape& shape) {
+    Expr c = base->dtype() == dtype ? Expr(base) : constant(base->value(), dtype);
+    return shape.empty() ? c : broadcast_to(c, shape);
+}
+
 // Rewrites the ops that backends take only in one layout into primitives: softmax and
 // log_softmax along an axis other than the last, logsumexp over axes that are not a suffix.
+// Views and elementwise ops of uniform values (a constant, broadcast) become uniform values, so
+// no group computes or stores a tensor of equal elements.
 std::vector<const Node*> lower(const std::vector<const Node*>& roots) {
     std::vector<Expr> exprs;
     for (const Node* r : roots) exprs.emplace_back(r);
     auto out = rewrite_post_order(exprs, [](const Node* n, const std::vector<Expr>& ops) -> Expr {
         const Expr& x = ops.empty() ? Expr() : ops[0];
+        if (is_view_op(n->op()) && uniform_base(x))
+            return uniform(uniform_base(x), n->dtype(), n->shape());
+        if (n->info().kind == OpKind::Elementwise && !ops.empty()) {
+            std::vector<Expr> bases;
+            for (const Expr& o : ops)
+                if (const Node* b = uniform_base(o)) bases.emplace_back(b);
+            if (bases.size() == ops.size()) {
+                Tensor v = evaluate(rebuild(n, bases), Bindings{});
+                // An exact constant has no negative zero: keep the op where one comes out.
+                if (v.at(0) == 0 && std::signbit(v.at(0))) return rebuild(n, ops);
+                return uniform(constant(Number::from_double(v.at(0)), n->dtype()).node(),
+                               n->dtype(), n->shape());
+            }
+        }
         if ((n->op() == Op::Softmax || n->op() == Op::LogSoftmax) &&
             n->ints()[0] != static_cast<std::int64_t>(n->rank()) - 1) {
             Axes ax{n->ints()[0]};
@@ -87,7 +117,8 @@ struct Info {
     bool view = false;
     bool copy = false;  // a reshape of a non-contiguous view: copied into its own buffer
     bool contiguous = true;
-    int root = -1;  // first root index
+    bool uniform = false;  // a constant or a broadcast of one: a Const instr wherever it is read
+    int root = -1;         // first root index
     int buffer = -1;
     int out_buffer = -1;  // a root's output buffer, when it is not `buffer` (leaves, views)
 };
@@ -140,6 +171,8 @@ class Scheduler {
     void mark_views() {
         for (const Node* n : order_) {
             Info& in = info_[n];
+            in.uniform = uniform_base(Expr(n)) != nullptr;
+            if (in.uniform) continue;
             if (!is_view_op(n->op())) continue;
             const Info& src = info_[n->operand(0)];
             bool src_contig = !src.view || src.contiguous;
@@ -162,7 +195,7 @@ class Scheduler {
         for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
             const Node* n = *it;
             Info& in = info_[n];
-            if (n->is_variable() || n->is_constant() || in.view) continue;
+            if (n->is_variable() || in.uniform || in.view) continue;
             if (in.copy || n->op() == Op::Concat) continue;  // stored, written by copy groups
             bool forced = false;
             int g = -1;
@@ -298,11 +331,10 @@ class Scheduler {
                     if (sp == p_.shared.end()) p_.shared.push_back(n);
                     in.buffer = new_buffer(BufferKind::Shared, n, slot);
                 }
-            } else if (n->is_constant()) {
-                // A constant read through a view or by a gemm is filled into a buffer.
+            } else if (in.uniform) {
+                // A uniform value read by a gemm is filled into a buffer.
                 bool stored = false;
-                for (const Node* c : in.consumers)
-                    stored = stored || info_[c].view || info_[c].copy || c->op() == Op::Matmul;
+                for (const Node* c : in.consumers) stored = stored || c->op() == Op::Matmul;
                 if (stored) {
                     in.buffer = new_buffer(BufferKind::Temp, n);
                     add_copy_group(n, Access{in.buffer, {}, n->shape()});
@@ -366,9 +398,9 @@ class Scheduler {
         Instr in;
         in.node = m;
         in.dtype = m->dtype();
-        if (m->is_constant()) {
+        if (info_.at(m).uniform && info_.at(m).buffer < 0) {
             in.kind = InstrKind::Const;
-            in.value = m->value();
+            in.value = uniform_base(Expr(m))->value();
         } else {
             in.kind = InstrKind::Load;
             b.g.inputs.push_back(access_of(m));

@@ -119,6 +119,8 @@ class Tensor {
     Tensor astype(DType dtype) const;
     /// Same buffer, new shape of the same size.
     Tensor reshaped(Shape shape) const;
+    /// Whether no other Tensor shares this buffer (so its owner may reuse it).
+    bool unique() const { return data_.use_count() == 1; }
 
     /// Reads a .npy file (little-endian bool, int32, int64, float32, float64; C or Fortran order).
     static Tensor load_npy(const std::string& path);
