@@ -50,6 +50,12 @@ struct Impl {
     int warmup, reps;
 };
 
+// Threads for native code: OMP_NUM_THREADS when set (as for the peers), else every core.
+int threads() {
+    const char* s = std::getenv("OMP_NUM_THREADS");
+    return s ? std::max(0, std::atoi(s)) : 0;
+}
+
 // The implementations a workload runs under.
 std::vector<Impl> impls(const Config& cfg) {
     std::vector<Impl> v;
@@ -57,10 +63,13 @@ std::vector<Impl> impls(const Config& cfg) {
         v.push_back({"agnesi-cuda", {.device = Device::cuda()}, 2, 10});
         return v;
     }
-    v.push_back(
-        {"agnesi-native", {.backend = Backend::Native}, cfg.quick ? 1 : 2, cfg.quick ? 5 : 10});
+    v.push_back({"agnesi-native",
+                 {.backend = Backend::Native, .threads = threads()},
+                 cfg.quick ? 1 : 2,
+                 cfg.quick ? 5 : 10});
     if (cfg.quick || cfg.all)
-        v.push_back({"agnesi-evaluator", {.backend = Backend::Evaluator}, 1, 5});
+        v.push_back(
+            {"agnesi-evaluator", {.backend = Backend::Evaluator, .threads = threads()}, 1, 5});
     return v;
 }
 
@@ -271,7 +280,10 @@ double compile_mlp_once() {
     Mlp m(false);
     auto t0 = std::chrono::steady_clock::now();
     Function f = compile(m.in.vars(), {m.loss},
-                         {.updates = m.updates, .backend = Backend::Native, .name = "mlp_step"});
+                         {.updates = m.updates,
+                          .backend = Backend::Native,
+                          .threads = threads(),
+                          .name = "mlp_step"});
     f.wait_ready();
     double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
