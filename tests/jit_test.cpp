@@ -107,6 +107,12 @@ TEST_P(JitTest, ShapeOpsAsViews) {
     expect_matches_reference({m}, outs, at, backend());
 }
 
+TEST_P(JitTest, IdentityMatrices) {
+    auto m = matrix("m", 3, 3);
+    Bindings at{{"m", random_tensor(f64, {3, 3}, rng)}};
+    expect_matches_reference({m}, {eye(3) * 2 + m, eye(3), matmul(m, eye(3) + m)}, at, backend());
+}
+
 TEST_P(JitTest, ConstantsAndRepeatedOutputs) {
     auto x = vector("x", 3);
     Bindings at{{"x", random_tensor(f64, {3}, rng)}};
