@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build libeigen3-dev libboost-dev libboost-program-options-dev
           libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev clang clang-format
-          python3-sympy libginac-dev)
+          python3-sympy libginac-dev libopenblas-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -347,13 +347,13 @@ TEST(JitCpu, ReductionsOverEveryAxisSet) {
         Expr x = variable("x", {6, 7, 300}, t);
         Tensor a = random_tensor({6, 7, 300}, t, -3, 3, 9);
         std::vector<Expr> es;
-        for (Axes ax :
-             {Axes{2}, Axes{1, 2}, Axes{0}, Axes{0, 1}, Axes{1}, Axes{0, 2}, Axes{0, 1, 2}})
+        for (Axes ax : {Axes{1, 2}, Axes{0}, Axes{1}, Axes{0, 2}, Axes{0, 1, 2}})
             for (bool keep : {false, true})
-                for (Expr e :
-                     {sum(x * 2, ax, keep), mean(x, ax, keep), amax(x, ax, keep),
-                      amin(exp(x), ax, keep), logsumexp(x, ax, keep), prod(x * 0.1 + 1, ax, keep)})
-                    es.push_back(e);
+                if (!keep || ax == Axes{1})  // keepdims once
+                    for (Expr e : {sum(x * 2, ax, keep), mean(x, ax, keep), amax(x, ax, keep),
+                                   amin(exp(x), ax, keep), logsumexp(x, ax, keep),
+                                   prod(x * 0.1 + 1, ax, keep)})
+                        es.push_back(e);
         check(es, {x}, {a}, t == f64 ? 1e-12 : 16 * kF32);
         // An epilogue after the reduction, with a load of its own.
         Expr s = variable("s", {6, 1, 1}, t);

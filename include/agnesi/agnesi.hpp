@@ -5,6 +5,7 @@
 #include "agnesi/diff.hpp"
 #include "agnesi/error.hpp"
 #include "agnesi/evaluate.hpp"
+#include "agnesi/jit.hpp"
 #include "agnesi/expr.hpp"
 #include "agnesi/node.hpp"
 #include "agnesi/number.hpp"

@@ -1,0 +1,571 @@
+// compile() and Function: input checks, symbolic sizes, buffers, running the groups, updates.
+#include <fmt/format.h>
+
+#include <Eigen/Core>
+#include <chrono>
+#include <future>
+#include <limits>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <unordered_map>
+
+#include "agnesi/error.hpp"
+#include "agnesi/jit.hpp"
+#include "agnesi/print.hpp"
+#include "agnesi/simplify.hpp"
+#include "agnesi/traverse.hpp"
+#include "jit/backend.hpp"
+
+#ifdef AGNESI_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+namespace agnesi {
+
+// ---- shared variables ------------------------------------------------------------------------
+
+namespace {
+
+struct SharedSlot {
+    std::mutex mutex;
+    Tensor value;
+};
+
+struct SharedRegistry {
+    std::mutex mutex;
+    std::unordered_map<const Node*, std::shared_ptr<SharedSlot>> slots;
+
+    static SharedRegistry& get() {
+        static SharedRegistry r;
+        return r;
+    }
+    std::shared_ptr<SharedSlot> find(const Node* n) {
+        std::lock_guard lock(mutex);
+        auto it = slots.find(n);
+        return it == slots.end() ? nullptr : it->second;
+    }
+};
+
+std::shared_ptr<SharedSlot> slot_of(const Expr& v, const char* what) {
+    if (!v) throw ValueError(fmt::format("{}: empty Expr", what));
+    auto s = SharedRegistry::get().find(v.node());
+    if (!s) throw ValueError(fmt::format("{}: '{}' is not a shared variable", what, to_string(v)));
+    return s;
+}
+
+void check_value(const Expr& v, const Tensor& t, const char* what) {
+    if (t.dtype() != v.dtype())
+        throw TypeError(fmt::format("{}: shared variable '{}' is {}, the value is {}", what,
+                                    v->name(), dtype_name(v.dtype()), dtype_name(t.dtype())));
+    if (t.shape() != v.shape())
+        throw ShapeError(fmt::format("{}: shared variable '{}' has shape {}, the value has {}",
+                                     what, v->name(), shape_string(v.shape()),
+                                     shape_string(t.shape())));
+}
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+Expr shared(std::string name, const Tensor& initial, Context& ctx) {
+    if (!is_static(initial.shape()))
+        throw ShapeError("shared: the initial value must have a static shape");
+    Expr v = variable(name, initial.shape(), initial.dtype(), kNone, ctx);
+    auto& reg = SharedRegistry::get();
+    std::lock_guard lock(reg.mutex);
+    auto [it, fresh] = reg.slots.try_emplace(v.node(), nullptr);
+    if (!fresh)
+        throw ValueError(fmt::format(
+            "shared: a shared variable '{}' of this dtype and shape already exists", name));
+    it->second = std::make_shared<SharedSlot>();
+    it->second->value = initial.clone();
+    return v;
+}
+
+bool is_shared(const Expr& v) {
+    return v && SharedRegistry::get().find(v.node()) != nullptr;
+}
+
+Tensor get_value(const Expr& v) {
+    auto s = slot_of(v, "get_value");
+    std::lock_guard lock(s->mutex);
+    return s->value.clone();
+}
+
+void set_value(const Expr& v, const Tensor& value) {
+    auto s = slot_of(v, "set_value");
+    check_value(v, value, "set_value");
+    std::lock_guard lock(s->mutex);
+    s->value = value.clone();
+}
+
+// ---- devices -------------------------------------------------------------------------------
+
+std::string Device::name() const {
+    return kind == Kind::Cpu ? "cpu" : fmt::format("cuda:{}", ordinal);
+}
+
+// ---- the function ---------------------------------------------------------------------------
+
+class FunctionImpl {
+  public:
+    std::vector<Expr> inputs, outputs;
+    std::vector<Update> updates;
+    CompileOptions options;
+    jit::Program program;
+    std::vector<std::shared_ptr<SharedSlot>> shared;  // per program.shared
+    std::unique_ptr<jit::Executor> executor;
+    CompileStats stats;
+    mutable std::mutex mutex;  // one call at a time (buffers and shared values)
+    // Native code compiling in the background while the evaluator answers calls.
+    std::future<std::pair<std::unique_ptr<jit::Executor>, CompileStats>> pending;
+
+    // Switches to the native executor once it is ready (wait: block until it is). A failed
+    // background compile keeps the evaluator; waiting rethrows its error.
+    void adopt_pending(bool wait) {
+        if (!pending.valid()) return;
+        if (!wait && pending.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
+        auto [ex, st] = pending.get();
+        if (ex) {
+            executor = std::move(ex);
+            st.schedule_ms = stats.schedule_ms;
+            st.groups = stats.groups;
+            stats = st;
+        }
+    }
+
+    std::vector<Tensor> call(const std::vector<Tensor>& args);
+
+  private:
+    jit::DimEnv bind(const std::vector<Tensor>& args) const;
+};
+
+jit::DimEnv FunctionImpl::bind(const std::vector<Tensor>& args) const {
+    if (args.size() != inputs.size()) {
+        std::string names;
+        for (const Expr& v : inputs) names += (names.empty() ? "" : ", ") + v->name();
+        throw ValueError(fmt::format("{}: takes {} input{} ({}), got {}", options.name,
+                                     inputs.size(), inputs.size() == 1 ? "" : "s", names,
+                                     args.size()));
+    }
+    jit::DimEnv env;
+    std::unordered_map<Dim, std::string> bound_by;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const Node* v = inputs[i].node();
+        const Tensor& t = args[i];
+        if (t.dtype() != v->dtype())
+            throw TypeError(fmt::format("{}: input '{}' is {}, the argument is {}", options.name,
+                                        v->name(), dtype_name(v->dtype()), dtype_name(t.dtype())));
+        const Shape& want = v->shape();
+        bool ok = want.size() == t.rank();
+        for (std::size_t d = 0; ok && d < want.size(); ++d) {
+            if (!is_symbolic(want[d])) {
+                ok = want[d] == t.shape()[d];
+                continue;
+            }
+            auto [it, fresh] = env.try_emplace(want[d], t.shape()[d]);
+            if (!fresh && it->second != t.shape()[d])
+                throw ShapeError(fmt::format(
+                    "{}: size '{}' is {} from input '{}' but {} from input '{}' (shape {})",
+                    options.name, dim_name(want[d]), it->second, bound_by[want[d]], t.shape()[d],
+                    v->name(), shape_string(t.shape())));
+            if (fresh) bound_by[want[d]] = v->name();
+        }
+        if (!ok)
+            throw ShapeError(fmt::format("{}: input '{}' has shape {}, the argument has shape {}",
+                                         options.name, v->name(), shape_string(want),
+                                         shape_string(t.shape())));
+    }
+    return env;
+}
+
+std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
+    std::lock_guard lock(mutex);
+    adopt_pending(false);
+    // A float64 scalar argument converts to a scalar input's dtype (as evaluate's bindings do).
+    std::vector<Tensor> args = raw_args;
+    for (std::size_t i = 0; i < args.size() && i < inputs.size(); ++i)
+        if (args[i].rank() == 0 && inputs[i].rank() == 0 && args[i].dtype() == DType::Float64 &&
+            inputs[i].dtype() != DType::Float64)
+            args[i] = args[i].astype(inputs[i].dtype());
+    jit::DimEnv env = bind(args);
+
+    const jit::Program& p = program;
+    std::vector<Tensor> values(p.buffers.size());
+    std::vector<void*> ptrs(p.buffers.size(), nullptr);
+    std::vector<std::unique_lock<std::mutex>> locks;
+    for (std::size_t b = 0; b < p.buffers.size(); ++b) {
+        const jit::Buffer& buf = p.buffers[b];
+        switch (buf.kind) {
+            case jit::BufferKind::Input:
+                values[b] = args[static_cast<std::size_t>(buf.slot)];
+                break;
+            case jit::BufferKind::Shared: {
+                auto& s = *shared[static_cast<std::size_t>(buf.slot)];
+                std::lock_guard sl(s.mutex);
+                values[b] = s.value;
+                break;
+            }
+            case jit::BufferKind::Constant: values[b] = buf.value; break;
+            case jit::BufferKind::Temp:
+            case jit::BufferKind::Output:
+                values[b] = Tensor(buf.dtype, jit::concrete(buf.shape, env));
+        }
+        ptrs[b] = values[b].raw();
+    }
+
+    int threads = options.threads > 0 ? options.threads
+                                      : static_cast<int>(std::thread::hardware_concurrency());
+    std::vector<std::int64_t> dims, edims, strides;
+    std::vector<void*> gptrs;
+    for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
+        const jit::Group& g = p.groups[gi];
+        if (g.kind == jit::GroupKind::Matmul) {
+            jit::run_gemm(p, g, ptrs.data(), env, threads);
+            if (g.outputs.empty()) continue;
+        }
+        Shape d = jit::concrete(g.domain, env);
+        Shape e = jit::concrete(g.epilogue_domain(), env);
+        dims.assign(d.begin(), d.end());
+        edims.assign(e.begin(), e.end());
+        strides.clear();
+        gptrs.clear();
+        auto add = [&](const jit::Access& a, bool epi) {
+            jit::Resolved r = jit::resolve_in_group(p, g, a, epi, env);
+            const jit::Buffer& buf = p.buffers[static_cast<std::size_t>(a.buffer)];
+            gptrs.push_back(static_cast<char*>(ptrs[static_cast<std::size_t>(a.buffer)]) +
+                            r.offset * static_cast<std::int64_t>(dtype_size(buf.dtype)));
+            strides.insert(strides.end(), r.strides.begin(), r.strides.end());
+        };
+        // An input's Loads are all on one side of reduce_at (the scheduler keys loads by phase).
+        for (std::size_t k = 0; k < g.inputs.size(); ++k) {
+            bool epi = false;
+            for (std::size_t i = 0; i < g.instrs.size(); ++i)
+                if (g.instrs[i].kind == jit::InstrKind::Load &&
+                    g.instrs[i].input == static_cast<int>(k)) {
+                    epi = g.in_epilogue(static_cast<int>(i));
+                    break;
+                }
+            add(g.inputs[k], epi);
+        }
+        for (const auto& o : g.outputs) add(o.target, true);
+        agnesi_group_args a{};
+        a.rank = static_cast<std::int64_t>(dims.size());
+        a.dims = dims.data();
+        a.edims = edims.data();
+        a.ptrs = gptrs.data();
+        a.strides = strides.data();
+        a.num_inputs = static_cast<std::int64_t>(g.inputs.size());
+        a.num_outputs = static_cast<std::int64_t>(g.outputs.size());
+        a.threads = threads;
+        executor->run_group(p, gi, a);
+    }
+
+    // Outputs; a buffer returned twice (or also an update value) is copied, so no two results
+    // share memory.
+    std::vector<Tensor> out;
+    std::vector<char> taken(p.buffers.size(), 0);
+    auto take = [&](int b) {
+        auto ub = static_cast<std::size_t>(b);
+        Tensor t = taken[ub] ? values[ub].clone() : values[ub];
+        taken[ub] = 1;
+        return t;
+    };
+    for (int k = 0; k < p.num_outputs; ++k)
+        out.push_back(take(p.outputs[static_cast<std::size_t>(k)]));
+    // Updates: all values are computed; now apply them together.
+    std::vector<Tensor> news;
+    for (std::size_t k = 0; k < updates.size(); ++k)
+        news.push_back(take(p.outputs[static_cast<std::size_t>(p.num_outputs) + k]));
+    for (std::size_t k = 0; k < updates.size(); ++k) {
+        auto s = SharedRegistry::get().find(updates[k].variable.node());
+        std::lock_guard sl(s->mutex);
+        s->value = news[k];
+    }
+    return out;
+}
+
+std::vector<Tensor> Function::call(const std::vector<Tensor>& args) const {
+    if (!impl_) throw ValueError("calling an empty Function");
+    return impl_->call(args);
+}
+
+std::vector<Tensor> Function::call(const Bindings& args) const {
+    if (!impl_) throw ValueError("calling an empty Function");
+    std::vector<Tensor> v;
+    for (const Expr& in : impl_->inputs) {
+        auto it = args.find(in->name());
+        if (it == args.end())
+            throw ValueError(
+                fmt::format("{}: missing input '{}'", impl_->options.name, in->name()));
+        v.push_back(it->second);
+    }
+    for (const auto& [name, t] : args) {
+        (void)t;
+        bool known = false;
+        for (const Expr& in : impl_->inputs) known = known || in->name() == name;
+        if (!known)
+            throw ValueError(fmt::format("{}: '{}' is not an input of this function",
+                                         impl_->options.name, name));
+    }
+    return impl_->call(v);
+}
+
+const std::vector<Expr>& Function::inputs() const {
+    return impl_->inputs;
+}
+const std::vector<Expr>& Function::outputs() const {
+    return impl_->outputs;
+}
+std::string Function::source() const {
+    std::lock_guard lock(impl_->mutex);
+    impl_->adopt_pending(false);
+    return impl_->executor->source();
+}
+std::string Function::schedule_text() const {
+    return impl_->program.to_string();
+}
+std::string Function::backend() const {
+    std::lock_guard lock(impl_->mutex);
+    impl_->adopt_pending(false);
+    return impl_->executor->name();
+}
+const CompileStats& Function::stats() const {
+    return impl_->stats;
+}
+void Function::wait_ready() const {
+    if (!impl_) return;
+    std::lock_guard lock(impl_->mutex);
+    impl_->adopt_pending(true);
+}
+
+Function compile(const std::vector<Expr>& inputs, const std::vector<Expr>& outputs,
+                 const CompileOptions& options) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto impl = std::make_shared<FunctionImpl>();
+    impl->inputs = inputs;
+    impl->outputs = outputs;
+    impl->updates = options.updates;
+    impl->options = options;
+    const std::string& fname = options.name;
+    if (options.device.kind == Device::Kind::Cuda)
+        throw Error(fmt::format("{}: the CUDA backend is not available in this build", fname));
+
+    std::vector<const Node*> input_nodes;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+        const Expr& v = inputs[i];
+        if (!v || !v->is_variable())
+            throw ValueError(fmt::format("{}: input {} is not a variable: {}", fname, i,
+                                         v ? to_string(v) : std::string("empty Expr")));
+        if (is_shared(v))
+            throw ValueError(fmt::format(
+                "{}: input '{}' is a shared variable; its value is held by the library, so it "
+                "cannot also be an argument",
+                fname, v->name()));
+        if (std::find(input_nodes.begin(), input_nodes.end(), v.node()) != input_nodes.end())
+            throw ValueError(fmt::format("{}: input '{}' is listed twice", fname, v->name()));
+        input_nodes.push_back(v.node());
+    }
+    std::vector<Expr> roots;
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+        if (!outputs[i]) throw ValueError(fmt::format("{}: output {} is an empty Expr", fname, i));
+        roots.push_back(outputs[i]);
+    }
+    std::vector<const Node*> targets;
+    for (const Update& u : options.updates) {
+        if (!u.variable || !is_shared(u.variable))
+            throw ValueError(fmt::format("{}: an update's target {} is not a shared variable",
+                                         fname, u.variable ? to_string(u.variable) : "(empty)"));
+        if (!u.value)
+            throw ValueError(
+                fmt::format("{}: the update of '{}' has no value", fname, u.variable->name()));
+        if (u.value.dtype() != u.variable.dtype() || u.value.shape() != u.variable.shape())
+            throw TypeError(fmt::format(
+                "{}: the update of '{}' ({} {}) has a value of {} {}", fname, u.variable->name(),
+                dtype_name(u.variable.dtype()), shape_string(u.variable.shape()),
+                dtype_name(u.value.dtype()), shape_string(u.value.shape())));
+        if (std::find(targets.begin(), targets.end(), u.variable.node()) != targets.end())
+            throw ValueError(fmt::format("{}: shared variable '{}' is updated twice", fname,
+                                         u.variable->name()));
+        targets.push_back(u.variable.node());
+        roots.push_back(u.value);
+    }
+    for (const Expr& v : free_variables(roots)) {
+        if (std::find(input_nodes.begin(), input_nodes.end(), v.node()) != input_nodes.end())
+            continue;
+        if (!is_shared(v))
+            throw ValueError(fmt::format(
+                "{}: the outputs use variable '{}', which is neither an input nor shared", fname,
+                v->name()));
+    }
+    if (options.simplify) roots = simplify(roots);
+    std::vector<const Node*> root_nodes;
+    for (const Expr& r : roots) root_nodes.push_back(r.node());
+    impl->program =
+        jit::schedule(root_nodes, input_nodes, static_cast<int>(outputs.size()), targets);
+    for (const Node* s : impl->program.shared)
+        impl->shared.push_back(slot_of(Expr(s), fname.c_str()));
+    impl->stats.schedule_ms = ms_since(t0);
+    impl->stats.groups = static_cast<int>(impl->program.groups.size());
+
+    if (options.backend == Backend::Auto && options.evaluate_while_compiling) {
+        FunctionImpl* raw = impl.get();  // the program outlives the task: get() joins it
+        impl->pending = std::async(std::launch::async, [raw, options] {
+            CompileStats st;
+            auto ex = jit::make_native(raw->program, options, st);
+            return std::make_pair(std::move(ex), st);
+        });
+        impl->executor = jit::make_evaluator(impl->program);
+        return Function(std::move(impl));
+    }
+    if (options.backend != Backend::Evaluator)
+        impl->executor = jit::make_native(impl->program, options, impl->stats);
+    if (!impl->executor) {
+        if (options.backend == Backend::Native)
+            throw Error(fmt::format(
+                "{}: no host C++ compiler found for native code (set AGNESI_CXX, or use "
+                "Backend::Evaluator)",
+                fname));
+        impl->executor = jit::make_evaluator(impl->program);
+    }
+    return Function(std::move(impl));
+}
+
+// ---- gemm -------------------------------------------------------------------------------------
+
+namespace jit {
+namespace {
+
+#ifdef AGNESI_HAVE_OPENBLAS
+// How a strided rows x cols matrix is passed to a row-major BLAS: transposed or not, and its
+// leading dimension; false when neither stride is 1 (the caller falls back to Eigen).
+bool blas_layout(std::int64_t rows, std::int64_t cols, std::int64_t rs, std::int64_t cs,
+                 CBLAS_TRANSPOSE* t, std::int64_t* ld) {
+    if (cs == 1 || cols == 1) {
+        *t = CblasNoTrans;
+        *ld = rows == 1 ? std::max<std::int64_t>(cols, 1) : rs;
+        return *ld >= std::max<std::int64_t>(cols, 1);
+    }
+    if (rs == 1 || rows == 1) {
+        *t = CblasTrans;
+        *ld = cols == 1 ? std::max<std::int64_t>(rows, 1) : cs;
+        return *ld >= std::max<std::int64_t>(rows, 1);
+    }
+    return false;
+}
+
+// C (m x n, contiguous) = A (m x k) * B (k x n) through OpenBLAS; false if a layout does not fit.
+template <class T>
+bool blas_gemm(const T* a, std::int64_t ars, std::int64_t acs, const T* b, std::int64_t brs,
+               std::int64_t bcs, T* c, std::int64_t m, std::int64_t n, std::int64_t k) {
+    CBLAS_TRANSPOSE ta, tb;
+    std::int64_t lda, ldb;
+    if (m == 0 || n == 0 || k == 0) return false;
+    if (!blas_layout(m, k, ars, acs, &ta, &lda) || !blas_layout(k, n, brs, bcs, &tb, &ldb))
+        return false;
+    constexpr std::int64_t kMax = std::numeric_limits<int>::max();
+    if (m > kMax || n > kMax || k > kMax || lda > kMax || ldb > kMax) return false;
+    auto i = [](std::int64_t v) { return static_cast<blasint>(v); };
+    if constexpr (std::is_same_v<T, float>)
+        cblas_sgemm(CblasRowMajor, ta, tb, i(m), i(n), i(k), 1.0f, a, i(lda), b, i(ldb), 0.0f, c,
+                    i(n));
+    else
+        cblas_dgemm(CblasRowMajor, ta, tb, i(m), i(n), i(k), 1.0, a, i(lda), b, i(ldb), 0.0, c,
+                    i(n));
+    return true;
+}
+#endif
+
+template <class T>
+void gemm_typed(const Program& p, const Group& g, void* const* buffers, const DimEnv& env) {
+    const Access& A = g.gemm.a;
+    const Access& B = g.gemm.b;
+    Shape sa = concrete(A.shape, env), sb = concrete(B.shape, env);
+    Resolved ra = resolve(p, A, sa, env), rb = resolve(p, B, sb, env);
+    bool va = sa.size() == 1, vb = sb.size() == 1;
+    std::vector<std::int64_t> sta = ra.strides, stb = rb.strides;
+    if (va) {
+        sa.insert(sa.begin(), 1);
+        sta.insert(sta.begin(), 0);
+    }
+    if (vb) {
+        sb.push_back(1);
+        stb.push_back(0);
+    }
+    std::int64_t m = sa[sa.size() - 2], k = sa[sa.size() - 1], n = sb[sb.size() - 1];
+    std::size_t ra_ = sa.size() - 2, rb_ = sb.size() - 2;
+    std::size_t rbatch = std::max(ra_, rb_);
+    Shape batch(rbatch, 1);
+    for (std::size_t d = 0; d < ra_; ++d) batch[rbatch - ra_ + d] = sa[d];
+    for (std::size_t d = 0; d < rb_; ++d)
+        batch[rbatch - rb_ + d] = std::max(batch[rbatch - rb_ + d], sb[d]);
+    auto bstride = [&](const Shape& s, const std::vector<std::int64_t>& st, std::size_t r,
+                       std::size_t d) -> std::int64_t {
+        std::size_t lead = rbatch - r;
+        if (d < lead) return 0;
+        return s[d - lead] == 1 ? 0 : st[d - lead];
+    };
+    const auto* pa = static_cast<const T*>(buffers[A.buffer]) + ra.offset;
+    const auto* pb = static_cast<const T*>(buffers[B.buffer]) + rb.offset;
+    auto* pc = static_cast<T*>(buffers[g.gemm.out]);
+    using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    using Str = Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>;
+    std::int64_t nb = numel(batch);
+    std::vector<std::int64_t> idx(rbatch, 0);
+    for (std::int64_t bi = 0; bi < nb; ++bi) {
+        std::int64_t oa = 0, ob = 0;
+        for (std::size_t d = 0; d < rbatch; ++d) {
+            oa += idx[d] * bstride(sa, sta, ra_, d);
+            ob += idx[d] * bstride(sb, stb, rb_, d);
+        }
+#ifdef AGNESI_HAVE_OPENBLAS
+        if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+            if (blas_gemm(pa + oa, sta[ra_], sta[ra_ + 1], pb + ob, stb[rb_], stb[rb_ + 1],
+                          pc + bi * m * n, m, n, k)) {
+                for (std::size_t d = rbatch; d-- > 0;) {
+                    if (++idx[d] < batch[d]) break;
+                    idx[d] = 0;
+                }
+                continue;
+            }
+        }
+#endif
+        Eigen::Map<const Mat, 0, Str> MA(pa + oa, m, k, Str(sta[ra_], sta[ra_ + 1]));
+        Eigen::Map<const Mat, 0, Str> MB(pb + ob, k, n, Str(stb[rb_], stb[rb_ + 1]));
+        Eigen::Map<Mat> MC(pc + bi * m * n, m, n);
+        if (k == 0)
+            MC.setZero();
+        else
+            MC.noalias() = MA * MB;
+        for (std::size_t d = rbatch; d-- > 0;) {
+            if (++idx[d] < batch[d]) break;
+            idx[d] = 0;
+        }
+    }
+}
+
+}  // namespace
+
+void run_gemm(const Program& p, const Group& g, void* const* buffers, const DimEnv& env,
+              int threads) {
+    Eigen::setNbThreads(threads);
+#ifdef AGNESI_HAVE_OPENBLAS
+    openblas_set_num_threads(threads);
+#endif
+    DType t = p.buffers[static_cast<std::size_t>(g.gemm.out)].dtype;
+    switch (t) {
+        case DType::Float32: return gemm_typed<float>(p, g, buffers, env);
+        case DType::Float64: return gemm_typed<double>(p, g, buffers, env);
+        case DType::Int32: return gemm_typed<std::int32_t>(p, g, buffers, env);
+        case DType::Int64: return gemm_typed<std::int64_t>(p, g, buffers, env);
+        default:
+            throw TypeError(fmt::format(
+                "matmul of {} operands is not supported by the CPU backends", dtype_name(t)));
+    }
+}
+
+}  // namespace jit
+}  // namespace agnesi

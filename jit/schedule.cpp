@@ -1,0 +1,718 @@
+// Scheduling: partitions a DAG into fusion groups (see schedule.hpp).
+//
+// Nodes are visited consumers first. A node joins the group of its consumers when all of them are
+// in one group and it fits that group's index space; otherwise it heads a group of its own and
+// its value is stored. Joining only ever merges a node into the one group that uses it, so the
+// group graph stays acyclic. A reduction, a row normalization or a matmul may join a pointwise
+// group whose domain is its result's shape: the group's instrs become its epilogue.
+#include "jit/schedule.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <numeric>
+#include <queue>
+#include <set>
+
+#include "agnesi/error.hpp"
+#include "agnesi/print.hpp"
+#include "agnesi/traverse.hpp"
+
+namespace agnesi::jit {
+namespace {
+
+bool is_view_op(Op op) {
+    switch (op) {
+        case Op::Reshape:
+        case Op::Transpose:
+        case Op::BroadcastTo:
+        case Op::ExpandDims:
+        case Op::Squeeze:
+        case Op::Slice: return true;
+        default: return false;
+    }
+}
+
+bool is_suffix(const Ints& axes, std::size_t rank) {
+    for (std::size_t i = 0; i < axes.size(); ++i)
+        if (axes[i] != static_cast<std::int64_t>(rank - axes.size() + i)) return false;
+    return true;
+}
+
+// Where m is finite: the shift softmax and logsumexp subtract (a non-finite maximum is not).
+Expr finite_shift(const Expr& m) {
+    return where(abs(m) < Expr(Number::inf()), m, Expr(0));
+}
+
+// Rewrites the ops that backends take only in one layout into primitives: softmax and
+// log_softmax along an axis other than the last, logsumexp over axes that are not a suffix.
+std::vector<const Node*> lower(const std::vector<const Node*>& roots) {
+    std::vector<Expr> exprs;
+    for (const Node* r : roots) exprs.emplace_back(r);
+    auto out = rewrite_post_order(exprs, [](const Node* n, const std::vector<Expr>& ops) -> Expr {
+        const Expr& x = ops.empty() ? Expr() : ops[0];
+        if ((n->op() == Op::Softmax || n->op() == Op::LogSoftmax) &&
+            n->ints()[0] != static_cast<std::int64_t>(n->rank()) - 1) {
+            Axes ax{n->ints()[0]};
+            Expr m = amax(x, ax, true);
+            Expr shift = finite_shift(m);
+            Expr z = x - shift;
+            Expr s = sum(exp(z), ax, true);
+            return n->op() == Op::Softmax ? exp(z) / s : z - log(s);
+        }
+        if (n->op() == Op::Logsumexp && !is_suffix(n->ints(), x.rank())) {
+            Axes ax(n->ints().begin(), n->ints().end());
+            Expr m = amax(x, ax, true);
+            Expr shift = finite_shift(m);
+            Expr r = log(sum(exp(x - shift), ax, true)) + shift;
+            return n->keepdims() ? r : squeeze(r, ax);
+        }
+        if (n->op() == Op::Matmul && (ops[0].dtype() != n->dtype() || ops[1].dtype() != n->dtype()))
+            return matmul(ops[0].dtype() == n->dtype() ? ops[0] : cast(ops[0], n->dtype()),
+                          ops[1].dtype() == n->dtype() ? ops[1] : cast(ops[1], n->dtype()));
+        return rebuild(n, ops);
+    });
+    std::vector<const Node*> res;
+    for (const Expr& e : out) res.push_back(e.node());
+    return res;
+}
+
+struct Info {
+    std::vector<const Node*> consumers;
+    int order = 0;
+    int group = -1;
+    bool post = false;    // value lives in the group's epilogue
+    bool forced = false;  // must be stored (read through a view, by a gemm or a concat)
+    bool view = false;
+    bool copy = false;  // a reshape of a non-contiguous view: copied into its own buffer
+    bool contiguous = true;
+    int root = -1;  // first root index
+    int buffer = -1;
+    int out_buffer = -1;  // a root's output buffer, when it is not `buffer` (leaves, views)
+};
+
+struct G {
+    GroupKind kind = GroupKind::Pointwise;
+    Shape domain;
+    const Node* reducer = nullptr;
+    std::vector<const Node*> members;
+    // Copy groups (roots that are leaves or views, concat parts, reshape copies):
+    const Node* copy_source = nullptr;
+    Access copy_target;
+    bool is_copy = false;
+};
+
+class Scheduler {
+  public:
+    Scheduler(const std::vector<const Node*>& roots, const std::vector<const Node*>& inputs,
+              int num_outputs, const std::vector<const Node*>& update_targets)
+        : roots_(lower(roots)) {
+        p_.inputs = inputs;
+        p_.num_outputs = num_outputs;
+        p_.update_targets = update_targets;
+    }
+
+    Program run() {
+        order_ = post_order(roots_);
+        for (std::size_t i = 0; i < order_.size(); ++i) {
+            const Node* n = order_[i];
+            Info& in = info_[n];
+            in.order = static_cast<int>(i);
+            for (const Node* o : n->operands()) info_[o].consumers.push_back(n);
+        }
+        for (std::size_t r = 0; r < roots_.size(); ++r)
+            if (info_[roots_[r]].root < 0) info_[roots_[r]].root = static_cast<int>(r);
+        mark_views();
+        assign();
+        make_buffers();
+        build_groups();
+        sort_groups();
+        for (const Node* r : roots_) {
+            const Info& in = info_[r];
+            p_.outputs.push_back(in.out_buffer >= 0 ? in.out_buffer : in.buffer);
+        }
+        return std::move(p_);
+    }
+
+  private:
+    // Views read their operand's storage; a reshape needs it contiguous, else it copies.
+    void mark_views() {
+        for (const Node* n : order_) {
+            Info& in = info_[n];
+            if (!is_view_op(n->op())) continue;
+            const Info& src = info_[n->operand(0)];
+            bool src_contig = !src.view || src.contiguous;
+            if (n->op() == Op::Reshape && !src_contig) {
+                in.copy = true;
+                continue;
+            }
+            in.view = true;
+            in.contiguous = src_contig && (n->op() == Op::Reshape || n->op() == Op::ExpandDims ||
+                                           n->op() == Op::Squeeze);
+        }
+    }
+
+    bool stored_leaf(const Node* n) const {
+        const Info& in = info_.at(n);
+        return n->is_variable() || in.view;
+    }
+
+    void assign() {
+        for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
+            const Node* n = *it;
+            Info& in = info_[n];
+            if (n->is_variable() || n->is_constant() || in.view) continue;
+            if (in.copy || n->op() == Op::Concat) continue;  // stored, written by copy groups
+            bool forced = false;
+            int g = -1;
+            bool pre = false, post = false;
+            for (const Node* c : in.consumers) {
+                const Info& ci = info_[c];
+                if (ci.view || ci.copy || c->op() == Op::Concat || c->op() == Op::Matmul) {
+                    forced = true;
+                    break;
+                }
+                if (g >= 0 && ci.group != g) {
+                    forced = true;
+                    break;
+                }
+                g = ci.group;
+                if (groups_[g].reducer == c)
+                    pre = true;
+                else if (ci.post)
+                    post = true;
+                else
+                    pre = true;
+            }
+            if (!forced && g >= 0 && !(pre && post) && try_join(n, g, post)) continue;
+            start_group(n);
+        }
+    }
+
+    Shape epilogue_shape(const G& g) const {
+        return g.kind == GroupKind::Reduce ? g.reducer->shape() : g.domain;
+    }
+
+    bool try_join(const Node* n, int gi, bool post) {
+        G& g = groups_[gi];
+        Info& in = info_[n];
+        OpKind k = n->info().kind;
+        if (k == OpKind::Elementwise) {
+            if (n->shape() != (post ? epilogue_shape(g) : g.domain)) return false;
+            in.group = gi;
+            in.post = post && g.kind != GroupKind::Pointwise;
+            g.members.push_back(n);
+            return true;
+        }
+        if (post || g.kind != GroupKind::Pointwise || n->shape() != g.domain) return false;
+        if (k == OpKind::Reduction) {
+            g.kind = GroupKind::Reduce;
+            g.domain = n->operand(0)->shape();
+        } else if (k == OpKind::AxisNormalize) {
+            g.kind = GroupKind::RowNormalize;
+        } else if (k == OpKind::Matmul) {
+            g.kind = GroupKind::Matmul;
+        } else {
+            return false;
+        }
+        for (const Node* m : g.members) info_[m].post = true;
+        g.reducer = n;
+        in.group = gi;
+        in.post = true;
+        g.members.push_back(n);
+        return true;
+    }
+
+    void start_group(const Node* n) {
+        G g;
+        g.domain = n->shape();
+        g.members.push_back(n);
+        Info& in = info_[n];
+        in.group = static_cast<int>(groups_.size());
+        switch (n->info().kind) {
+            case OpKind::Elementwise: break;
+            case OpKind::Reduction:
+                g.kind = GroupKind::Reduce;
+                g.domain = n->operand(0)->shape();
+                g.reducer = n;
+                in.post = true;
+                break;
+            case OpKind::AxisNormalize:
+                g.kind = GroupKind::RowNormalize;
+                g.reducer = n;
+                in.post = true;
+                break;
+            case OpKind::Matmul:
+                g.kind = GroupKind::Matmul;
+                g.reducer = n;
+                in.post = true;
+                break;
+            default:
+                throw InternalError(
+                    fmt::format("schedule: cannot place a {} node", n->info().name));
+        }
+        groups_.push_back(std::move(g));
+    }
+
+    int new_buffer(BufferKind kind, const Node* n, int slot = -1) {
+        Buffer b;
+        b.kind = kind;
+        b.dtype = n->dtype();
+        b.shape = n->shape();
+        b.slot = slot;
+        b.node = n;
+        p_.buffers.push_back(std::move(b));
+        return static_cast<int>(p_.buffers.size()) - 1;
+    }
+
+    int stored_kind_buffer(const Node* n) {
+        Info& in = info_[n];
+        if (in.buffer < 0)
+            in.buffer = in.root >= 0 ? new_buffer(BufferKind::Output, n, in.root)
+                                     : new_buffer(BufferKind::Temp, n);
+        return in.buffer;
+    }
+
+    bool has_outside_use(const Node* n) const {
+        const Info& in = info_.at(n);
+        if (in.root >= 0) return true;
+        for (const Node* c : in.consumers) {
+            const Info& ci = info_.at(c);
+            if (ci.group != in.group || ci.view || ci.copy || c->op() == Op::Concat) return true;
+        }
+        return false;
+    }
+
+    void make_buffers() {
+        for (const Node* n : order_) {
+            Info& in = info_[n];
+            if (n->is_variable()) {
+                auto pos = std::find(p_.inputs.begin(), p_.inputs.end(), n);
+                if (pos != p_.inputs.end()) {
+                    in.buffer =
+                        new_buffer(BufferKind::Input, n, static_cast<int>(pos - p_.inputs.begin()));
+                } else {
+                    auto sp = std::find(p_.shared.begin(), p_.shared.end(), n);
+                    int slot = static_cast<int>(sp - p_.shared.begin());
+                    if (sp == p_.shared.end()) p_.shared.push_back(n);
+                    in.buffer = new_buffer(BufferKind::Shared, n, slot);
+                }
+            } else if (n->is_constant()) {
+                // A constant read through a view or by a gemm is filled into a buffer.
+                bool stored = false;
+                for (const Node* c : in.consumers)
+                    stored = stored || info_[c].view || info_[c].copy || c->op() == Op::Matmul;
+                if (stored) {
+                    in.buffer = new_buffer(BufferKind::Temp, n);
+                    add_copy_group(n, Access{in.buffer, {}, n->shape()});
+                }
+            } else if (in.copy || n->op() == Op::Concat) {
+                stored_kind_buffer(n);
+            } else if (in.group >= 0 && has_outside_use(n)) {
+                stored_kind_buffer(n);
+            } else if (in.group >= 0 && n == groups_[in.group].reducer &&
+                       groups_[in.group].kind == GroupKind::Matmul) {
+                in.buffer = new_buffer(BufferKind::Temp, n);  // the gemm's own result
+            }
+        }
+        // Roots that are leaves or views are copied (or filled) into their output buffer.
+        for (const Node* r : roots_) {
+            Info& in = info_[r];
+            if (in.out_buffer >= 0 || in.group >= 0 || in.copy || r->op() == Op::Concat) continue;
+            in.out_buffer = new_buffer(BufferKind::Output, r, in.root);
+            add_copy_group(r, Access{in.out_buffer, {}, r->shape()});
+        }
+    }
+
+    void add_copy_group(const Node* src, Access target) {
+        G g;
+        g.is_copy = true;
+        g.domain = target.shape;
+        g.copy_source = src;
+        g.copy_target = std::move(target);
+        groups_.push_back(std::move(g));
+    }
+
+    Access access_of(const Node* n) {
+        const Info& in = info_.at(n);
+        if (in.view) {
+            Access a = access_of(n->operand(0));
+            a.views.push_back(n);
+            a.shape = n->shape();
+            return a;
+        }
+        if (in.buffer < 0)
+            throw InternalError(fmt::format("schedule: {} node has no storage", n->info().name));
+        return Access{in.buffer, {}, n->shape()};
+    }
+
+    struct Builder {
+        Group g;
+        std::map<std::pair<const Node*, bool>, int> values;  // (node, post) -> instr
+        std::map<std::pair<const Node*, bool>, int> loads;
+    };
+
+    int push(Builder& b, Instr in) {
+        b.g.instrs.push_back(std::move(in));
+        return static_cast<int>(b.g.instrs.size()) - 1;
+    }
+
+    int value_of(Builder& b, const Node* m, bool post) {
+        auto v = b.values.find({m, post});
+        if (v != b.values.end()) return v->second;
+        auto l = b.loads.find({m, post});
+        if (l != b.loads.end()) return l->second;
+        Instr in;
+        in.node = m;
+        in.dtype = m->dtype();
+        if (m->is_constant()) {
+            in.kind = InstrKind::Const;
+            in.value = m->value();
+        } else {
+            in.kind = InstrKind::Load;
+            b.g.inputs.push_back(access_of(m));
+            in.input = static_cast<int>(b.g.inputs.size()) - 1;
+        }
+        int idx = push(b, std::move(in));
+        b.loads[{m, post}] = idx;
+        return idx;
+    }
+
+    void emit_member(Builder& b, const Node* n, bool post) {
+        Instr in;
+        in.node = n;
+        in.dtype = n->dtype();
+        const OpInfo& info = n->info();
+        bool operands_post = post && info.kind == OpKind::Elementwise;
+        if (info.kind == OpKind::Matmul) {
+            b.g.gemm.a = access_of(n->operand(0));
+            b.g.gemm.b = access_of(n->operand(1));
+            b.g.gemm.out = info_.at(n).buffer;
+            in.kind = InstrKind::Load;
+            b.g.inputs.push_back(Access{b.g.gemm.out, {}, n->shape()});
+            in.input = static_cast<int>(b.g.inputs.size()) - 1;
+        } else {
+            for (const Node* o : n->operands()) {
+                if (in.nargs >= 3) throw InternalError("schedule: more than three operands");
+                in.args[in.nargs++] = value_of(b, o, operands_post);
+            }
+            if (info.kind == OpKind::Elementwise) {
+                in.kind = InstrKind::Apply;
+                in.op = n->op();
+                in.compute = compute_dtype(n);
+            } else if (info.kind == OpKind::Reduction) {
+                in.kind = InstrKind::Reduce;
+                in.op = n->op();
+                for (auto a : n->ints()) b.g.axes.push_back(static_cast<int>(a));
+                b.g.reduced_shape = n->shape();
+            } else {
+                in.kind = InstrKind::Normalize;
+                in.op = n->op();
+            }
+        }
+        int idx = push(b, std::move(in));
+        if (info.kind != OpKind::Elementwise)
+            b.g.reduce_at = b.g.kind == GroupKind::Matmul ? -1 : idx;
+        b.values[{n, post}] = idx;
+    }
+
+    void build_groups() {
+        for (G& gg : groups_) {
+            Builder b;
+            b.g.kind = gg.kind;
+            b.g.domain = gg.domain;
+            if (gg.is_copy) {
+                const Node* s = gg.copy_source;
+                int v = value_of(b, s, false);
+                b.g.outputs.push_back({v, gg.copy_target});
+                built_.push_back(std::move(b.g));
+                continue;
+            }
+            std::vector<const Node*> pre, post;
+            for (const Node* m : gg.members) {
+                if (m == gg.reducer) continue;
+                (info_[m].post ? post : pre).push_back(m);
+            }
+            auto by_order = [&](const Node* x, const Node* y) {
+                return info_[x].order < info_[y].order;
+            };
+            std::sort(pre.begin(), pre.end(), by_order);
+            std::sort(post.begin(), post.end(), by_order);
+            bool pointwise = gg.kind == GroupKind::Pointwise;
+            for (const Node* m : pre) emit_member(b, m, false);
+            if (gg.reducer) emit_member(b, gg.reducer, true);
+            for (const Node* m : post) emit_member(b, m, !pointwise);
+            for (const Node* m : gg.members) {
+                const Info& mi = info_[m];
+                if (mi.buffer < 0) continue;
+                if (m == gg.reducer && gg.kind == GroupKind::Matmul) continue;  // gemm writes it
+                bool mpost = mi.post && !pointwise;
+                b.g.outputs.push_back({b.values.at({m, mpost}), Access{mi.buffer, {}, m->shape()}});
+            }
+            built_.push_back(std::move(b.g));
+        }
+        // Reshape copies and concatenations: copy groups writing views of the stored node.
+        for (const Node* n : order_) {
+            const Info& in = info_[n];
+            if (in.copy) {
+                const Node* src = n->operand(0);
+                Expr back = reshape(Expr(n), src->shape());
+                add_built_copy(src, Access{in.buffer, {back.node()}, src->shape()});
+            } else if (n->op() == Op::Concat) {
+                auto ax = n->ints()[0];
+                std::int64_t start = 0;
+                for (const Node* part : n->operands()) {
+                    Dim len = part->shape()[static_cast<std::size_t>(ax)];
+                    if (is_symbolic(len))
+                        throw ValueError(fmt::format(
+                            "compile: concat along axis {} of a symbolic size ({}) is not "
+                            "supported",
+                            ax, shape_string(part->shape())));
+                    Expr sl = slice(Expr(n), ax, start, start + len);
+                    add_built_copy(part, Access{in.buffer, {sl.node()}, part->shape()});
+                    start += len;
+                }
+            }
+        }
+    }
+
+    void add_built_copy(const Node* src, Access target) {
+        Builder b;
+        b.g.kind = GroupKind::Pointwise;
+        b.g.domain = target.shape;
+        int v = value_of(b, src, false);
+        b.g.outputs.push_back({v, std::move(target)});
+        built_.push_back(std::move(b.g));
+    }
+
+    // Orders groups so that every buffer is written (by all its writers) before it is read.
+    void sort_groups() {
+        std::size_t ng = built_.size();
+        std::map<int, std::vector<std::size_t>> writers;
+        for (std::size_t i = 0; i < ng; ++i) {
+            for (const auto& o : built_[i].outputs) writers[o.target.buffer].push_back(i);
+            if (built_[i].kind == GroupKind::Matmul) writers[built_[i].gemm.out].push_back(i);
+        }
+        std::vector<std::set<std::size_t>> deps(ng);
+        auto need = [&](std::size_t i, int buf) {
+            auto w = writers.find(buf);
+            if (w == writers.end()) return;
+            for (std::size_t j : w->second)
+                if (j != i) deps[i].insert(j);
+        };
+        for (std::size_t i = 0; i < ng; ++i) {
+            for (const Access& a : built_[i].inputs) need(i, a.buffer);
+            if (built_[i].kind == GroupKind::Matmul) {
+                need(i, built_[i].gemm.a.buffer);
+                need(i, built_[i].gemm.b.buffer);
+            }
+        }
+        std::vector<std::vector<std::size_t>> users(ng);
+        std::vector<std::size_t> pending(ng);
+        for (std::size_t i = 0; i < ng; ++i) {
+            pending[i] = deps[i].size();
+            for (std::size_t j : deps[i]) users[j].push_back(i);
+        }
+        std::priority_queue<std::size_t, std::vector<std::size_t>, std::greater<>> ready;
+        for (std::size_t i = 0; i < ng; ++i)
+            if (pending[i] == 0) ready.push(i);
+        while (!ready.empty()) {
+            std::size_t i = ready.top();
+            ready.pop();
+            p_.groups.push_back(std::move(built_[i]));
+            for (std::size_t u : users[i])
+                if (--pending[u] == 0) ready.push(u);
+        }
+        AGNESI_ASSERT(p_.groups.size() == ng);  // the group graph is acyclic
+    }
+
+    std::vector<const Node*> roots_;
+    std::vector<const Node*> order_;
+    std::unordered_map<const Node*, Info> info_;
+    std::vector<G> groups_;
+    std::vector<Group> built_;
+    Program p_;
+};
+
+std::vector<std::int64_t> contiguous(const Shape& s) {
+    std::vector<std::int64_t> st(s.size());
+    std::int64_t acc = 1;
+    for (std::size_t d = s.size(); d-- > 0;) {
+        st[d] = acc;
+        acc *= s[d];
+    }
+    return st;
+}
+
+}  // namespace
+
+Shape Group::epilogue_domain() const {
+    if (kind != GroupKind::Reduce) return domain;
+    Shape s = domain;
+    for (int a : axes) s[static_cast<std::size_t>(a)] = 1;
+    return s;
+}
+
+Program schedule(const std::vector<const Node*>& roots, const std::vector<const Node*>& inputs,
+                 int num_outputs, const std::vector<const Node*>& update_targets) {
+    return Scheduler(roots, inputs, num_outputs, update_targets).run();
+}
+
+Shape concrete(const Shape& s, const DimEnv& env) {
+    Shape out = s;
+    for (auto& d : out) {
+        if (!is_symbolic(d)) continue;
+        auto it = env.find(d);
+        if (it == env.end())
+            throw ValueError(fmt::format("symbolic size '{}' of shape {} is not bound by any input",
+                                         dim_name(d), shape_string(s)));
+        d = it->second;
+    }
+    return out;
+}
+
+Resolved resolve(const Program& p, const Access& a, const Shape& domain, const DimEnv& env) {
+    const Buffer& buf = p.buffers.at(static_cast<std::size_t>(a.buffer));
+    Shape shape = concrete(buf.shape, env);
+    std::vector<std::int64_t> st = contiguous(shape);
+    std::int64_t offset = 0;
+    for (const Node* v : a.views) {
+        const Ints& ints = v->ints();
+        switch (v->op()) {
+            case Op::Transpose: {
+                Shape s2;
+                std::vector<std::int64_t> t2;
+                for (auto q : ints) {
+                    s2.push_back(shape[static_cast<std::size_t>(q)]);
+                    t2.push_back(st[static_cast<std::size_t>(q)]);
+                }
+                shape = s2;
+                st = t2;
+                break;
+            }
+            case Op::BroadcastTo: {
+                Shape target = concrete(v->shape(), env);
+                std::vector<std::int64_t> t2(target.size(), 0);
+                std::size_t lead = target.size() - shape.size();
+                for (std::size_t d = 0; d < shape.size(); ++d)
+                    t2[lead + d] = (shape[d] == 1 && target[lead + d] != 1) ? 0 : st[d];
+                shape = target;
+                st = t2;
+                break;
+            }
+            case Op::ExpandDims: {
+                auto ax = static_cast<std::size_t>(ints[0]);
+                shape.insert(shape.begin() + static_cast<std::ptrdiff_t>(ax), 1);
+                st.insert(st.begin() + static_cast<std::ptrdiff_t>(ax), 0);
+                break;
+            }
+            case Op::Squeeze: {
+                Shape s2;
+                std::vector<std::int64_t> t2;
+                for (std::size_t d = 0; d < shape.size(); ++d) {
+                    if (std::find(ints.begin(), ints.end(), static_cast<std::int64_t>(d)) !=
+                        ints.end())
+                        continue;
+                    s2.push_back(shape[d]);
+                    t2.push_back(st[d]);
+                }
+                shape = s2;
+                st = t2;
+                break;
+            }
+            case Op::Slice: {
+                auto ax = static_cast<std::size_t>(ints[0]);
+                std::int64_t start = ints[1], stop = ints[2], step = ints[3];
+                std::int64_t len = std::max<std::int64_t>(0, (stop - start + step - 1) / step);
+                if (len > 0) offset += start * st[ax];
+                shape[ax] = len;
+                st[ax] *= step;
+                break;
+            }
+            case Op::Reshape: {
+                std::int64_t total = numel(shape);
+                Shape target = v->shape();
+                std::int64_t known = 1;
+                int unknown = -1;
+                for (std::size_t d = 0; d < target.size(); ++d) {
+                    if (is_symbolic(target[d])) {
+                        auto it = env.find(target[d]);
+                        if (it == env.end()) {
+                            unknown = static_cast<int>(d);
+                            continue;
+                        }
+                        target[d] = it->second;
+                    }
+                    known *= target[d];
+                }
+                if (unknown >= 0)
+                    target[static_cast<std::size_t>(unknown)] = known ? total / known : 0;
+                shape = target;
+                st = contiguous(shape);
+                break;
+            }
+            default: throw InternalError("resolve: not a view op");
+        }
+    }
+    Resolved r;
+    r.offset = offset;
+    r.strides.assign(domain.size(), 0);
+    if (shape.size() > domain.size())
+        throw InternalError(fmt::format("resolve: access of shape {} over a domain of shape {}",
+                                        shape_string(shape), shape_string(domain)));
+    std::size_t lead = domain.size() - shape.size();
+    for (std::size_t d = 0; d < shape.size(); ++d)
+        r.strides[lead + d] = (shape[d] == 1 && domain[lead + d] != 1) ? 0 : st[d];
+    return r;
+}
+
+Resolved resolve_in_group(const Program& p, const Group& g, const Access& a, bool epilogue,
+                          const DimEnv& env) {
+    if (!epilogue || g.kind != GroupKind::Reduce)
+        return resolve(p, a, concrete(epilogue ? g.epilogue_domain() : g.domain, env), env);
+    // The access has the reduced logical shape: resolve it there, then spread its strides onto
+    // the full-rank epilogue domain (stride 0 on the reduced axes).
+    Shape logical = concrete(g.reduced_shape, env);
+    Resolved r = resolve(p, a, logical, env);
+    std::size_t rank = g.domain.size();
+    if (logical.size() == rank) return r;  // keepdims
+    Resolved out;
+    out.offset = r.offset;
+    out.strides.assign(rank, 0);
+    std::size_t k = 0;
+    for (std::size_t d = 0; d < rank; ++d) {
+        if (std::find(g.axes.begin(), g.axes.end(), static_cast<int>(d)) != g.axes.end()) continue;
+        out.strides[d] = r.strides[k++];
+    }
+    return out;
+}
+
+std::string Program::to_string() const {
+    std::string s;
+    static const char* kinds[] = {"pointwise", "reduce", "row-normalize", "matmul"};
+    static const char* bkinds[] = {"input", "shared", "constant", "temp", "output"};
+    for (std::size_t i = 0; i < buffers.size(); ++i) {
+        const Buffer& b = buffers[i];
+        s += fmt::format("b{}: {} {}{}", i, bkinds[static_cast<int>(b.kind)], dtype_name(b.dtype),
+                         shape_string(b.shape));
+        if (b.node && b.node->is_variable()) s += " " + b.node->name();
+        s += "\n";
+    }
+    for (std::size_t i = 0; i < groups.size(); ++i) {
+        const Group& g = groups[i];
+        s += fmt::format("g{}: {} over {}", i, kinds[static_cast<int>(g.kind)],
+                         shape_string(g.domain));
+        if (g.kind == GroupKind::Matmul)
+            s +=
+                fmt::format(" gemm(b{}, b{}) -> b{}", g.gemm.a.buffer, g.gemm.b.buffer, g.gemm.out);
+        s += fmt::format(", {} instrs, reads", g.instrs.size());
+        for (const Access& a : g.inputs) s += fmt::format(" b{}", a.buffer);
+        s += ", writes";
+        for (const auto& o : g.outputs) s += fmt::format(" b{}", o.target.buffer);
+        s += "\n";
+    }
+    return s;
+}
+
+}  // namespace agnesi::jit

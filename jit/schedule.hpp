@@ -1,0 +1,150 @@
+// The schedule: a DAG partitioned into fusion groups over buffers. Every backend (the group
+// evaluator, generated C++, generated CUDA) runs the same schedule, so the partition is decided
+// once, here.
+//
+// A group iterates over one index domain and computes a straight-line scalar program (SSA `Instr`s)
+// at each point. Values inside a group are never stored; only the group's outputs are.
+//
+// - Pointwise: instrs at every index of `domain`; outputs written at that index.
+// - Reduce: the instrs before `reduce_at` run over `domain` (the input shape); the Reduce instr
+//   combines them over `axes`; the instrs after it (the epilogue) run over the reduced domain
+//   (`domain` with the reduced axes set to 1) and write the outputs there.
+// - RowNormalize (softmax / log_softmax along the last axis): instrs before the Normalize instr run
+//   over `domain`; the row's max and sum are taken in one pass over each row, then the Normalize
+//   value and the epilogue are computed at every index of the row and written.
+// - Matmul: `gemm` computes a batched product into its own buffer; the epilogue instrs (a Load of
+//   that buffer first) run over its domain and write the outputs.
+//
+// Loads and stores go through an Access: a buffer seen through a chain of view ops (transpose,
+// broadcast, slice, ...). Sizes may be symbolic; `resolve` turns an access into an offset and
+// strides for the sizes of one call, so the generated code takes sizes and strides as arguments.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "agnesi/expr.hpp"
+#include "agnesi/node.hpp"
+#include "agnesi/number.hpp"
+#include "agnesi/tensor.hpp"
+
+namespace agnesi::jit {
+
+enum class BufferKind : std::uint8_t { Input, Shared, Constant, Temp, Output };
+
+struct Buffer {
+    BufferKind kind = BufferKind::Temp;
+    DType dtype = DType::Float64;
+    Shape shape;                 ///< may hold symbolic sizes
+    int slot = -1;               ///< Input: index in inputs; Shared: index in shared; Output: index
+    const Node* node = nullptr;  ///< the value it holds
+    Tensor value;                ///< Constant: the value (non-scalar constants only)
+};
+
+/// A buffer seen through view ops. `views` are shape-op nodes (Transpose, BroadcastTo,
+/// ExpandDims, Squeeze, Reshape of a contiguous view, Slice), applied in order to the buffer.
+struct Access {
+    int buffer = -1;
+    std::vector<const Node*> views;
+    Shape shape;  ///< the shape after the views
+};
+
+enum class InstrKind : std::uint8_t {
+    Load,       ///< inputs[input] at the current index
+    Const,      ///< a scalar constant `value` in `dtype`
+    Apply,      ///< elementwise `op` of args, operands converted to `compute` first
+    Reduce,     ///< `op` (Sum, Prod, ReduceMax, ReduceMin, Mean, Logsumexp) of args[0] over axes
+    Normalize,  ///< `op` (Softmax, LogSoftmax) of args[0] along the last axis
+};
+
+struct Instr {
+    InstrKind kind = InstrKind::Const;
+    Op op = Op::Constant;
+    DType dtype = DType::Float64;    ///< the result's dtype
+    DType compute = DType::Float64;  ///< Apply: operands are converted to this first
+    int args[3] = {-1, -1, -1};
+    int nargs = 0;
+    int input = -1;              ///< Load: index into Group::inputs
+    Number value;                ///< Const
+    const Node* node = nullptr;  ///< the node it computes (for comments and errors)
+};
+
+enum class GroupKind : std::uint8_t { Pointwise, Reduce, RowNormalize, Matmul };
+
+struct Gemm {
+    Access a, b;   ///< operands ([..., M, K] and [..., K, N]); views only transpose or broadcast
+    int out = -1;  ///< buffer receiving the product (row-major, the matmul node's shape)
+};
+
+struct Group {
+    GroupKind kind = GroupKind::Pointwise;
+    Shape domain;  ///< the index space of the instrs before reduce_at (all instrs for Pointwise)
+    std::vector<Access> inputs;
+    std::vector<Instr> instrs;
+    /// Reduce/RowNormalize: index of the Reduce or Normalize instr; -1 otherwise.
+    int reduce_at = -1;
+    /// Reduce: the axes reduced (sorted, non-negative); the epilogue domain is `domain` with
+    /// these axes set to 1.
+    std::vector<int> axes;
+    /// Reduce: the logical shape of the reduction's result (keepdims or not); epilogue values
+    /// have this shape.
+    Shape reduced_shape;
+    Gemm gemm;  ///< Matmul only
+    struct Output {
+        int instr = -1;
+        Access target;  ///< where it is written (shape: the epilogue domain's logical shape)
+    };
+    std::vector<Output> outputs;
+
+    /// The shape of the epilogue's index space: `domain` for Pointwise/RowNormalize/Matmul,
+    /// `domain` with `axes` set to 1 for Reduce.
+    Shape epilogue_domain() const;
+    /// Whether instr i runs in the epilogue (after reduce_at).
+    bool in_epilogue(int i) const { return reduce_at >= 0 && i > reduce_at; }
+};
+
+struct Program {
+    std::vector<Buffer> buffers;
+    std::vector<Group> groups;        ///< in execution order
+    std::vector<const Node*> inputs;  ///< variable nodes, in call order
+    std::vector<const Node*> shared;  ///< shared variable nodes read or updated
+    std::vector<int> outputs;         ///< buffer of each output (and then each update value)
+    int num_outputs = 0;              ///< the user's outputs; the rest are update values
+    std::vector<const Node*> update_targets;  ///< the shared variable of each update value
+
+    std::string to_string() const;
+};
+
+/// Partitions `roots` (outputs, then update values) into fusion groups. `inputs` are the
+/// variables passed at each call; other free variables must be shared.
+Program schedule(const std::vector<const Node*>& roots, const std::vector<const Node*>& inputs,
+                 int num_outputs, const std::vector<const Node*>& update_targets);
+
+// ---- sizes at call time --------------------------------------------------------------------
+
+/// Values of symbolic sizes, by id.
+using DimEnv = std::unordered_map<Dim, std::int64_t>;
+
+/// `s` with its symbolic sizes replaced by their values.
+Shape concrete(const Shape& s, const DimEnv& env);
+
+/// An access for one call: the element offset of its first element and its strides (in
+/// elements) over a domain of rank `strides.size()`; broadcast axes have stride 0.
+struct Resolved {
+    std::int64_t offset = 0;
+    std::vector<std::int64_t> strides;
+};
+
+/// Resolves `a` over `domain` (concrete): the access's shape is right-aligned and broadcast
+/// against the domain, like NumPy.
+Resolved resolve(const Program& p, const Access& a, const Shape& domain, const DimEnv& env);
+/// Resolves an access of group `g` (a Load's input or an output target): over the concrete
+/// `domain` for the instrs before reduce_at, over the epilogue domain after it. For a Reduce
+/// group the epilogue access has the reduced logical shape, which is mapped onto the epilogue
+/// domain (stride 0 on the reduced axes).
+Resolved resolve_in_group(const Program& p, const Group& g, const Access& a, bool epilogue,
+                          const DimEnv& env);
+
+}  // namespace agnesi::jit

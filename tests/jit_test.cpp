@@ -1,0 +1,256 @@
+// compile() and Function on the CPU tiers, checked against the reference evaluator.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "agnesi/agnesi.hpp"
+#include "support/jit_check.hpp"
+#include "support/random_expr.hpp"
+
+namespace agnesi {
+namespace {
+
+using testing::expect_matches_reference;
+
+Tensor random_tensor(DType dt, Shape shape, std::mt19937& rng, double lo = -2, double hi = 2) {
+    Tensor t(f64, std::move(shape));
+    std::uniform_real_distribution<double> u(lo, hi);
+    for (std::int64_t i = 0; i < t.size(); ++i) t.data<double>()[i] = u(rng);
+    return t.astype(dt);
+}
+
+class JitTest : public ::testing::TestWithParam<Backend> {
+  protected:
+    std::mt19937 rng{42};
+    Backend backend() const { return GetParam(); }
+};
+
+TEST_P(JitTest, PointwiseChainWithBroadcasts) {
+    auto x = matrix("x", 5, 7), w = vector("w", 7), b = scalar("b");
+    Expr y = tanh(x * w + b) * sigmoid(x) + log1p(exp(-abs(x)));
+    Bindings at{{"x", random_tensor(f64, {5, 7}, rng)},
+                {"w", random_tensor(f64, {7}, rng)},
+                {"b", Tensor(0.25)}};
+    expect_matches_reference({x, w, b}, {y}, at, backend());
+}
+
+TEST_P(JitTest, Float32AndIntegerDtypes) {
+    auto x = matrix("x", 3, 4, f32), k = vector("k", 4, i32);
+    Expr y = exp(x) * 2 + cast(k, f32);
+    Expr c = where(x > 0.5, k * 3, -k);
+    Expr cnt = sum(cast(x < 0, i64), {1});
+    Bindings at{{"x", random_tensor(f32, {3, 4}, rng)}, {"k", random_tensor(i32, {4}, rng, -5, 5)}};
+    expect_matches_reference({x, k}, {y, c, cnt}, at, backend(), 1e-6);
+}
+
+TEST_P(JitTest, ReductionsOverEveryAxis) {
+    auto t = tensor("t", {3, 4, 5});
+    Bindings at{{"t", random_tensor(f64, {3, 4, 5}, rng)}};
+    for (Op op : {Op::Sum, Op::Mean, Op::Prod, Op::ReduceMax, Op::ReduceMin, Op::Logsumexp})
+        for (Axes axes : {Axes{0}, Axes{1}, Axes{2}, Axes{0, 2}, Axes{1, 2}, Axes{}})
+            for (bool keep : {false, true}) {
+                SCOPED_TRACE(std::string(op_info(op).name) + " keepdims " + std::to_string(keep));
+                Expr r = reduce(op, exp(t) - 1, axes, keep);
+                expect_matches_reference({t}, {r, sqrt(abs(r)) + 1}, at, backend());
+            }
+}
+
+TEST_P(JitTest, SoftmaxAlongEachAxisWithEpilogue) {
+    auto z = matrix("z", 6, 9), y = matrix("y", 6, 9);
+    Bindings at{{"z", random_tensor(f64, {6, 9}, rng, -5, 5)},
+                {"y", random_tensor(f64, {6, 9}, rng)}};
+    for (std::int64_t ax : {0, 1}) {
+        expect_matches_reference({z, y}, {softmax(z, ax) - y, log_softmax(z * 2, ax)}, at,
+                                 backend());
+    }
+    expect_matches_reference({z}, {logsumexp(z, {1}), logsumexp(z, {0}, true)}, at, backend());
+}
+
+TEST_P(JitTest, SoftmaxOfNonFiniteRows) {
+    auto z = matrix("z", 2, 3);
+    double inf = std::numeric_limits<double>::infinity();
+    Bindings at{{"z", Tensor::from_vector<double>({2, 3}, {-inf, -inf, -inf, 1, inf, 2})}};
+    expect_matches_reference({z}, {softmax(z), logsumexp(z, {1})}, at, backend());
+}
+
+TEST_P(JitTest, MatmulWithEpilogueAndTransposes) {
+    auto a = matrix("a", 4, 3), b = matrix("b", 3, 5), bias = vector("bias", 5);
+    auto v = vector("v", 3);
+    Bindings at{{"a", random_tensor(f64, {4, 3}, rng)},
+                {"b", random_tensor(f64, {3, 5}, rng)},
+                {"bias", random_tensor(f64, {5}, rng)},
+                {"v", random_tensor(f64, {3}, rng)}};
+    Expr h = relu(matmul(a, b) + bias);
+    Expr g = matmul(transpose(a), a);  // a transposed view, no copy
+    Expr bt = matmul(transpose(b), v);
+    expect_matches_reference({a, b, bias, v}, {h, g, bt, matmul(v, b)}, at, backend());
+}
+
+TEST_P(JitTest, BatchedMatmul) {
+    auto a = tensor("a", {2, 3, 4}), b = matrix("b", 4, 2);
+    Bindings at{{"a", random_tensor(f64, {2, 3, 4}, rng)}, {"b", random_tensor(f64, {4, 2}, rng)}};
+    expect_matches_reference({a, b}, {matmul(a, b), matmul(a, b) * 2}, at, backend());
+}
+
+TEST_P(JitTest, ShapeOpsAsViews) {
+    auto m = matrix("m", 4, 6);
+    Bindings at{{"m", random_tensor(f64, {4, 6}, rng)}};
+    std::vector<Expr> outs = {transpose(m),
+                              reshape(transpose(m) * 2, {3, 8}),
+                              reshape(transpose(m), {24}),
+                              slice(m, 1, 1, 5, 2) + 1,
+                              broadcast_to(sum(m, {1}, true), {4, 6}) - m,
+                              concat({m, exp(m)}, 0),
+                              concat({m, slice(m, 1, 0, 2)}, 1),
+                              squeeze(expand_dims(m, 0), {0}) * m,
+                              m};
+    expect_matches_reference({m}, outs, at, backend());
+}
+
+TEST_P(JitTest, ConstantsAndRepeatedOutputs) {
+    auto x = vector("x", 3);
+    Bindings at{{"x", random_tensor(f64, {3}, rng)}};
+    Expr y = x * 3;
+    expect_matches_reference({x}, {y, y, literal(Number(2), f64), x + literal(Number::pi())}, at,
+                             backend());
+}
+
+TEST_P(JitTest, RandomExpressionsAgreeWithTheReference) {
+    testing::RandomExpr gen(testing::fuzz_seed(7));
+    // Native code costs one compiler run per expression: fewer of them here (the fuzz label
+    // runs more).
+    int iters = testing::fuzz_iters(backend() == Backend::Native ? 20 : 300);
+    std::vector<Expr> vars = gen.variables();
+    for (int i = 0; i < iters; ++i) {
+        Expr e = gen();
+        Bindings at = gen.values();
+        SCOPED_TRACE(to_string(e));
+        expect_matches_reference(vars, {e}, at, backend(), 1e-12);
+        if (::testing::Test::HasFailure()) break;
+    }
+}
+
+TEST_P(JitTest, SharedVariablesAndUpdates) {
+    Expr w = shared("jit_w_" + std::to_string(static_cast<int>(backend())),
+                    Tensor::from_vector<double>({2}, {1.0, -1.0}));
+    auto x = vector("x", 2);
+    Expr loss = sum((w - x) * (w - x));
+    Expr gw = grad(loss, w);
+    FixedFunction<2> step =
+        compile({x}, {loss, gw}, {.updates = {{w, w - 0.25 * gw}}, .backend = backend()});
+    Tensor target = Tensor::from_vector<double>({2}, {3.0, 5.0});
+    auto [l0, g0] = step(target);
+    EXPECT_DOUBLE_EQ(l0.item(), 4.0 + 36.0);
+    EXPECT_DOUBLE_EQ(g0.at(0), -4.0);
+    // w <- w - 0.25 * 2 (w - x): halfway to the target.
+    Tensor w1 = get_value(w);
+    EXPECT_DOUBLE_EQ(w1.at(0), 2.0);
+    EXPECT_DOUBLE_EQ(w1.at(1), 2.0);
+    auto [l1, g1] = step(target);
+    EXPECT_DOUBLE_EQ(l1.item(), 1.0 + 9.0);
+    (void)g1;
+    // A call that fails leaves the shared variable as it was.
+    EXPECT_THROW(step(Tensor::from_vector<double>({3}, {1, 2, 3})), ShapeError);
+    EXPECT_DOUBLE_EQ(get_value(w).at(0), 2.5);
+    set_value(w, Tensor::from_vector<double>({2}, {0, 0}));
+    EXPECT_DOUBLE_EQ(step(target)[0].item(), 34.0);
+}
+
+TEST_P(JitTest, SymbolicSizesBindAtCallTime) {
+    Dim n = sym_dim("n");
+    auto X = variable("X", {n, 3}), v = vector("v", 3);
+    Expr y = sum(exp(X) * v, {1});
+    Function f = compile({X, v}, {y, softmax(X)}, {.backend = backend()});
+    for (std::int64_t rows : {1, 4, 9}) {
+        Bindings at{{"X", random_tensor(f64, {rows, 3}, rng)}, {"v", random_tensor(f64, {3}, rng)}};
+        auto got = f.call(at);
+        auto want = evaluate({y, softmax(X)}, at);
+        EXPECT_TRUE(testing::tensors_close(got[0], want[0], 1e-12));
+        EXPECT_TRUE(testing::tensors_close(got[1], want[1], 1e-12));
+    }
+    auto w = vector("w", 3);
+    Function g = compile({X, w}, {X + w}, {.backend = backend()});
+    EXPECT_THROW(g(random_tensor(f64, {2, 4}, rng), random_tensor(f64, {3}, rng)), ShapeError);
+}
+
+TEST_P(JitTest, ClearErrorsForBadCalls) {
+    auto x = vector("x", 3), y = vector("y", 3);
+    Function f = compile({x, y}, {x + y}, {.backend = backend()});
+    try {
+        f(random_tensor(f64, {3}, rng));
+        FAIL() << "expected an error";
+    } catch (const ValueError& e) {
+        EXPECT_NE(std::string(e.what()).find("takes 2 inputs (x, y), got 1"), std::string::npos)
+            << e.what();
+    }
+    try {
+        f(random_tensor(f32, {3}, rng), random_tensor(f64, {3}, rng));
+        FAIL() << "expected an error";
+    } catch (const TypeError& e) {
+        EXPECT_NE(std::string(e.what()).find("input 'x' is float64, the argument is float32"),
+                  std::string::npos)
+            << e.what();
+    }
+    try {
+        f.call(Bindings{{"x", Tensor(f64, {3})}});
+        FAIL() << "expected an error";
+    } catch (const ValueError& e) {
+        EXPECT_NE(std::string(e.what()).find("missing input 'y'"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(
+        f.call(Bindings{{"x", Tensor(f64, {3})}, {"y", Tensor(f64, {3})}, {"z", Tensor(f64, {3})}}),
+        ValueError);
+    try {
+        compile({x}, {x + y});
+        FAIL() << "expected an error";
+    } catch (const ValueError& e) {
+        EXPECT_NE(std::string(e.what()).find("variable 'y', which is neither an input nor shared"),
+                  std::string::npos)
+            << e.what();
+    }
+    EXPECT_THROW(compile({x + 1}, {x}), ValueError);
+    EXPECT_THROW(compile({x, x}, {x}), ValueError);
+}
+
+TEST_P(JitTest, MlpTrainingStepMatchesTheReference) {
+    // A 2-layer MLP with softmax cross-entropy: loss, the four gradients and the SGD step.
+    auto X = matrix("X", 8, 5, f32), Y = matrix("Y", 8, 3, f32);
+    auto W1 = matrix("W1", 5, 6, f32), b1 = vector("b1", 6, f32);
+    auto W2 = matrix("W2", 6, 3, f32), b2 = vector("b2", 3, f32);
+    Expr h = relu(matmul(X, W1) + b1);
+    Expr loss = mean(cross_entropy(softmax(matmul(h, W2) + b2), Y));
+    std::vector<Expr> params{W1, b1, W2, b2};
+    std::vector<Expr> grads = grad(loss, params);
+    std::vector<Expr> outs{loss};
+    for (std::size_t i = 0; i < params.size(); ++i) outs.push_back(params[i] - 0.1 * grads[i]);
+    Tensor Yv(f32, {8, 3});
+    for (int i = 0; i < 8; ++i) Yv.data<float>()[i * 3 + i % 3] = 1;
+    Bindings at{{"X", random_tensor(f32, {8, 5}, rng)},  {"Y", Yv},
+                {"W1", random_tensor(f32, {5, 6}, rng)}, {"b1", random_tensor(f32, {6}, rng)},
+                {"W2", random_tensor(f32, {6, 3}, rng)}, {"b2", random_tensor(f32, {3}, rng)}};
+    // float32 with fused evaluation orders: a few ulp of float32.
+    expect_matches_reference({X, Y, W1, b1, W2, b2}, outs, at, backend(), 2e-5, true);
+}
+
+INSTANTIATE_TEST_SUITE_P(Tiers, JitTest, ::testing::Values(Backend::Evaluator, Backend::Native),
+                         [](const auto& info) {
+                             return info.param == Backend::Evaluator ? std::string("Evaluator")
+                                                                     : std::string("Native");
+                         });
+
+TEST(Schedule, FusesChainsReductionsAndEpilogues) {
+    auto x = matrix("sx", 64, 32), b = vector("sb", 32);
+    // One pointwise chain: one group.
+    EXPECT_EQ(compile({x, b}, {tanh(x * 2 + b) * sigmoid(x)}).stats().groups, 1);
+    // Row softmax minus a target: one row-normalize group with the subtraction in its epilogue.
+    auto y = matrix("sy", 64, 32);
+    EXPECT_EQ(compile({x, y}, {softmax(x) - y}).stats().groups, 1);
+    // logsumexp of a chain, and an epilogue after it: one group.
+    EXPECT_EQ(compile({x}, {sqrt(logsumexp(exp(x) * 2, {1}) + 1)}).stats().groups, 1);
+    // matmul with bias and activation: one group (gemm + epilogue).
+    auto W = matrix("sW", 32, 16), c = vector("sc", 16);
+    EXPECT_EQ(compile({x, W, c}, {relu(matmul(x, W) + c)}).stats().groups, 1);
+}
+
+}  // namespace
+}  // namespace agnesi

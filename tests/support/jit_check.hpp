@@ -1,0 +1,54 @@
+// Compares a compiled function's outputs with the reference evaluator's.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "agnesi/agnesi.hpp"
+
+namespace agnesi::testing {
+
+/// Whether a and b agree: same dtype and shape, every element within `rel` relative (absolute
+/// near zero), NaN where the other is NaN, equal infinities.
+inline ::testing::AssertionResult tensors_close(const Tensor& got, const Tensor& want, double rel) {
+    if (got.dtype() != want.dtype())
+        return ::testing::AssertionFailure()
+               << "dtype " << dtype_name(got.dtype()) << " vs " << dtype_name(want.dtype());
+    if (got.shape() != want.shape())
+        return ::testing::AssertionFailure()
+               << "shape " << shape_string(got.shape()) << " vs " << shape_string(want.shape());
+    for (std::int64_t i = 0; i < got.size(); ++i) {
+        double g = got.at(i), w = want.at(i);
+        if (std::isnan(w) || std::isnan(g)) {
+            if (std::isnan(w) && std::isnan(g)) continue;
+        } else if (std::isinf(w) || std::isinf(g)) {
+            if (g == w) continue;
+        } else if (std::abs(g - w) <= rel * std::max(1.0, std::abs(w))) {
+            continue;
+        }
+        return ::testing::AssertionFailure()
+               << "element " << i << ": got " << format_value(g) << ", want " << format_value(w);
+    }
+    return ::testing::AssertionSuccess();
+}
+
+/// Compiles `outputs` over `inputs` and checks every output against evaluate().
+inline void expect_matches_reference(const std::vector<Expr>& inputs,
+                                     const std::vector<Expr>& outputs, const Bindings& at,
+                                     Backend backend, double rel = 1e-12, bool simplify = false) {
+    Function f = compile(inputs, outputs, {.backend = backend, .simplify = simplify});
+    std::vector<Tensor> args;
+    for (const Expr& v : inputs) args.push_back(at.at(v->name()));
+    std::vector<Tensor> got = f.call(args);
+    std::vector<Tensor> want = evaluate(outputs, at);
+    ASSERT_EQ(got.size(), want.size());
+    for (std::size_t i = 0; i < got.size(); ++i)
+        EXPECT_TRUE(tensors_close(got[i], want[i], rel))
+            << "output " << i << ": " << to_string(outputs[i]) << "\nschedule:\n"
+            << f.schedule_text();
+}
+
+}  // namespace agnesi::testing
