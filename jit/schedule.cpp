@@ -195,7 +195,7 @@ class Scheduler {
         for (auto it = order_.rbegin(); it != order_.rend(); ++it) {
             const Node* n = *it;
             Info& in = info_[n];
-            if (n->is_variable() || in.uniform || in.view) continue;
+            if (n->is_variable() || in.uniform || in.view || n->op() == Op::Eye) continue;
             if (in.copy || n->op() == Op::Concat) continue;  // stored, written by copy groups
             bool forced = false;
             int g = -1;
@@ -331,6 +331,10 @@ class Scheduler {
                     if (sp == p_.shared.end()) p_.shared.push_back(n);
                     in.buffer = new_buffer(BufferKind::Shared, n, slot);
                 }
+            } else if (n->op() == Op::Eye) {
+                // The identity is made once, here: a constant buffer (its size is static).
+                in.buffer = new_buffer(BufferKind::Constant, n);
+                p_.buffers[static_cast<std::size_t>(in.buffer)].value = evaluate(Expr(n), {});
             } else if (in.uniform) {
                 // A uniform value read by a gemm is filled into a buffer.
                 bool stored = false;
@@ -352,6 +356,7 @@ class Scheduler {
         for (const Node* r : roots_) {
             Info& in = info_[r];
             if (in.out_buffer >= 0 || in.group >= 0 || in.copy || r->op() == Op::Concat) continue;
+            // (variables, uniform values, eye and views are copied into the output buffer)
             in.out_buffer = new_buffer(BufferKind::Output, r, in.root);
             add_copy_group(r, Access{in.out_buffer, {}, r->shape()});
         }

@@ -24,6 +24,32 @@ namespace {
 
 enum class Kind { None, Sum, Product };
 
+// The position of each node in a list of terms or factors: a scan while the list is short (most
+// are), a hash map beyond.
+class IndexOf {
+  public:
+    /// The position of `key`, recording `next` for it if absent; and whether it was absent.
+    std::pair<std::size_t, bool> emplace(const Node* key, std::size_t next) {
+        if (map_) {
+            if (const std::size_t* p = map_->find(key)) return {*p, false};
+            (*map_)[key] = next;
+            return {next, true};
+        }
+        for (const auto& [k, v] : small_)
+            if (k == key) return {v, false};
+        small_.emplace_back(key, next);
+        if (small_.size() > 16) {
+            map_.emplace(64);
+            for (const auto& [k, v] : small_) (*map_)[k] = v;
+        }
+        return {next, true};
+    }
+
+  private:
+    boost::container::small_vector<std::pair<const Node*, std::size_t>, 8> small_;
+    std::optional<detail::NodeMap<std::size_t>> map_;
+};
+
 bool rational_constant(const Node* n) {
     return n->is_constant() && n->value().is_rational();
 }
@@ -64,15 +90,28 @@ bool joins(const Node* user, const Node* o) {
 
 // Terms order by base, and powers of one base by falling exponent: x^2 + 2*x + 1.
 bool term_order(const Expr& a, const Expr& b) {
-    auto split = [](const Expr& m) -> std::pair<const Node*, Number> {
-        if (m.op() == Op::Pow && rational_constant(m->operand(1)))
-            return {m->operand(0), m->operand(1)->value()};
-        return {m.node(), Number(1)};
+    auto base = [](const Expr& m) {
+        return m.op() == Op::Pow && rational_constant(m->operand(1)) ? m->operand(0) : m.node();
     };
-    auto [ba, ka] = split(a);
-    auto [bb, kb] = split(b);
+    const Node* ba = base(a);
+    const Node* bb = base(b);
     if (int c = structural_compare(ba, bb)) return c < 0;
+    static const Number kOne(1);
+    const Number& ka = ba == a.node() ? kOne : a->operand(1)->value();
+    const Number& kb = bb == b.node() ? kOne : b->operand(1)->value();
     return *exact_compare(ka, kb) > 0;
+}
+
+// Sorts a sum's terms. Terms order totally, so any sort gives the same result; a sum rebuilt by
+// an earlier pass comes back as two sorted runs (its positive terms, then its negative ones),
+// which merge in linear time.
+void sort_terms(std::vector<std::pair<Number, Expr>>& terms) {
+    auto less = [](const auto& x, const auto& y) { return term_order(x.second, y.second); };
+    auto mid = std::is_sorted_until(terms.begin(), terms.end(), less);
+    if (mid != terms.end() && std::is_sorted(mid, terms.end(), less))
+        std::inplace_merge(terms.begin(), mid, terms.end(), less);
+    else if (mid != terms.end())
+        std::sort(terms.begin(), terms.end(), less);
 }
 
 // An exponent: a rational part and, for x^y with y not a number, a symbolic part.
@@ -102,11 +141,48 @@ int order(const Expr& a, const Expr& b) {
     return structural_compare(a.node(), b.node());
 }
 
+bool same_form(const ProductForm& a, const ProductForm& b) {
+    if (!(a.coef == b.coef) || a.factors.size() != b.factors.size()) return false;
+    for (std::size_t i = 0; i < a.factors.size(); ++i) {
+        const auto& [ba, ea] = a.factors[i];
+        const auto& [bb, eb] = b.factors[i];
+        if (ba != bb || !(ea.r == eb.r) || ea.s != eb.s) return false;
+    }
+    return true;
+}
+
+// One read a visit made of the canonicalizer's state (besides the immutable DAG), or one product
+// form it recorded. A visit is a function of these reads.
+struct Read {
+    enum Kind : std::uint8_t { Memo, Shared, Interior, Form, Write } kind;
+    bool flag;           // Shared, Interior: the answer
+    std::uint32_t form;  // Form, Write: 1 + index into CachedVisit::forms; 0: no form
+    const Node* key;
+    const Node* value;  // Memo: the memoized node, or null
+};
+
+// A visit of one node as recorded in a run: what it read, and what it returned.
+struct CachedVisit {
+    Expr result;
+    std::vector<Read> reads;
+    std::vector<ProductForm> forms;
+};
+
+}  // namespace
+
+struct detail::CanonicalCache::Impl {
+    detail::NodeMap<CachedVisit> previous;  // visits of the last run, by node
+    detail::NodeMap<CachedVisit> current;
+};
+
+namespace {
+
 class Canonicalizer {
   public:
     explicit Canonicalizer(Context& ctx) : ctx_(ctx) {}
 
-    std::vector<Expr> run(const std::vector<Expr>& roots) {
+    std::vector<Expr> run(const std::vector<Expr>& roots,
+                          detail::CanonicalCache::Impl* cache = nullptr) {
         std::vector<const Node*> rs;
         for (const Expr& r : roots) rs.push_back(r.node());
         auto order = post_order(rs);
@@ -119,11 +195,33 @@ class Canonicalizer {
                 if (*uses.find(o) == 1 && joins(n, o)) interior_[o] = true;
         for (const Node* n : order) {
             if (interior_.contains(n)) continue;
+            if (cache) {
+                CachedVisit* c = cache->previous.find(n);
+                if (c && replay(*c)) {
+                    memo_[n] = c->result;
+                    cache->current[n] = std::move(*c);
+                    continue;
+                }
+            }
+            CachedVisit record;
+            if (cache) {
+                log_ = &record;
+                ++visit_;
+            }
             Expr v = visit(n);
+            log_ = nullptr;
             memo_[n] = v;
+            if (cache) {
+                record.result = v;
+                cache->current[n] = std::move(record);
+            }
+        }
+        if (cache) {
+            cache->previous = std::move(cache->current);
+            cache->current = detail::NodeMap<CachedVisit>();
         }
         std::vector<Expr> out;
-        for (const Node* r : rs) out.push_back(at(r));
+        for (const Node* r : rs) out.push_back(*memo_.find(r));
         return out;
     }
 
@@ -148,7 +246,7 @@ class Canonicalizer {
         bool changed = false;
         for (const Node* o : n->operands()) {
             // An operand folded into this node has no value of its own: it stays as it was.
-            const Expr* v = memo_.find(o);
+            const Expr* v = memo_find(o);
             ops.push_back(v ? *v : Expr(o));
             changed = changed || ops.back().node() != o;
         }
@@ -163,7 +261,7 @@ class Canonicalizer {
         while (!stack.empty()) {
             auto [m, c] = stack.back();
             stack.pop_back();
-            if (m == root || interior_.contains(m)) {
+            if (m == root || interior(m)) {
                 switch (m->op()) {
                     case Op::Add:
                         stack.emplace_back(m->operand(1), c);
@@ -193,7 +291,7 @@ class Canonicalizer {
 
     struct Accumulator {
         std::vector<std::pair<Number, Expr>> terms;
-        std::unordered_map<const Node*, std::size_t> index;
+        IndexOf index;
         Number constant{0};
         bool exact = true;
         detail::SumForm form() {
@@ -227,14 +325,14 @@ class Canonicalizer {
             mono = literal(*coef, ctx_);
             coef = Number(1);
         }
-        auto [it, fresh] = acc.index.emplace(mono.node(), acc.terms.size());
+        auto [pos, fresh] = acc.index.emplace(mono.node(), acc.terms.size());
         if (fresh) {
             acc.terms.emplace_back(*coef, mono);
             return;
         }
-        auto s = exact_add(acc.terms[it->second].first, *coef);
+        auto s = exact_add(acc.terms[pos].first, *coef);
         if (s)
-            acc.terms[it->second].first = *s;
+            acc.terms[pos].first = *s;
         else
             acc.terms.emplace_back(*coef, mono);
     }
@@ -242,7 +340,7 @@ class Canonicalizer {
     // coefficient * monomial; an empty monomial means a rational constant.
     std::pair<Number, Expr> split(const Expr& t) {
         if (const Node* c = filled_number(t.node())) return {c->value(), Expr()};
-        if (const ProductForm* it = forms_.find(t.node())) {
+        if (const ProductForm* it = form_of(t.node())) {
             const ProductForm& f = *it;
             if (f.coef.is_one()) return {Number(1), t};
             ProductForm unit{Number(1), f.factors};
@@ -305,7 +403,7 @@ class Canonicalizer {
 
     ProductForm flatten_product(const Node* root) {
         std::vector<std::pair<Expr, Exponent>> factors;
-        std::unordered_map<const Node*, std::size_t> index;
+        IndexOf index;
         Number coef{1};
         auto add_factor = [&](Expr base, const Exponent& e) {
             // A sum factor to an integer power has one orientation: (z - y) is -(y - z), so
@@ -329,12 +427,12 @@ class Canonicalizer {
                     }
                 }
             }
-            auto [it, fresh] = index.emplace(base.node(), factors.size());
+            auto [pos, fresh] = index.emplace(base.node(), factors.size());
             if (fresh) {
                 factors.emplace_back(base, e);
                 return;
             }
-            auto& slot = factors[it->second].second;
+            auto& slot = factors[pos].second;
             if (exact_add(slot.r, e.r))
                 slot = slot.plus(e);
             else
@@ -344,7 +442,7 @@ class Canonicalizer {
         while (!stack.empty()) {
             auto [m, e] = stack.back();
             stack.pop_back();
-            if (m == root || interior_.contains(m)) {
+            if (m == root || interior(m)) {
                 switch (m->op()) {
                     case Op::Mul:
                         stack.emplace_back(m->operand(1), e);
@@ -376,7 +474,7 @@ class Canonicalizer {
                         }
                         auto k = exact_mul(e, y->value());
                         if (!k) throw ValueError("exponent too large to stay exact");
-                        if (y->value().is_integer() && interior_.contains(b))
+                        if (y->value().is_integer() && interior(b))
                             stack.emplace_back(b, *k);
                         else
                             add_atom(at(b), Exponent{*k, {}}, add_factor, coef, shared(b));
@@ -426,7 +524,7 @@ class Canonicalizer {
                 add_atom(a.operand(0), e, add_factor, coef, is_shared);
                 return;
             }
-            if (const ProductForm* it = is_shared ? nullptr : forms_.find(a.node())) {
+            if (const ProductForm* it = is_shared ? nullptr : form_of(a.node())) {
                 const ProductForm f = *it;
                 auto p = exact_pow(f.coef, e.r);
                 auto c = p ? exact_mul(coef, *p) : std::nullopt;
@@ -529,16 +627,98 @@ class Canonicalizer {
             if (!e.in_numerator()) times(den, power(b, e.times(Number(-1))));
         Expr out = den ? num / den : num;
         if (negate_all) return -out;
-        forms_.insert(out.node(), form);
+        record_form(out.node(), form);
         return out;
     }
 
   private:
     Context& ctx_;
-    Expr at(const Node* n) const { return *memo_.find(n); }
-    bool shared(const Node* n) const {
+
+    // Everything a visit reads besides the immutable DAG goes through these accessors, which
+    // log the read while a visit is being recorded for the cache.
+    void note(Read::Kind k, const Node* key, const Node* value, bool flag = false) {
+        if (log_) log_->reads.push_back(Read{k, flag, 0, key, value});
+    }
+    Expr at(const Node* n) {
+        const Expr* v = memo_.find(n);
+        note(Read::Memo, n, v->node());
+        return *v;
+    }
+    const Expr* memo_find(const Node* n) {
+        const Expr* v = memo_.find(n);
+        note(Read::Memo, n, v ? v->node() : nullptr);
+        return v;
+    }
+    bool is_shared(const Node* n) const {
         const std::size_t* u = uses_.find(n);
         return u && *u > 1;
+    }
+    bool shared(const Node* n) {
+        bool s = is_shared(n);
+        note(Read::Shared, n, nullptr, s);
+        return s;
+    }
+    bool interior(const Node* n) {
+        bool i = interior_.contains(n);
+        note(Read::Interior, n, nullptr, i);
+        return i;
+    }
+    const ProductForm* form_of(const Node* n) {
+        const ProductForm* f = forms_.find(n);
+        // A form this visit recorded itself is part of the visit, not something it depends on.
+        if (log_) {
+            const std::uint32_t* owner = form_owner_.find(n);
+            if (!owner || *owner != visit_) {
+                std::uint32_t slot = 0;
+                if (f) {
+                    log_->forms.push_back(*f);
+                    slot = static_cast<std::uint32_t>(log_->forms.size());
+                }
+                log_->reads.push_back(Read{Read::Form, false, slot, n, nullptr});
+            }
+        }
+        return f;
+    }
+    void record_form(const Node* n, const ProductForm& f) {
+        if (!forms_.insert(n, f)) return;  // the first form recorded for a node stays
+        if (log_) {
+            log_->forms.push_back(f);
+            log_->reads.push_back(Read{Read::Write, false,
+                                       static_cast<std::uint32_t>(log_->forms.size()), n, nullptr});
+            form_owner_[n] = visit_;
+        }
+    }
+
+    // Whether a recorded visit would read the same state now; if so, its writes are applied and
+    // its result stands for the visit.
+    bool replay(const CachedVisit& c) {
+        for (const Read& r : c.reads) {
+            switch (r.kind) {
+                case Read::Memo: {
+                    const Expr* v = memo_.find(r.key);
+                    if ((v ? v->node() : nullptr) != r.value) return false;
+                    break;
+                }
+                case Read::Shared:
+                    if (is_shared(r.key) != r.flag) return false;
+                    break;
+                case Read::Interior:
+                    if (interior_.contains(r.key) != r.flag) return false;
+                    break;
+                case Read::Form: {
+                    const ProductForm* f = forms_.find(r.key);
+                    if (!f != !r.form) return false;
+                    if (f && !same_form(*f, c.forms[r.form - 1])) return false;
+                    break;
+                }
+                case Read::Write:
+                    if (forms_.contains(r.key)) return false;
+                    break;
+            }
+        }
+        for (const Read& r : c.reads)
+            if (r.kind == Read::Write) forms_.insert(r.key, c.forms[r.form - 1]);
+        return true;
     }
 
     detail::NodeMap<std::size_t> uses_;
@@ -546,6 +726,10 @@ class Canonicalizer {
     detail::NodeMap<Expr> memo_;
     detail::NodeMap<bool> interior_;
     detail::NodeMap<ProductForm> forms_;
+
+    CachedVisit* log_ = nullptr;  // the visit being recorded, if any
+    std::uint32_t visit_ = 0;
+    detail::NodeMap<std::uint32_t> form_owner_;  // which recorded visit first built a form
 };
 
 bool is_square_of(const Expr& m, Op fn, const Node*& arg) {
@@ -582,14 +766,13 @@ void pythagoras(detail::SumForm& f) {
 Expr Canonicalizer::build_sum(const detail::SumForm& form) {
     detail::SumForm f = form;
     pythagoras(f);
-    std::sort(f.terms.begin(), f.terms.end(),
-              [](const auto& a, const auto& b) { return term_order(a.second, b.second); });
+    sort_terms(f.terms);
     // y - x rather than -x + y: positive terms lead.
     std::stable_partition(f.terms.begin(), f.terms.end(),
                           [](const auto& t) { return t.first.sign() > 0; });
     auto term = [&](const Number& c, const Expr& m) -> Expr {
         if (c.is_one()) return m;
-        if (const ProductForm* it = forms_.find(m.node())) {
+        if (const ProductForm* it = form_of(m.node())) {
             ProductForm g = *it;
             if (auto k = exact_mul(g.coef, c)) {
                 g.coef = *k;
@@ -625,10 +808,18 @@ Expr canonicalize(const Expr& e) {
 
 namespace detail {
 
+CanonicalCache::CanonicalCache() : impl_(std::make_unique<Impl>()) {}
+CanonicalCache::~CanonicalCache() = default;
+
+Expr canonicalize(const Expr& e, CanonicalCache& cache) {
+    Canonicalizer c(e->context());
+    return c.run({e}, cache.impl_.get())[0];
+}
+
 SumForm sum_form(const Expr& e) {
     SumForm f;
     std::vector<std::pair<Expr, Number>> stack{{e, Number(1)}};
-    std::unordered_map<const Node*, std::size_t> index;
+    IndexOf index;
     while (!stack.empty()) {
         auto [m, c] = stack.back();
         stack.pop_back();
@@ -667,11 +858,11 @@ SumForm sum_form(const Expr& e) {
                     continue;
                 }
         }
-        auto [it, fresh] = index.emplace(mono.node(), f.terms.size());
+        auto [pos, fresh] = index.emplace(mono.node(), f.terms.size());
         if (fresh)
             f.terms.emplace_back(k, mono);
-        else if (auto s = exact_add(f.terms[it->second].first, k))
-            f.terms[it->second].first = *s;
+        else if (auto s = exact_add(f.terms[pos].first, k))
+            f.terms[pos].first = *s;
     }
     std::erase_if(f.terms, [](const auto& t) { return t.first.is_zero(); });
     return f;

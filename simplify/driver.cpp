@@ -118,16 +118,22 @@ Expr fixpoint(const Expr& e, const SimplifyOptions& o, const std::vector<std::st
     const std::size_t limit = 4 * count_nodes({e}) + 1000;
     const std::size_t start_size = e->context().size();
     std::vector<Expr> seen;  // earlier states: a cycle among normal forms ends the search
+    // A rule step's result at a node depends on the node alone: its memo is kept across passes,
+    // so later passes rewrite only what changed.
+    std::vector<detail::NodeMap<Expr>> rule_memos(pass.steps.size());
+    detail::CanonicalCache canonical_cache;
     for (int n = 0; n < o.max_passes; ++n) {
         Expr before = cur;
         seen.push_back(cur);
-        for (const auto& step : pass.steps) {
+        for (std::size_t i = 0; i < pass.steps.size(); ++i) {
+            const auto& step = pass.steps[i];
             if (std::holds_alternative<std::monostate>(step)) {
                 // Not skipped on its own output: with shared subexpressions, a second run can
-                // still flatten what the first rebuilt.
-                cur = canonicalize(cur);
+                // still flatten what the first rebuilt. The cache skips only nodes whose
+                // canonical form is known to come out the same.
+                cur = detail::canonicalize(cur, canonical_cache);
             } else {
-                cur = std::get<detail::RulePass>(step).run(cur);
+                cur = std::get<detail::RulePass>(step).run(cur, &rule_memos[i]);
             }
         }
         if (cur == before) return cur;

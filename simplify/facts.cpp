@@ -33,6 +33,10 @@ Facts facts(const Node* n, int depth) {
     auto sub = [&](std::size_t i) { return facts(n->operand(i), depth + 1); };
     switch (n->op()) {
         case Op::Constant: return facts_of_number(n->value());
+        case Op::Eye:
+            f.nonnegative = true;
+            f.integer = true;
+            return f;
         case Op::Variable: {
             std::uint8_t a = n->assumptions();
             f.positive = a & kPositive;

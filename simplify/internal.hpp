@@ -1,9 +1,11 @@
 // Internals shared by the simplifier's files: matching, and sums and products as term lists.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <vector>
 
+#include "agnesi/detail/node_map.hpp"
 #include "agnesi/simplify.hpp"
 
 namespace agnesi::detail {
@@ -21,9 +23,12 @@ class RulePass {
   public:
     RulePass(std::vector<const RuleSet*> sets, bool fold, bool trace);
     /// Rewrites bottom-up once: at each node, folding and then the sets' rules, in order.
-    Expr run(const Expr& e) const;
+    /// The result at a node depends on that node alone, so `memo` (node -> result) may be kept
+    /// across passes: nodes met again are not rewritten again.
+    Expr run(const Expr& e, NodeMap<Expr>* memo = nullptr) const;
 
   private:
+    Expr rewrite_node(const Node* n, const std::vector<Expr>& ops) const;
     struct Indexed {
         const RuleSet* set;
         std::vector<std::vector<const Rule*>> by_op;  // pattern rules by root op, then code rules
@@ -34,6 +39,24 @@ class RulePass {
 
 /// One rule at one node: the fitted replacement, or nullopt.
 std::optional<Expr> try_rule(const Rule& rule, const Node* n);
+
+/// What one canonicalize run recorded of its visits, for the next run: a node whose visit would
+/// read the same state (memoized operands, use counts, product forms) is not visited again.
+class CanonicalCache {
+  public:
+    CanonicalCache();
+    ~CanonicalCache();
+    CanonicalCache(const CanonicalCache&) = delete;
+    CanonicalCache& operator=(const CanonicalCache&) = delete;
+    struct Impl;
+
+  private:
+    friend Expr canonicalize(const Expr& e, CanonicalCache& cache);
+    std::unique_ptr<Impl> impl_;
+};
+/// canonicalize(e), reusing and updating what earlier runs over related DAGs recorded; the
+/// result is the same as without the cache.
+Expr canonicalize(const Expr& e, CanonicalCache& cache);
 
 /// A sum as coefficient * term pairs plus a constant: 2*x - y + 3.
 struct SumForm {

@@ -183,33 +183,59 @@ RulePass::RulePass(std::vector<const RuleSet*> sets, bool fold, bool trace)
     }
 }
 
-Expr RulePass::run(const Expr& e) const {
-    return rewrite_post_order({e}, [&](const Node* n, const std::vector<Expr>& ops) -> Expr {
-        bool changed = false;
-        for (std::size_t i = 0; i < ops.size(); ++i)
-            changed = changed || ops[i].node() != n->operand(i);
-        Expr cur = changed ? rebuild(n, ops) : Expr(n);
-        if (fold_)
-            if (auto f = fold_node(cur.node())) cur = *f;
-        for (const Indexed& ix : sets_) {
-            // A few rules may fire in a row at one node; the next pass picks up the rest.
-            for (int round = 0; round < 4; ++round) {
-                bool fired = false;
-                for (const Rule* r : ix.by_op[static_cast<std::size_t>(cur.op())]) {
-                    auto out = try_rule(*r, cur.node());
-                    if (!out) continue;
-                    if (trace_)
-                        std::cerr << "[" << ix.set->name << "] " << r->name << ": "
-                                  << to_string(cur) << "  =>  " << to_string(*out) << "\n";
-                    cur = *out;
-                    fired = true;
-                    break;
-                }
-                if (!fired) break;
+Expr RulePass::rewrite_node(const Node* n, const std::vector<Expr>& ops) const {
+    bool changed = false;
+    for (std::size_t i = 0; i < ops.size(); ++i)
+        changed = changed || ops[i].node() != n->operand(i);
+    Expr cur = changed ? rebuild(n, ops) : Expr(n);
+    if (fold_)
+        if (auto f = fold_node(cur.node())) cur = *f;
+    for (const Indexed& ix : sets_) {
+        // A few rules may fire in a row at one node; the next pass picks up the rest.
+        for (int round = 0; round < 4; ++round) {
+            bool fired = false;
+            for (const Rule* r : ix.by_op[static_cast<std::size_t>(cur.op())]) {
+                auto out = try_rule(*r, cur.node());
+                if (!out) continue;
+                if (trace_)
+                    std::cerr << "[" << ix.set->name << "] " << r->name << ": " << to_string(cur)
+                              << "  =>  " << to_string(*out) << "\n";
+                cur = *out;
+                fired = true;
+                break;
             }
+            if (!fired) break;
         }
-        return cur;
-    })[0];
+    }
+    return cur;
+}
+
+Expr RulePass::run(const Expr& e, NodeMap<Expr>* memo) const {
+    NodeMap<Expr> local;
+    NodeMap<Expr>& done = memo ? *memo : local;
+    // Post-order with an explicit stack; a node already in `done` (from this traversal or an
+    // earlier pass) is not entered again.
+    std::vector<std::pair<const Node*, std::size_t>> stack{{e.node(), 0}};
+    std::vector<Expr> ops;
+    while (!stack.empty()) {
+        auto [n, next] = stack.back();
+        if (next == 0 && done.contains(n)) {
+            stack.pop_back();
+            continue;
+        }
+        if (next < n->arity()) {
+            ++stack.back().second;
+            const Node* o = n->operand(next);
+            if (!done.contains(o)) stack.emplace_back(o, 0);
+            continue;
+        }
+        stack.pop_back();
+        ops.clear();
+        for (const Node* o : n->operands()) ops.push_back(*done.find(o));
+        Expr r = rewrite_node(n, ops);
+        done[n] = r;
+    }
+    return *done.find(e.node());
 }
 
 }  // namespace detail

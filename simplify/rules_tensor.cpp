@@ -153,6 +153,17 @@ std::optional<Expr> trivial_matmul(const Node* n) {
     return std::nullopt;
 }
 
+// matmul(eye(n), x) and matmul(x, eye(n)) are x: the identity has no batch axes, so the product
+// has x's shape (fit_to casts x if the identity's dtype promotes it).
+std::optional<Expr> identity_matmul(const Node* n) {
+    if (n->op() != Op::Matmul) return std::nullopt;
+    const Node* a = n->operand(0);
+    const Node* b = n->operand(1);
+    if (a->op() == Op::Eye && b->shape() == n->shape()) return Expr(b);
+    if (b->op() == Op::Eye && a->shape() == n->shape()) return Expr(a);
+    return std::nullopt;
+}
+
 }  // namespace
 
 const RuleSet& tensor_rules() {
@@ -161,6 +172,7 @@ const RuleSet& tensor_rules() {
                                  rule("shape op chains", shape_chains),
                                  rule("reductions of constants and of sums", reductions),
                                  rule("matmul with zeros", trivial_matmul),
+                                 rule("matmul with an identity", identity_matmul),
                                  rule("sum(y, -1) of probabilities -> 1", sum_of_simplex),
                              }};
     return set;

@@ -177,6 +177,16 @@ Expr literal(const Number& v, DType dtype, Context& ctx) {
     return make(std::move(d), ctx);
 }
 
+Expr eye(std::int64_t n, DType dtype, Context& ctx) {
+    if (n < 0) throw ShapeError(fmt::format("eye: the size must not be negative, got {}", n));
+    if (dtype == DType::Bool) throw TypeError("eye: expects a numeric dtype, got bool");
+    NodeDesc d;
+    d.op = Op::Eye;
+    d.dtype = dtype;
+    d.shape = {n, n};
+    return make(std::move(d), ctx);
+}
+
 Expr::Expr(int v) : Expr(literal(Number(v))) {}
 Expr::Expr(long v) : Expr(literal(Number(static_cast<std::int64_t>(v)))) {}
 Expr::Expr(long long v) : Expr(literal(Number(static_cast<std::int64_t>(v)))) {}

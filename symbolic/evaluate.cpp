@@ -459,7 +459,9 @@ class Evaluator {
   private:
     Tensor compute(const Node* n, std::vector<Tensor>& xs, DType od) {
         switch (n->info().kind) {
-            case OpKind::Leaf: return n->is_variable() ? variable(n) : constant(n, od);
+            case OpKind::Leaf:
+                if (n->op() == Op::Eye) return identity(n, od);
+                return n->is_variable() ? variable(n) : constant(n, od);
             case OpKind::Elementwise:
                 if (n->op() == Op::Cast) return as(xs[0], od);
                 if (n->op() == Op::Where) return where(xs, od);
@@ -500,6 +502,17 @@ class Evaluator {
                                          n->name(), shape_string(decl), shape_string(v.shape()),
                                          bound));
         return v;
+    }
+
+    Tensor identity(const Node* n, DType od) {
+        std::int64_t k = n->shape()[0];
+        Tensor t(od, n->shape());
+        dispatch(od, [&](auto tag) {
+            using T = typename decltype(tag)::type;
+            T* p = t.data<T>();
+            for (std::int64_t i = 0; i < k * k; ++i) p[i] = static_cast<T>(i % (k + 1) == 0);
+        });
+        return t;
     }
 
     Tensor constant(const Node* n, DType od) {

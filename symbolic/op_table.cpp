@@ -677,6 +677,9 @@ constexpr std::array<OpInfo, kNumOps> kTable = {{
      .kind = K::Matmul,
      .latex = "{0} {1}",
      .vjp = detail::matmul_vjp},
+
+    // An identity matrix: a leaf, built by eye(n) and printed, parsed and evaluated by name.
+    {.op = Op::Eye, .name = "eye", .arity = 0, .kind = K::Leaf, .latex = "I_n"},
 }};
 
 #undef AG_FN1

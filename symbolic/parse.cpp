@@ -433,6 +433,18 @@ class Parser {
                 fail("cast: expected a dtype (float32, float64, int32, int64, bool)", p[1]->col);
             return build(fn.col, [&] { return cast(value_of(*p[0]), *t); });
         }
+        if (name == "eye") {
+            only_keywords({});
+            auto p = count(1, 2);
+            std::int64_t n = int_of(*p[0], name);
+            DType t = DType::Float64;
+            if (p.size() == 2) {
+                auto d = parse_dtype(p[1]->raw);
+                if (!d) fail("eye: expected a dtype (float32, float64, int32, int64)", p[1]->col);
+                t = *d;
+            }
+            return build(fn.col, [&] { return eye(n, t, ctx_); });
+        }
         if (name == "cross_entropy") {
             only_keywords({"axis"});
             auto p = count(2, 3);

@@ -141,6 +141,9 @@ Layout text_layout(const Node* n, const Node* parent) {
             return {
                 lit(fmt::format("cast({}, {})", n->value().to_string(), dtype_name(n->dtype())))};
         case Op::Variable: return {lit(quote_name(n->name()))};
+        case Op::Eye:
+            if (n->dtype() == DType::Float64) return {lit(fmt::format("eye({})", n->shape()[0]))};
+            return {lit(fmt::format("eye({}, {})", n->shape()[0], dtype_name(n->dtype())))};
         default: break;
     }
     if (n->op() == Op::Neg) {
@@ -314,6 +317,7 @@ Layout latex_layout(const Node* n, const Node* /*parent*/) {
     switch (n->op()) {
         case Op::Constant: return {lit(n->value().to_latex())};
         case Op::Variable: return {lit(latex_name(n->name()))};
+        case Op::Eye: return {lit(fmt::format("I_{{{}}}", n->shape()[0]))};
         case Op::Neg:
             return expand("-{0}", n,
                           [&](std::size_t) { return latex_prec(n->operand(0)) <= Prec::Add; });

@@ -94,6 +94,20 @@ TEST(Evaluate, VariablesAndConstants) {
     EXPECT_TRUE(std::isinf(evaluate(constant(Number::inf(), f32), {}).item()));
 }
 
+TEST(Evaluate, Identity) {
+    Tensor i3 = evaluate(eye(3), {});
+    ASSERT_EQ(i3.shape(), (Shape{3, 3}));
+    for (std::int64_t r = 0; r < 3; ++r)
+        for (std::int64_t c = 0; c < 3; ++c) EXPECT_EQ(i3.at(r * 3 + c), r == c ? 1.0 : 0.0);
+    Tensor i2 = evaluate(eye(2, i32), {});
+    EXPECT_EQ(i2.dtype(), i32);
+    EXPECT_EQ(i2.data<std::int32_t>()[3], 1);
+    EXPECT_EQ(i2.data<std::int32_t>()[1], 0);
+    EXPECT_EQ(evaluate(eye(0), {}).size(), 0);
+    EXPECT_THROW(eye(-1), ShapeError);
+    EXPECT_THROW(eye(2, boolean), TypeError);
+}
+
 TEST(Evaluate, Float64ScalarBindsToAnyScalarDtype) {
     Tensor a = evaluate(scalar("xi", i32), {{"xi", 3.9}});
     EXPECT_EQ(a.dtype(), i32);

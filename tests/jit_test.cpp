@@ -107,6 +107,12 @@ TEST_P(JitTest, ShapeOpsAsViews) {
     expect_matches_reference({m}, outs, at, backend());
 }
 
+TEST_P(JitTest, IdentityMatrices) {
+    auto m = matrix("m", 3, 3);
+    Bindings at{{"m", random_tensor(f64, {3, 3}, rng)}};
+    expect_matches_reference({m}, {eye(3) * 2 + m, eye(3), matmul(m, eye(3) + m)}, at, backend());
+}
+
 TEST_P(JitTest, ConstantsAndRepeatedOutputs) {
     auto x = vector("x", 3);
     Bindings at{{"x", random_tensor(f64, {3}, rng)}};
@@ -117,7 +123,9 @@ TEST_P(JitTest, ConstantsAndRepeatedOutputs) {
 
 TEST_P(JitTest, RandomExpressionsAgreeWithTheReference) {
     testing::RandomExpr gen(testing::fuzz_seed(7));
-    int iters = testing::fuzz_iters(300);
+    // Native code costs one compiler run per expression: fewer of them here (the fuzz label
+    // runs more).
+    int iters = testing::fuzz_iters(backend() == Backend::Native ? 20 : 300);
     std::vector<Expr> vars = gen.variables();
     for (int i = 0; i < iters; ++i) {
         Expr e = gen();
@@ -230,7 +238,7 @@ TEST_P(JitTest, MlpTrainingStepMatchesTheReference) {
     expect_matches_reference({X, Y, W1, b1, W2, b2}, outs, at, backend(), 2e-5, true);
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiers, JitTest, ::testing::Values(Backend::Evaluator),
+INSTANTIATE_TEST_SUITE_P(Tiers, JitTest, ::testing::Values(Backend::Evaluator, Backend::Native),
                          [](const auto& info) {
                              return info.param == Backend::Evaluator ? std::string("Evaluator")
                                                                      : std::string("Native");

@@ -32,6 +32,8 @@ TEST(Parse, SameNodeAsTheCppSpelling) {
     EXPECT_EQ(parse("where(x < y, x, y)"), where(x < y, x, y));
     EXPECT_EQ(parse("x <= 1"), x <= 1);
     EXPECT_EQ(parse("x != y"), ne(x, y));
+    EXPECT_EQ(parse("eye(3)"), eye(3));
+    EXPECT_EQ(parse("eye(2, float32)"), eye(2, f32));
 }
 
 TEST(Parse, PrecedenceAndAssociativity) {

@@ -50,6 +50,9 @@ TEST(PrintText, TensorOps) {
     EXPECT_EQ(to_string(concat({X, X}, 0)), "concat(X, X, axis=0)");
     EXPECT_EQ(to_string(slice(X, 1, 0, 8, 2)), "slice(X, 1, 0, 8, 2)");
     EXPECT_EQ(to_string(cast(X, f32)), "cast(X, float32)");
+    EXPECT_EQ(to_string(matmul(eye(4), X)), "matmul(eye(4), X)");
+    EXPECT_EQ(to_string(eye(2, f32)), "eye(2, float32)");
+    EXPECT_EQ(to_latex(eye(4)), "I_{4}");
 }
 
 TEST(PrintText, OddNamesAreQuoted) {

@@ -120,6 +120,10 @@ TEST(SimplifyTensor, ShapeChainsAndReductions) {
     auto A = matrix("A", 3, 4);
     EXPECT_EQ(to_string(simplify(matmul(A, broadcast_to(Expr(0.0), {4, 5})))),
               "broadcast_to(cast(0, float64), 3, 5)");
+    EXPECT_EQ(simplify(matmul(eye(3), A)), A);
+    EXPECT_EQ(simplify(matmul(A, eye(4))), A);
+    EXPECT_EQ(simplify(matmul(eye(3), X)), X);  // batched
+    EXPECT_EQ(to_string(simplify(matmul(eye(3), matrix("B", 3, 2, f32)))), "cast(B, float64)");
 }
 
 TEST(Simplify, KeepsDtypeAndShape) {
@@ -206,6 +210,50 @@ TEST(SimplifyRules, EachRuleAloneKeepsTheValue) {
             }
         }
     }
+}
+
+// Matmul with an identity, on random operands of every shape the rule takes (a vector, a matrix,
+// a batch of matrices, another dtype): the rule alone gives x, and x has the product's value.
+TEST(SimplifyRules, MatmulWithAnIdentityKeepsTheValue) {
+    const Rule* identity = nullptr;
+    for (const Rule& r : builtin_rule_set("tensor").rules)
+        if (r.name == "matmul with an identity") identity = &r;
+    ASSERT_NE(identity, nullptr);
+    std::mt19937 rng(9);
+    std::uniform_real_distribution<double> u(-3.0, 3.0);
+    auto random_values = [&](const Expr& x) {
+        Tensor t(f64, x.shape());
+        for (std::int64_t i = 0; i < t.size(); ++i) t.data<double>()[i] = u(rng);
+        return Bindings{{x->name(), t.astype(x.dtype())}};
+    };
+    struct Case {
+        Shape shape;
+        DType dtype;
+    };
+    for (const Case& c : {Case{{3}, f64}, Case{{3, 4}, f64}, Case{{4, 3}, f64},
+                          Case{{2, 3, 3}, f64}, Case{{5, 3, 2}, f64}, Case{{3, 3}, f32}}) {
+        Expr x = tensor("x", c.shape, c.dtype);
+        std::int64_t rows = c.shape.size() == 1 ? c.shape[0] : c.shape[c.shape.size() - 2];
+        std::int64_t cols = c.shape.back();
+        for (Expr product : {matmul(eye(rows), x), matmul(x, eye(cols))}) {
+            SCOPED_TRACE(to_string(product));
+            auto out = detail::try_rule(*identity, product.node());
+            ASSERT_TRUE(out);
+            EXPECT_EQ(out->shape(), product.shape());
+            EXPECT_EQ(out->dtype(), product.dtype());
+            EXPECT_EQ(simplify(product), simplify(*out));
+            for (int k = 0; k < 20; ++k) {
+                Bindings at = random_values(x);
+                Tensor a = evaluate(product, at), b = evaluate(*out, at);
+                ASSERT_EQ(a.size(), b.size());
+                for (std::int64_t j = 0; j < a.size(); ++j)
+                    EXPECT_NEAR(a.at(j), b.at(j), 1e-12 * std::max(1.0, std::fabs(a.at(j))));
+            }
+        }
+    }
+    // Not an identity product: the rule does not fire.
+    Expr A = matrix("A", 3, 3);
+    EXPECT_FALSE(detail::try_rule(*identity, matmul(A, A).node()));
 }
 
 // Stabilize never re-creates a left side: its right sides are fixpoints of the set.

@@ -82,6 +82,8 @@ Expr constant(const Number& v, DType dtype, Context& ctx = Context::global());
 Expr literal(const Number& v, Context& ctx = Context::global());
 /// A weak scalar constant of a given dtype (2.0 is a float64 literal).
 Expr literal(const Number& v, DType dtype, Context& ctx = Context::global());
+/// The n x n identity matrix: eye(3) prints as `eye(3)`, eye(3, f32) as `eye(3, float32)`.
+Expr eye(std::int64_t n, DType dtype = f64, Context& ctx = Context::global());
 
 // ---- elementwise -----------------------------------------------------------------------------
 

@@ -89,9 +89,11 @@ enum class Op : std::uint8_t {
     Slice,
     // linear algebra
     Matmul,
+    // constant tensors (leaves with a shape; attribute: none)
+    Eye,
 };
 
-inline constexpr std::size_t kNumOps = static_cast<std::size_t>(Op::Matmul) + 1;
+inline constexpr std::size_t kNumOps = static_cast<std::size_t>(Op::Eye) + 1;
 
 /// What kind of op it is; the scheduler, evaluator and printers dispatch on this, not on Op.
 enum class OpKind : std::uint8_t { Leaf, Elementwise, Reduction, AxisNormalize, Shape, Matmul };

@@ -1,0 +1,622 @@
+// Generated C++ for the native CPU tier (see codegen.hpp for the shape of the source).
+#include "jit/cpu/codegen.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+
+#include "agnesi/error.hpp"
+#include "agnesi/op.hpp"
+#include "jit/cpu/abi_text.hpp"
+#include "jit/cpu/prelude.hpp"
+
+namespace agnesi::jit::cpu {
+
+namespace {
+
+std::string ctype(DType t) {
+    switch (t) {
+        case DType::Bool: return "bool";
+        case DType::Int32: return "int32_t";
+        case DType::Int64: return "int64_t";
+        case DType::Float32: return "float";
+        case DType::Float64: return "double";
+        default: break;
+    }
+    throw TypeError(
+        fmt::format("native CPU code: dtype {} is not supported on the CPU", dtype_name(t)));
+}
+
+// A scalar constant in dtype t, exactly (hexadecimal floats), as the reference evaluator
+// converts it.
+std::string c_literal(const Number& v, DType t) {
+    auto hex = [](double x, const char* suffix) {
+        if (std::isnan(x)) return fmt::format("__builtin_nan{}(\"\")", suffix);
+        if (std::isinf(x)) return fmt::format("({}__builtin_inf{}())", x < 0 ? "-" : "", suffix);
+        return fmt::format("{:a}{}", x, suffix);
+    };
+    switch (t) {
+        case DType::Float64: return hex(v.to_double(), "");
+        case DType::Float32: return hex(static_cast<double>(v.to_float()), "f");
+        case DType::Bool: return v.kind() == Number::Kind::NaN || !v.is_zero() ? "true" : "false";
+        case DType::Int32:
+        case DType::Int64: {
+            std::int64_t i;
+            if (auto e = v.to_int64()) {
+                i = *e;
+            } else {
+                Tensor c = Tensor(v.to_double()).astype(t);
+                i = t == DType::Int32 ? c.data<std::int32_t>()[0] : c.data<std::int64_t>()[0];
+            }
+            return fmt::format("(({})(int64_t)0x{:x}ull)", ctype(t), static_cast<std::uint64_t>(i));
+        }
+        default: return ctype(t);  // throws
+    }
+}
+
+// The type integer and bool ops compute in, like the reference evaluator.
+DType kernel_dtype(DType compute) {
+    return is_float(compute) ? compute : DType::Int64;
+}
+
+std::string convert(const std::string& v, DType from, DType to) {
+    if (from == to) return v;
+    return fmt::format("agnesi_cvt<{}>({})", ctype(to), v);
+}
+
+// Substitutes {0}, {1}, {2} in an op's C expression.
+std::string substitute(std::string_view tmpl, const std::vector<std::string>& args) {
+    std::string out;
+    for (std::size_t i = 0; i < tmpl.size(); ++i) {
+        if (tmpl[i] == '{' && i + 2 < tmpl.size() && tmpl[i + 2] == '}' && tmpl[i + 1] >= '0' &&
+            tmpl[i + 1] <= '2') {
+            out += args.at(static_cast<std::size_t>(tmpl[i + 1] - '0'));
+            i += 2;
+        } else {
+            out += tmpl[i];
+        }
+    }
+    return out;
+}
+
+bool is_scalar_shape(const Shape& s) {
+    for (Dim d : s)
+        if (d != 1) return false;
+    return true;
+}
+
+// Index expression of access k at the current point.
+using Index = std::function<std::string(int)>;
+
+class GroupEmitter {
+  public:
+    GroupEmitter(const Program& p, const Group& g, std::string symbol)
+        : p_(p), g_(g), symbol_(std::move(symbol)) {
+        ni_ = static_cast<int>(g.inputs.size());
+        no_ = static_cast<int>(g.outputs.size());
+        rank_ = static_cast<int>(g.domain.size());
+        epi_.assign(static_cast<std::size_t>(ni_ + no_), false);
+        scalar_.assign(static_cast<std::size_t>(ni_ + no_), false);
+        for (int k = 0; k < ni_; ++k)
+            scalar_[static_cast<std::size_t>(k)] = is_scalar_shape(g.inputs[k].shape);
+        for (std::size_t i = 0; i < g.instrs.size(); ++i) {
+            const Instr& in = g.instrs[i];
+            if (in.kind == InstrKind::Load && g.in_epilogue(static_cast<int>(i)))
+                epi_[static_cast<std::size_t>(in.input)] = true;
+        }
+        for (int k = 0; k < no_; ++k) epi_[static_cast<std::size_t>(ni_ + k)] = true;
+    }
+
+    std::string emit() {
+        std::string s = comment_header();
+        s += "extern \"C\" void " + symbol_ + "(const agnesi_group_args* a) {\n";
+        s += "const int64_t* d = a->dims;\nconst int64_t* e = a->edims;\n";
+        s += "const int nt = a->threads > 0 ? a->threads : omp_get_max_threads();\n";
+        s += "(void)d; (void)e; (void)nt;\n";
+        for (int k = 0; k < ni_ + no_; ++k) {
+            bool in = k < ni_;
+            const Access& acc = in ? g_.inputs[k] : g_.outputs[k - ni_].target;
+            std::string t = ctype(p_.buffers.at(acc.buffer).dtype);
+            s += fmt::format("{}{}* p{} = ({}{}*)a->ptrs[{}];\n", in ? "const " : "", t, k,
+                             in ? "const " : "", t, k);
+            s +=
+                fmt::format("const int64_t* s{} = a->strides + {};\n(void)s{};\n", k, k * rank_, k);
+        }
+        for (std::size_t i = 0; i < g_.instrs.size(); ++i) {
+            const Instr& in = g_.instrs[i];
+            if (in.kind == InstrKind::Const)
+                s += fmt::format("const {} v{} = {};\n", ctype(in.dtype), i,
+                                 c_literal(in.value, in.dtype));
+        }
+        s += "int64_t n = 1;\n";
+        for (int r = 0; r < rank_; ++r) s += fmt::format("n *= d[{}];\n", r);
+        s += "const bool par = nt > 1 && n >= kParMin;\n(void)par;\n";
+        switch (g_.kind) {
+            case GroupKind::Pointwise:
+            case GroupKind::Matmul: s += pointwise(); break;
+            case GroupKind::Reduce: s += reduce(); break;
+            case GroupKind::RowNormalize: s += row_normalize(); break;
+        }
+        s += "}\n\n";
+        return s;
+    }
+
+  private:
+    std::string comment_header() const {
+        static const char* kinds[] = {"pointwise", "reduce", "row_normalize", "matmul"};
+        std::string s = fmt::format("// group {}: {}, domain rank {}, {} inputs, {} outputs\n",
+                                    symbol_, kinds[static_cast<int>(g_.kind)], rank_, ni_, no_);
+        for (int k = 0; k < ni_; ++k) {
+            const Buffer& b = p_.buffers.at(g_.inputs[k].buffer);
+            std::string what = b.node && b.node->is_variable() ? sanitize(b.node->name()) : "";
+            s += fmt::format("//   p{}: buffer {} {}\n", k, g_.inputs[k].buffer, what);
+        }
+        return s;
+    }
+
+    // The instrs in [lo, hi) at the current point (Consts are hoisted, Reduce and Normalize
+    // are the caller's).
+    std::string body(int lo, int hi, const Index& idx) const {
+        std::string s;
+        for (int i = lo; i < hi; ++i) {
+            const Instr& in = g_.instrs[static_cast<std::size_t>(i)];
+            std::string t = ctype(in.dtype);
+            switch (in.kind) {
+                case InstrKind::Const: break;
+                case InstrKind::Load: {
+                    const Access& acc = g_.inputs.at(static_cast<std::size_t>(in.input));
+                    DType bt = p_.buffers.at(acc.buffer).dtype;
+                    s += fmt::format(
+                        "const {} v{} = {};\n", t, i,
+                        convert(fmt::format("p{}[{}]", in.input, idx(in.input)), bt, in.dtype));
+                    break;
+                }
+                case InstrKind::Apply: s += apply(i, in); break;
+                case InstrKind::Reduce:
+                case InstrKind::Normalize:
+                    AGNESI_ASSERT(false) << "native CPU code: a reduction inside a loop body";
+            }
+        }
+        return s;
+    }
+
+    DType dtype_of(int i) const { return g_.instrs.at(static_cast<std::size_t>(i)).dtype; }
+    std::string var(int i) const { return fmt::format("v{}", i); }
+
+    std::string apply(int i, const Instr& in) const {
+        std::string t = ctype(in.dtype);
+        const OpInfo& info = op_info(in.op);
+        if (in.op == Op::Cast)
+            return fmt::format("const {} v{} = {};\n", t, i,
+                               convert(var(in.args[0]), dtype_of(in.args[0]), in.dtype));
+        DType kd = kernel_dtype(in.compute);
+        std::vector<std::string> args;
+        for (int k = 0; k < in.nargs; ++k) {
+            DType want = in.op == Op::Where && k == 0 ? DType::Bool : kd;
+            args.push_back(convert(var(in.args[k]), dtype_of(in.args[k]), want));
+        }
+        AGNESI_ASSERT(!info.c_expr.empty())
+            << "native CPU code: op " << info.name << " has no C expression";
+        std::string expr = substitute(info.c_expr, args);
+        // The expression's type: bool for comparisons and logic, else the kernel dtype.
+        DType et =
+            info.type == TypeRule::Compare || info.type == TypeRule::Logical ? DType::Bool : kd;
+        return fmt::format("const {} v{} = {};\n", t, i, convert(expr, et, in.dtype));
+    }
+
+    std::string stores(const Index& idx) const {
+        std::string s;
+        for (int k = 0; k < no_; ++k) {
+            const Group::Output& o = g_.outputs[static_cast<std::size_t>(k)];
+            DType bt = p_.buffers.at(o.target.buffer).dtype;
+            s += fmt::format("p{}[{}] = {};\n", ni_ + k, idx(ni_ + k),
+                             convert(var(o.instr), dtype_of(o.instr), bt));
+        }
+        return s;
+    }
+
+    // `&&` of cond(k) over the non-scalar accesses in `which`; "true" when none.
+    std::string all_of(const std::function<bool(int)>& which,
+                       const std::function<std::string(int)>& cond) const {
+        std::string s;
+        for (int k = 0; k < ni_ + no_; ++k) {
+            if (!which(k) || scalar_[static_cast<std::size_t>(k)]) continue;
+            if (!s.empty()) s += " && ";
+            s += cond(k);
+        }
+        return s.empty() ? "true" : s;
+    }
+    bool is_scalar(int k) const { return scalar_[static_cast<std::size_t>(k)]; }
+    bool is_epi(int k) const { return epi_[static_cast<std::size_t>(k)]; }
+
+    // Offsets o<k> of every access at point `var` of the axes `axes` (sizes from `sizes`).
+    std::string offsets(const std::string& v, const std::vector<int>& axes,
+                        const std::string& prefix = "o") const {
+        std::string s;
+        for (int k = 0; k < ni_ + no_; ++k) s += fmt::format("int64_t {}{} = 0;\n", prefix, k);
+        if (axes.empty()) return s;
+        s += fmt::format("{{ int64_t q = {};\n", v);
+        for (auto it = axes.rbegin(); it != axes.rend(); ++it) {
+            s += fmt::format("{{ const int64_t ix = q % d[{0}]; q /= d[{0}];\n", *it);
+            for (int k = 0; k < ni_ + no_; ++k)
+                if (!is_scalar(k)) s += fmt::format("{0}{1} += ix * s{1}[{2}];\n", prefix, k, *it);
+            s += "}\n";
+        }
+        return s + "}\n";
+    }
+
+    Index flat_index(const std::string& i) const {
+        return [this, i](int k) { return is_scalar(k) ? std::string("0") : i; };
+    }
+    Index strided_index(const std::string& base, const std::string& j, bool unit) const {
+        return [=, this](int k) {
+            if (is_scalar(k)) return std::string("0");
+            if (unit) return fmt::format("{}{} + {}", base, k, j);
+            return fmt::format("{}{} + {} * t{}", base, k, j, k);
+        };
+    }
+    std::string inner_strides(int axis) const {
+        std::string s;
+        for (int k = 0; k < ni_ + no_; ++k)
+            s += fmt::format("const int64_t t{0} = s{0}[{1}]; (void)t{0};\n", k, axis);
+        return s;
+    }
+
+    int num_instrs() const { return static_cast<int>(g_.instrs.size()); }
+
+    // ---- pointwise (and a matmul's epilogue) ---------------------------------------------
+
+    std::string pointwise() const {
+        std::string all = body(0, num_instrs(), flat_index("i")) + stores(flat_index("i"));
+        if (rank_ == 0) return "if (n == 0) return;\n{ const int64_t i = 0;\n" + all + "}\n";
+        std::string s = "if (n == 0) return;\n";
+        s += fmt::format(
+            "if ({}) {{\n",
+            all_of([](int) { return true; },
+                   [this](int k) { return fmt::format("agnesi_contig(s{}, d, {})", k, rank_); }));
+        s += "const int64_t nc = (n + kChunk - 1) / kChunk;\n";
+        s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
+        s += "for (int64_t c = 0; c < nc; ++c) {\n";
+        s += "const int64_t lo = c * kChunk, hi = lo + kChunk < n ? lo + kChunk : n;\n";
+        s += "#pragma omp simd\nfor (int64_t i = lo; i < hi; ++i) {\n" + all + "}\n}\nreturn;\n}\n";
+        // Strided: one row of the last axis at a time.
+        int last = rank_ - 1;
+        std::vector<int> outer;
+        for (int r = 0; r < last; ++r) outer.push_back(r);
+        s += fmt::format("const int64_t len = d[{}], rows = n / len;\n", last);
+        s += inner_strides(last);
+        s += fmt::format(
+            "const bool unit = {};\n",
+            all_of([](int) { return true; }, [](int k) { return fmt::format("t{} == 1", k); }));
+        s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
+        s += "for (int64_t r = 0; r < rows; ++r) {\n" + offsets("r", outer);
+        for (bool unit : {true, false}) {
+            Index ix = strided_index("o", "j", unit);
+            s += unit ? "if (unit) {\n" : "} else {\n";
+            s += "#pragma omp simd\nfor (int64_t j = 0; j < len; ++j) {\n" +
+                 body(0, num_instrs(), ix) + stores(ix) + "}\n";
+        }
+        return s + "}\n}\n";
+    }
+
+    // ---- reductions ------------------------------------------------------------------------
+
+    // The code of one reduction op: declarations, one or two passes over the reduced values
+    // (x is the prologue's value converted to the result dtype), and the result.
+    struct Reducer {
+        std::string acc_type, value_type;
+        std::string init;  // with {s} for the subscript ("" or "[jj]")
+        std::string clause1, step1;
+        std::string clause2, step2;  // empty: one pass
+        std::string result;
+    };
+
+    Reducer reducer(const Instr& red) const {
+        DType t = red.dtype;
+        std::string T = ctype(t);
+        bool fl = is_float(t);
+        std::string A = fl ? "double" : "int64_t";
+        Reducer r{A, T, "", "", "", "", "", ""};
+        std::string lowest =
+            fl ? "(-INFINITY)" : fmt::format("(({})INT{}_MIN)", T, t == DType::Int32 ? 32 : 64);
+        std::string highest =
+            fl ? "INFINITY" : fmt::format("(({})INT{}_MAX)", T, t == DType::Int32 ? 32 : 64);
+        if (t == DType::Bool) lowest = "false", highest = "true";
+        switch (red.op) {
+            case Op::Sum:
+            case Op::Mean:
+                r.init = "acc{s} = 0;";
+                r.clause1 = "reduction(+:acc)";
+                r.step1 = "acc{s} += (" + A + ")x;";
+                r.result = "(" + T + ")acc{s}";
+                if (red.op == Op::Mean && fl)
+                    r.result = "(" + T + ")(cnt ? acc{s} / (double)cnt : NAN)";
+                break;
+            case Op::Prod:
+                r.init = "acc{s} = 1;";
+                r.clause1 = "reduction(*:acc)";
+                r.step1 = "acc{s} *= (" + A + ")x;";
+                r.result = "(" + T + ")acc{s}";
+                break;
+            case Op::ReduceMax:
+            case Op::ReduceMin: {
+                bool mx = red.op == Op::ReduceMax;
+                r.init = "mx{s} = " + (mx ? lowest : highest) + "; nan{s} = 0;";
+                r.clause1 = mx ? "reduction(max:mx) reduction(|:nan)"
+                               : "reduction(min:mx) reduction(|:nan)";
+                r.step1 = mx ? "mx{s} = mx{s} < x ? x : mx{s};" : "mx{s} = x < mx{s} ? x : mx{s};";
+                if (fl) r.step1 += " nan{s} |= x != x;";
+                r.result = fl ? "(nan{s} ? (" + T + ")NAN : mx{s})" : "mx{s}";
+                break;
+            }
+            case Op::Logsumexp:
+                AGNESI_ASSERT(fl) << "native CPU code: logsumexp of " << dtype_name(t);
+                r.init = "mx{s} = -INFINITY; nan{s} = 0; acc{s} = 0;";
+                r.clause1 = "reduction(max:mx) reduction(|:nan)";
+                r.step1 = "mx{s} = x > mx{s} ? x : mx{s}; nan{s} |= x != x;";
+                r.clause2 = "reduction(+:acc)";
+                r.step2 = "acc{s} += (double)exp(x - mx{s});";
+                r.result = "(nan{s} ? (" + T +
+                           ")NAN : __builtin_isinf(mx{s}) ? mx{s} : mx{s} + log((" + T +
+                           ")acc{s}))";
+                break;
+            default: AGNESI_ASSERT(false) << "native CPU code: reduction " << op_info(red.op).name;
+        }
+        return r;
+    }
+
+    static std::string sub(std::string s, const std::string& subscript) {
+        for (std::size_t at; (at = s.find("{s}")) != std::string::npos;)
+            s.replace(at, 3, subscript);
+        return s;
+    }
+
+    // The prologue at one reduced point and the conversion of its value to x.
+    std::string prologue(const Index& idx) const {
+        const Instr& red = g_.instrs.at(static_cast<std::size_t>(g_.reduce_at));
+        return body(0, g_.reduce_at, idx) +
+               fmt::format("const {} x = {};\n", ctype(red.dtype),
+                           convert(var(red.args[0]), dtype_of(red.args[0]), red.dtype));
+    }
+
+    // Declarations, passes, result and epilogue for one output point, reductions as scalars.
+    // loop(clause, step) emits one pass.
+    std::string reduce_point(
+        const std::function<std::string(const std::string&, const std::string&)>& loop,
+        const Index& epi_idx) const {
+        const Instr& red = g_.instrs.at(static_cast<std::size_t>(g_.reduce_at));
+        Reducer r = reducer(red);
+        std::string s = fmt::format("{} acc; {} mx; int nan;\n(void)acc; (void)mx; (void)nan;\n",
+                                    r.acc_type, r.value_type);
+        s += sub(r.init, "") + "\n";
+        s += loop(r.clause1, sub(r.step1, ""));
+        if (!r.step2.empty()) s += loop(r.clause2, sub(r.step2, ""));
+        s += fmt::format("const {} v{} = {};\n", r.value_type, g_.reduce_at, sub(r.result, ""));
+        s += body(g_.reduce_at + 1, num_instrs(), epi_idx) + stores(epi_idx);
+        return s;
+    }
+
+    std::string reduce() const {
+        std::vector<bool> red(static_cast<std::size_t>(rank_), false);
+        for (int ax : g_.axes) red[static_cast<std::size_t>(ax)] = true;
+        std::vector<int> kept, reduced;
+        for (int r = 0; r < rank_; ++r)
+            (red[static_cast<std::size_t>(r)] ? reduced : kept).push_back(r);
+        std::string s = "int64_t m = 1, cnt = 1;\n";
+        for (int r : kept) s += fmt::format("m *= d[{}];\n", r);
+        for (int r : reduced) s += fmt::format("cnt *= d[{}];\n", r);
+        s += "if (m == 0) return;\n";
+        auto pro = [this](int k) { return k < ni_ && !is_epi(k); };
+        int nk = static_cast<int>(kept.size());
+        bool suffix = !reduced.empty() && reduced.front() == nk;
+        bool prefix =
+            !reduced.empty() && !kept.empty() && kept.front() == static_cast<int>(reduced.size());
+
+        if (suffix) {
+            // Reduced axes are the last ones: each output reduces one contiguous row.
+            s += fmt::format("if ({}) {{\n", all_of(pro, [&](int k) {
+                                 return fmt::format("agnesi_contig(s{0} + {1}, d + {1}, {2})", k,
+                                                    nk, rank_ - nk);
+                             }));
+            // One output: the row itself is split across threads.
+            s += "if (m == 1) {\n" + offsets("0", {});
+            s += reduce_point(
+                [&](const std::string& clause, const std::string& step) {
+                    return "#pragma omp parallel for simd num_threads(nt) if(par) " + clause +
+                           "\nfor (int64_t j = 0; j < cnt; ++j) {\n" +
+                           prologue(strided_index("o", "j", true)) + step + "\n}\n";
+                },
+                strided_index("o", "0", true));
+            s += "return;\n}\n";
+            s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
+            s += "for (int64_t o = 0; o < m; ++o) {\n" + offsets("o", kept);
+            s += reduce_point(
+                [&](const std::string& clause, const std::string& step) {
+                    return "#pragma omp simd " + clause +
+                           "\nfor (int64_t j = 0; j < cnt; ++j) {\n" +
+                           prologue(strided_index("o", "j", true)) + step + "\n}\n";
+                },
+                strided_index("o", "0", true));
+            s += "}\nreturn;\n}\n";
+        }
+        if (prefix) {
+            // Leading axes reduced (column sums): vectorize over a block of kept columns.
+            s += fmt::format("if ({}) {{\n", all_of(pro, [&](int k) {
+                                 return fmt::format("agnesi_contig(s{}, d, {})", k, rank_);
+                             }));
+            const Instr& ri = g_.instrs.at(static_cast<std::size_t>(g_.reduce_at));
+            Reducer r = reducer(ri);
+            s += "const int64_t nb = (m + kCol - 1) / kCol;\n";
+            s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
+            s += "for (int64_t b = 0; b < nb; ++b) {\n";
+            s += "const int64_t j0 = b * kCol, w = m - j0 < kCol ? m - j0 : kCol;\n";
+            s += fmt::format(
+                "{} acc[kCol]; {} mx[kCol]; int nan[kCol];\n(void)acc; (void)mx; (void)nan;\n",
+                r.acc_type, r.value_type);
+            s += "for (int64_t jj = 0; jj < w; ++jj) { " + sub(r.init, "[jj]") + " }\n";
+            Index ix = [this](int k) {
+                return is_scalar(k) ? std::string("0") : std::string("r * m + j0 + jj");
+            };
+            for (const std::string* step : {&r.step1, &r.step2}) {
+                if (step->empty()) continue;
+                s += "for (int64_t r = 0; r < cnt; ++r) {\n#pragma omp simd\n";
+                s += "for (int64_t jj = 0; jj < w; ++jj) {\n" + prologue(ix) + sub(*step, "[jj]") +
+                     "\n}\n}\n";
+            }
+            s += "for (int64_t jj = 0; jj < w; ++jj) {\n";
+            s += fmt::format("const {} v{} = {};\n", r.value_type, g_.reduce_at,
+                             sub(r.result, "[jj]"));
+            s += offsets("j0 + jj", kept);
+            Index eix = strided_index("o", "0", true);
+            s += body(g_.reduce_at + 1, num_instrs(), eix) + stores(eix);
+            s += "}\n}\nreturn;\n}\n";
+        }
+        // Any axes: per output, the last reduced axis is the inner loop.
+        std::string inner_len = "1";
+        std::vector<int> outer_red = reduced;
+        if (!reduced.empty()) {
+            int last = reduced.back();
+            outer_red.pop_back();
+            s += inner_strides(last);
+            inner_len = fmt::format("d[{}]", last);
+        } else {
+            for (int k = 0; k < ni_ + no_; ++k) s += fmt::format("const int64_t t{} = 0;\n", k);
+        }
+        s += "int64_t cnt_outer = 1;\n";
+        for (int r : outer_red) s += fmt::format("cnt_outer *= d[{}];\n", r);
+        s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
+        s += "for (int64_t o = 0; o < m; ++o) {\n" + offsets("o", kept);
+        s += reduce_point(
+            [&](const std::string& clause, const std::string& step) {
+                std::string l = "for (int64_t qo = 0; qo < cnt_outer; ++qo) {\n";
+                l += offsets("qo", outer_red, "u");
+                for (int k = 0; k < ni_ + no_; ++k) l += fmt::format("u{0} += o{0};\n", k);
+                l += "#pragma omp simd " + clause + "\nfor (int64_t j = 0; j < " + inner_len +
+                     "; ++j) {\n" + prologue(strided_index("u", "j", false)) + step + "\n}\n}\n";
+                return l;
+            },
+            strided_index("o", "0", true));
+        return s + "}\n";
+    }
+
+    // ---- softmax and log-softmax along the last axis ----------------------------------------
+
+    std::string row_normalize() const {
+        AGNESI_ASSERT(rank_ >= 1) << "native CPU code: a normalization over a rank-0 domain";
+        const Instr& nz = g_.instrs.at(static_cast<std::size_t>(g_.reduce_at));
+        std::string T = ctype(nz.dtype);
+        bool log = nz.op == Op::LogSoftmax;
+        int last = rank_ - 1;
+        std::vector<int> outer;
+        for (int r = 0; r < last; ++r) outer.push_back(r);
+        std::string s = "if (n == 0) return;\n";
+        s += fmt::format("const int64_t len = d[{}], rows = n / len;\n", last);
+        s += inner_strides(last);
+        s += fmt::format(
+            "const bool unit = {};\n",
+            all_of([](int) { return true; }, [](int k) { return fmt::format("t{} == 1", k); }));
+        s += "#pragma omp parallel num_threads(nt) if(par)\n{\n";
+        s += fmt::format("{0}* buf = ({0}*)malloc((size_t)len * sizeof({0}));\n", T);
+        s += "#pragma omp for schedule(static)\nfor (int64_t r = 0; r < rows; ++r) {\n";
+        s += offsets("r", outer);
+        s += fmt::format("{} mx = -INFINITY;\n", T);
+        // Pass 1: the prologue into the row buffer, and the row's maximum (NaN never is).
+        for (bool unit : {true, false}) {
+            Index ix = strided_index("o", "j", unit);
+            s += unit ? "if (unit) {\n" : "} else {\n";
+            s += "#pragma omp simd reduction(max:mx)\nfor (int64_t j = 0; j < len; ++j) {\n" +
+                 prologue(ix) + "buf[j] = x;\nmx = x > mx ? x : mx;\n}\n";
+        }
+        s += "}\n";
+        // A non-finite maximum is not subtracted (as the reference evaluator, and JAX).
+        s += fmt::format("const {0} shift = __builtin_isfinite(mx) ? mx : ({0})0;\n", T);
+        s += "double sum = 0;\n";
+        if (log) {
+            s += "#pragma omp simd reduction(+:sum)\nfor (int64_t j = 0; j < len; ++j) sum += "
+                 "(double)exp(buf[j] - shift);\n";
+            s += fmt::format("const {0} ls = log(({0})sum);\n", T);
+        } else {
+            s += fmt::format(
+                "#pragma omp simd reduction(+:sum)\nfor (int64_t j = 0; j < len; ++j) {{ const "
+                "{} ex = exp(buf[j] - shift); buf[j] = ex; sum += (double)ex; }}\n",
+                T);
+            s += fmt::format("const {0} den = ({0})sum;\n", T);
+        }
+        std::string value = log ? "(buf[j] - shift) - ls" : "buf[j] / den";
+        for (bool unit : {true, false}) {
+            Index ix = strided_index("o", "j", unit);
+            s += unit ? "if (unit) {\n" : "} else {\n";
+            s += "#pragma omp simd\nfor (int64_t j = 0; j < len; ++j) {\n";
+            s += fmt::format("const {} v{} = {};\n", T, g_.reduce_at, value);
+            s += body(g_.reduce_at + 1, num_instrs(), ix) + stores(ix) + "}\n";
+        }
+        s += "}\n}\nfree(buf);\n}\n";
+        return s;
+    }
+
+    const Program& p_;
+    const Group& g_;
+    std::string symbol_;
+    int ni_ = 0, no_ = 0, rank_ = 0;
+    std::vector<bool> epi_, scalar_;
+};
+
+std::string prelude() {
+    std::string s = kAbiText;
+    s += kPreludeHead;
+    s += "extern \"C\" {\n";
+    for (const char* f : kVectorUnary)
+        s += fmt::format(
+            "double {0}(double) noexcept AGNESI_SIMD;\nfloat {0}f(float) noexcept "
+            "AGNESI_SIMD;\n",
+            f);
+    for (const char* f : kVectorBinary)
+        s += fmt::format(
+            "double {0}(double, double) noexcept AGNESI_SIMD;\nfloat {0}f(float, "
+            "float) noexcept AGNESI_SIMD;\n",
+            f);
+    s += "}\nnamespace agnesi_k {\n";
+    for (const char* f : kVectorUnary)
+        s += fmt::format(
+            "static inline double {0}(double x) {{ return ::{0}(x); }}\nstatic inline "
+            "float {0}(float x) {{ return ::{0}f(x); }}\n",
+            f);
+    for (const char* f : kVectorBinary)
+        s += fmt::format(
+            "static inline double {0}(double x, double y) {{ return ::{0}(x, y); }}\n"
+            "static inline float {0}(float x, float y) {{ return ::{0}f(x, y); }}\n",
+            f);
+    s += kPreludeHelpers;
+    return s;
+}
+
+}  // namespace
+
+std::string sanitize(const std::string& s, std::size_t max_len) {
+    std::string out;
+    for (char c : s) {
+        if (out.size() >= max_len) break;
+        bool ok =
+            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+        out += ok ? c : '_';
+    }
+    return out;
+}
+
+std::string group_symbol(const std::string& name, int group) {
+    return fmt::format("agnesi_{}_{}", sanitize(name, 48), group);
+}
+
+std::string generate_source(const Program& p, const std::string& name) {
+    std::string s = fmt::format("// Agnesi native CPU code for function {}: {} groups.\n",
+                                sanitize(name), p.groups.size());
+    s += prelude();
+    for (std::size_t i = 0; i < p.groups.size(); ++i)
+        s += GroupEmitter(p, p.groups[i], group_symbol(name, static_cast<int>(i))).emit();
+    s += "}  // namespace agnesi_k\n";
+    return s;
+}
+
+}  // namespace agnesi::jit::cpu
