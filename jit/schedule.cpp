@@ -233,6 +233,9 @@ class Scheduler {
         OpKind k = n->info().kind;
         if (k == OpKind::Elementwise) {
             if (n->shape() != (post ? epilogue_shape(g) : g.domain)) return false;
+            // A group stores values only in its epilogue: a root before a reduction is stored
+            // by a group of its own.
+            if (!post && g.kind != GroupKind::Pointwise && in.root >= 0) return false;
             in.group = gi;
             in.post = post && g.kind != GroupKind::Pointwise;
             g.members.push_back(n);

@@ -113,6 +113,14 @@ TEST_P(JitTest, IdentityMatrices) {
     expect_matches_reference({m}, {eye(3) * 2 + m, eye(3), matmul(m, eye(3) + m)}, at, backend());
 }
 
+TEST_P(JitTest, OutputsFedToReductionsAndSoftmax) {
+    // Roots that are also the prologue of a reduction or a softmax of another root.
+    auto m = matrix("m", 3, 5), v = vector("v", 5);
+    Expr p = m * v;
+    Bindings at{{"m", random_tensor(f64, {3, 5}, rng)}, {"v", random_tensor(f64, {5}, rng)}};
+    expect_matches_reference({m, v}, {p, log_softmax(p), sum(p, {1}), p * 2}, at, backend());
+}
+
 TEST_P(JitTest, ConstantsAndRepeatedOutputs) {
     auto x = vector("x", 3);
     Bindings at{{"x", random_tensor(f64, {3}, rng)}};

@@ -107,6 +107,19 @@ class GroupEmitter {
                 epi_[static_cast<std::size_t>(in.input)] = true;
         }
         for (int k = 0; k < no_; ++k) epi_[static_cast<std::size_t>(ni_ + k)] = true;
+        // What the layouts are known to be before any call: an access without views is its
+        // buffer, contiguous; over an equal shape it is the domain's own layout (flat), and
+        // when its last size is the domain's, its inner stride is 1.
+        flat_.assign(static_cast<std::size_t>(ni_ + no_), false);
+        unit_.assign(static_cast<std::size_t>(ni_ + no_), false);
+        for (int k = 0; k < ni_ + no_; ++k) {
+            const Access& acc = k < ni_ ? g.inputs[static_cast<std::size_t>(k)]
+                                        : g.outputs[static_cast<std::size_t>(k - ni_)].target;
+            if (!acc.views.empty() || g.kind == GroupKind::Reduce) continue;
+            flat_[static_cast<std::size_t>(k)] = acc.shape == g.domain;
+            unit_[static_cast<std::size_t>(k)] =
+                !acc.shape.empty() && !g.domain.empty() && acc.shape.back() == g.domain.back();
+        }
     }
 
     std::string emit() {
@@ -257,6 +270,15 @@ class GroupEmitter {
             return fmt::format("{}{} + {} * t{}", base, k, j, k);
         };
     }
+    // Access k at element j of the current row (offsets o<k>): unit inner strides where they are
+    // known statically, the argument's inner stride t<k> otherwise.
+    Index row_index() const {
+        return [this](int k) {
+            if (is_scalar(k)) return std::string("0");
+            if (unit_[static_cast<std::size_t>(k)]) return fmt::format("o{} + j", k);
+            return fmt::format("o{0} + j * t{0}", k);
+        };
+    }
     std::string inner_strides(int axis) const {
         std::string s;
         for (int k = 0; k < ni_ + no_; ++k)
@@ -268,37 +290,39 @@ class GroupEmitter {
 
     // ---- pointwise (and a matmul's epilogue) ---------------------------------------------
 
+    // One loop nest per group, chosen from the layouts known statically: a flat loop when every
+    // access is the domain's own layout (or a scalar), else rows of the last axis with each
+    // access's inner stride (1 where known, from the arguments otherwise). Fewer variants keep
+    // the compiler run short.
     std::string pointwise() const {
         std::string all = body(0, num_instrs(), flat_index("i")) + stores(flat_index("i"));
         if (rank_ == 0) return "if (n == 0) return;\n{ const int64_t i = 0;\n" + all + "}\n";
         std::string s = "if (n == 0) return;\n";
-        s += fmt::format(
-            "if ({}) {{\n",
-            all_of([](int) { return true; },
-                   [this](int k) { return fmt::format("agnesi_contig(s{}, d, {})", k, rank_); }));
-        s += "const int64_t nc = (n + kChunk - 1) / kChunk;\n";
-        s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
-        s += "for (int64_t c = 0; c < nc; ++c) {\n";
-        s += "const int64_t lo = c * kChunk, hi = lo + kChunk < n ? lo + kChunk : n;\n";
-        s += "#pragma omp simd\nfor (int64_t i = lo; i < hi; ++i) {\n" + all + "}\n}\nreturn;\n}\n";
+        bool all_flat = true;
+        for (int k = 0; k < ni_ + no_; ++k)
+            all_flat = all_flat && (is_scalar(k) || flat_[static_cast<std::size_t>(k)]);
+        if (all_flat) {
+            s += "{\n";
+            s += "const int64_t nc = (n + kChunk - 1) / kChunk;\n";
+            s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
+            s += "for (int64_t c = 0; c < nc; ++c) {\n";
+            s += "const int64_t lo = c * kChunk, hi = lo + kChunk < n ? lo + kChunk : n;\n";
+            s += "#pragma omp simd\nfor (int64_t i = lo; i < hi; ++i) {\n" + all +
+                 "}\n}\nreturn;\n}\n";
+            return s;
+        }
         // Strided: one row of the last axis at a time.
         int last = rank_ - 1;
         std::vector<int> outer;
         for (int r = 0; r < last; ++r) outer.push_back(r);
         s += fmt::format("const int64_t len = d[{}], rows = n / len;\n", last);
         s += inner_strides(last);
-        s += fmt::format(
-            "const bool unit = {};\n",
-            all_of([](int) { return true; }, [](int k) { return fmt::format("t{} == 1", k); }));
         s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
         s += "for (int64_t r = 0; r < rows; ++r) {\n" + offsets("r", outer);
-        for (bool unit : {true, false}) {
-            Index ix = strided_index("o", "j", unit);
-            s += unit ? "if (unit) {\n" : "} else {\n";
-            s += "#pragma omp simd\nfor (int64_t j = 0; j < len; ++j) {\n" +
-                 body(0, num_instrs(), ix) + stores(ix) + "}\n";
-        }
-        return s + "}\n}\n";
+        Index ix = row_index();
+        s += "#pragma omp simd\nfor (int64_t j = 0; j < len; ++j) {\n" + body(0, num_instrs(), ix) +
+             stores(ix) + "}\n";
+        return s + "}\n";
     }
 
     // ---- reductions ------------------------------------------------------------------------
@@ -514,22 +538,15 @@ class GroupEmitter {
         std::string s = "if (n == 0) return;\n";
         s += fmt::format("const int64_t len = d[{}], rows = n / len;\n", last);
         s += inner_strides(last);
-        s += fmt::format(
-            "const bool unit = {};\n",
-            all_of([](int) { return true; }, [](int k) { return fmt::format("t{} == 1", k); }));
         s += "#pragma omp parallel num_threads(nt) if(par)\n{\n";
         s += fmt::format("{0}* buf = ({0}*)malloc((size_t)len * sizeof({0}));\n", T);
         s += "#pragma omp for schedule(static)\nfor (int64_t r = 0; r < rows; ++r) {\n";
         s += offsets("r", outer);
         s += fmt::format("{} mx = -INFINITY;\n", T);
         // Pass 1: the prologue into the row buffer, and the row's maximum (NaN never is).
-        for (bool unit : {true, false}) {
-            Index ix = strided_index("o", "j", unit);
-            s += unit ? "if (unit) {\n" : "} else {\n";
-            s += "#pragma omp simd reduction(max:mx)\nfor (int64_t j = 0; j < len; ++j) {\n" +
-                 prologue(ix) + "buf[j] = x;\nmx = x > mx ? x : mx;\n}\n";
-        }
-        s += "}\n";
+        Index ix = row_index();
+        s += "#pragma omp simd reduction(max:mx)\nfor (int64_t j = 0; j < len; ++j) {\n" +
+             prologue(ix) + "buf[j] = x;\nmx = x > mx ? x : mx;\n}\n";
         // A non-finite maximum is not subtracted (as the reference evaluator, and JAX).
         s += fmt::format("const {0} shift = __builtin_isfinite(mx) ? mx : ({0})0;\n", T);
         s += "double sum = 0;\n";
@@ -545,14 +562,10 @@ class GroupEmitter {
             s += fmt::format("const {0} den = ({0})sum;\n", T);
         }
         std::string value = log ? "(buf[j] - shift) - ls" : "buf[j] / den";
-        for (bool unit : {true, false}) {
-            Index ix = strided_index("o", "j", unit);
-            s += unit ? "if (unit) {\n" : "} else {\n";
-            s += "#pragma omp simd\nfor (int64_t j = 0; j < len; ++j) {\n";
-            s += fmt::format("const {} v{} = {};\n", T, g_.reduce_at, value);
-            s += body(g_.reduce_at + 1, num_instrs(), ix) + stores(ix) + "}\n";
-        }
-        s += "}\n}\nfree(buf);\n}\n";
+        s += "#pragma omp simd\nfor (int64_t j = 0; j < len; ++j) {\n";
+        s += fmt::format("const {} v{} = {};\n", T, g_.reduce_at, value);
+        s += body(g_.reduce_at + 1, num_instrs(), ix) + stores(ix) + "}\n";
+        s += "}\nfree(buf);\n}\n";
         return s;
     }
 
@@ -561,6 +574,7 @@ class GroupEmitter {
     std::string symbol_;
     int ni_ = 0, no_ = 0, rank_ = 0;
     std::vector<bool> epi_, scalar_;
+    std::vector<bool> flat_, unit_;  // statically known layouts (see the constructor)
 };
 
 std::string prelude() {

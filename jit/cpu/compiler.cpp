@@ -257,18 +257,11 @@ std::optional<HostCompiler> find_compiler() {
 std::vector<std::string> compile_flags(const HostCompiler& c) {
     // -fno-math-errno and -fno-trapping-math change no result: they let calls and selects
     // vectorize. -fwrapv gives integer overflow the reference's wrap-around meaning.
-    std::vector<std::string> f{"-std=c++17",
-                               "-O3",
-                               "-march=native",
-                               "-fPIC",
-                               "-shared",
-                               "-fopenmp",
-                               "-fno-math-errno",
-                               "-fno-trapping-math",
-                               "-fwrapv",
-                               "-w",
-                               "-x",
-                               "c++"};
+    std::vector<std::string> f{
+        "-std=c++17",
+        "-O2",  // -O3 took a third longer to compile; the omp simd loops vectorize either way
+        "-march=native", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
+        "-fwrapv",       "-w",    "-x",      "c++"};
     (void)c;
     return f;
 }
