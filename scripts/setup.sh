@@ -22,3 +22,4 @@ fi
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$(nproc)"
 ./build/bin/agnesi_demo
+./build/bin/agnesi_example_mlp   # a 2-layer MLP trained from its math: grad, compile, updates
