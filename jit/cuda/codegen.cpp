@@ -362,10 +362,13 @@ class GroupEmitter {
             case Op::ReduceMax: push = "if (x != x) a.nan = 1; else if (x > a.m) a.m = x;"; break;
             case Op::ReduceMin: push = "if (x != x) a.nan = 1; else if (x < a.m) a.m = x;"; break;
             default:
+                // One exponential per value: the sum is rescaled only when the max grows. A -inf
+                // adds nothing; after a +inf max the sum is unused.
                 push = fmt::format(
-                    "if (x != x) {{ a.nan = 1; return; }}\n    {} b; b.m = x; b.s = "
-                    "{}(1); b.nan = 0;\n    {}_combine(a, b);",
-                    acc, A, pfx_);
+                    "if (x != x) {{ a.nan = 1; return; }}\n    if (x == {0}) return;\n    if (x > "
+                    "a.m) {{ a.s = a.s * exp(a.m - x) + {1}(1); a.m = x; }} else {{ a.s += exp(x - "
+                    "a.m); }}",
+                    lo, A);
         }
         out_ += fmt::format(
             "static __device__ __forceinline__ void {}_push({}& a, const {} x) {{\n    {}\n}}\n",
@@ -442,15 +445,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         for (std::size_t k : pre) out_ += fmt::format("            const I b{0} = o{0};\n", k);
         out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
         out_ += "            for (I j = (I)threadIdx.x; j < inner; j += (I)blockDim.x) {\n";
-        out_ += "                I rem = j;";
-        for (std::size_t k : pre) out_ += fmt::format(" I o{0} = b{0};", k);
-        out_ +=
-            "\n                for (int d = P.rank - 1; d >= P.nkept; --d) {\n"
-            "                    const I c = rem % (I)P.dims[d];\n"
-            "                    rem /= (I)P.dims[d];\n";
-        for (std::size_t k : pre)
-            out_ += fmt::format("                    o{0} += c * (I)s{0}.s[d];\n", k);
-        out_ += "                }\n";
+        out_ += reduced_offsets(pre);
         out_ += fmt::format("                {}_push(a, {});\n", pfx_,
                             call_expr(pre_, 0, g_.reduce_at));
         out_ += "            }\n";
@@ -465,19 +460,29 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         for (std::size_t k : pre) out_ += fmt::format("            const I b{0} = o{0};\n", k);
         out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
         out_ += "            for (I j = 0; j < inner; ++j) {\n";
-        out_ += "                I rem = j;";
-        for (std::size_t k : pre) out_ += fmt::format(" I o{0} = b{0};", k);
-        out_ +=
-            "\n                for (int d = P.rank - 1; d >= P.nkept; --d) {\n"
-            "                    const I c = rem % (I)P.dims[d];\n"
-            "                    rem /= (I)P.dims[d];\n";
-        for (std::size_t k : pre)
-            out_ += fmt::format("                    o{0} += c * (I)s{0}.s[d];\n", k);
-        out_ += "                }\n";
+        out_ += reduced_offsets(pre);
         out_ += fmt::format("                {}_push(a, {});\n", pfx_,
                             call_expr(pre_, 0, g_.reduce_at));
         out_ += "            }\n            " + epilogue + "    }\n}\n";
         (void)epi;
+    }
+
+    // Offsets o<k> of value j of the current output: one multiply when the reduced axes merged
+    // into one (the common case), a decomposition over them otherwise.
+    std::string reduced_offsets(const std::vector<std::size_t>& pre) const {
+        std::string s = "               ";
+        for (std::size_t k : pre) s += fmt::format(" I o{0} = b{0};", k);
+        s += "\n                if (P.rank == P.nkept + 1) {\n";
+        for (std::size_t k : pre)
+            s += fmt::format("                    o{0} += j * (I)s{0}.s[P.nkept];\n", k);
+        s += "                } else {\n                    I rem = j;\n"
+             "                    for (int d = P.rank - 1; d >= P.nkept; --d) {\n"
+             "                        const I c = rem % (I)P.dims[d];\n"
+             "                        rem /= (I)P.dims[d];\n";
+        for (std::size_t k : pre)
+            s += fmt::format("                        o{0} += c * (I)s{0}.s[d];\n", k);
+        s += "                    }\n                }\n";
+        return s;
     }
 
     std::string call_expr(const std::string& fn, int lo, int hi) const {
@@ -600,16 +605,25 @@ std::string cuda_kernel_name(const std::string& name, std::size_t gi) {
 }
 
 std::string generate_cuda_group_source(const Program& p, const std::string& name, std::size_t gi) {
-    const Group& g = p.groups.at(gi);
-    if (!has_kernel(g)) return {};
-    return header(name, p) + GroupEmitter(p, g, gi, name).emit();
+    return generate_cuda_source(p, name, {gi});
+}
+
+std::string generate_cuda_source(const Program& p, const std::string& name,
+                                 const std::vector<std::size_t>& groups) {
+    std::string s = header(name, p);
+    bool any = false;
+    for (std::size_t gi : groups)
+        if (has_kernel(p.groups.at(gi))) {
+            s += GroupEmitter(p, p.groups[gi], gi, name).emit();
+            any = true;
+        }
+    return any ? s : std::string();
 }
 
 std::string generate_cuda_source(const Program& p, const std::string& name) {
-    std::string s = header(name, p);
-    for (std::size_t gi = 0; gi < p.groups.size(); ++gi)
-        if (has_kernel(p.groups[gi])) s += GroupEmitter(p, p.groups[gi], gi, name).emit();
-    return s;
+    std::vector<std::size_t> all(p.groups.size());
+    for (std::size_t gi = 0; gi < all.size(); ++gi) all[gi] = gi;
+    return generate_cuda_source(p, name, all);
 }
 
 }  // namespace agnesi::jit::cuda

@@ -55,6 +55,11 @@ static_assert(sizeof(CudaParams) == 104 && sizeof(CudaStrides) == 64);
 /// `name` only labels it and is reduced to [A-Za-z0-9_].
 std::string generate_cuda_source(const Program& p, const std::string& name);
 
+/// The source of the kernels of `groups` only (one module of a function compiled in several);
+/// empty when none of them has a kernel.
+std::string generate_cuda_source(const Program& p, const std::string& name,
+                                 const std::vector<std::size_t>& groups);
+
 /// The source of group `gi` alone (prelude and its kernel), so a function's groups compile
 /// in parallel and are cached one by one. Empty for a Matmul group without epilogue.
 std::string generate_cuda_group_source(const Program& p, const std::string& name, std::size_t gi);

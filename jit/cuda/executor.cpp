@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <thread>
 
 #include "agnesi/error.hpp"
 #include "jit/cuda/nvrtc.hpp"
@@ -198,7 +199,9 @@ class Exec final : public CudaExecutor {
 
     std::vector<Kernel> kernels;       // per group, 32-bit indices (null: no kernel)
     std::vector<Kernel> wide_kernels;  // per group, 64-bit indices, compiled on first need
-    std::vector<std::string> sources;  // per group
+    std::vector<std::string> sources;  // per module
+    std::vector<std::vector<std::size_t>> modules;  // the groups of each module
+    std::vector<std::size_t> module_of;             // per group
     std::string fname, arch;
 
     void run_group(const Program& p, std::size_t gi, const agnesi_group_args& a) override {
@@ -277,12 +280,15 @@ class Exec final : public CudaExecutor {
 
   private:
     Kernel wide_kernel(std::size_t gi) {
-        if (!wide_kernels[gi]) {
+        if (!wide_kernels[gi]) {  // the module's 64-bit variant, on first need
+            std::size_t mi = module_of[gi];
             NvrtcOptions o;
             o.arch = arch;
             o.extra = {"-DAGNESI_WIDE_INDEX"};
-            auto r = nvrtc_compile(sources[gi], fmt::format("{}_g{}_wide", fname, gi), o);
-            wide_kernels[gi] = dev_.kernel(dev_.load_module(*r.cubin), cuda_kernel_name(fname, gi));
+            auto r = nvrtc_compile(sources[mi], fmt::format("{}_m{}_wide", fname, mi), o);
+            Module m = dev_.load_module(*r.cubin);
+            for (std::size_t g : modules[mi])
+                wide_kernels[g] = dev_.kernel(m, cuda_kernel_name(fname, g));
         }
         return wide_kernels[gi];
     }
@@ -298,15 +304,25 @@ std::unique_ptr<CudaExecutor> make_cuda_executor(const Program& p, const Compile
                                                  CompileStats& stats) {
     CudaDevice& dev = CudaDevice::get(options.device.ordinal);
     auto t0 = std::chrono::steady_clock::now();
-    std::vector<std::string> sources;
+    // One module per core at most: each NVRTC run has a fixed cost (~100 ms), so a function's
+    // kernels are dealt round-robin into as many modules as there are cores to compile them.
+    std::vector<std::size_t> with_kernel;
     for (std::size_t gi = 0; gi < p.groups.size(); ++gi)
-        sources.push_back(generate_cuda_group_source(p, options.name, gi));
+        if (has_kernel(p.groups[gi])) with_kernel.push_back(gi);
+    std::size_t nmod = std::min<std::size_t>(with_kernel.size(),
+                                             std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<std::vector<std::size_t>> modules(nmod);
+    for (std::size_t i = 0; i < with_kernel.size(); ++i)
+        modules[i % nmod].push_back(with_kernel[i]);
+    std::vector<std::string> sources;
+    for (const auto& m : modules) sources.push_back(generate_cuda_source(p, options.name, m));
     std::string whole = generate_cuda_source(p, options.name);
     stats.codegen_ms = ms_since(t0);
     t0 = std::chrono::steady_clock::now();
     NvrtcOptions no;
     no.arch = dev.arch();
-    std::vector<CompileResult> compiled = nvrtc_compile_all(sources, options.name, no);
+    std::vector<CompileResult> compiled =
+        nvrtc_compile_all(sources, options.name, no, static_cast<int>(nmod));
     stats.compile_ms = 0;
     stats.cache_hit = true;
     for (const auto& c : compiled)
@@ -316,15 +332,19 @@ std::unique_ptr<CudaExecutor> make_cuda_executor(const Program& p, const Compile
     auto ex = std::make_unique<Exec>(dev, std::move(whole));
     ex->kernels.resize(p.groups.size(), nullptr);
     ex->wide_kernels.resize(p.groups.size(), nullptr);
+    ex->module_of.resize(p.groups.size(), 0);
     ex->fname = options.name;
     ex->arch = no.arch;
-    for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
-        if (!compiled[gi].cubin) continue;
-        Module m = dev.load_module(*compiled[gi].cubin);
-        ex->kernels[gi] = dev.kernel(m, cuda_kernel_name(options.name, gi));
+    for (std::size_t mi = 0; mi < modules.size(); ++mi) {
+        Module m = dev.load_module(*compiled[mi].cubin);
+        for (std::size_t gi : modules[mi]) {
+            ex->kernels[gi] = dev.kernel(m, cuda_kernel_name(options.name, gi));
+            ex->module_of[gi] = mi;
+        }
     }
     stats.load_ms = ms_since(t0);
     ex->sources = std::move(sources);
+    ex->modules = std::move(modules);
     return ex;
 }
 
