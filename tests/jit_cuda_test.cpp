@@ -136,6 +136,19 @@ TEST(CudaCodegen, RowSoftmaxIsOneKernel) {
         1);
 }
 
+TEST(CudaCodegen, EveryCorpusGroupGetsOneKernel) {
+    for (const Case& c : corpus()) {
+        jit::Program p = program_of(c);
+        std::string src = jit::cuda::generate_cuda_source(p, c.name);
+        for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
+            std::string k =
+                "void __launch_bounds__(256) " + jit::cuda::cuda_kernel_name(c.name, gi) + "(";
+            EXPECT_EQ(src.find(k) != std::string::npos, jit::cuda::has_kernel(p.groups[gi]))
+                << c.name << " group " << gi;
+        }
+    }
+}
+
 TEST(CudaCodegen, NamesFromUserInputAreSanitized) {
     jit::Program p = program_of({"n", {vector("x", 3)}, {vector("x", 3) * 2}});
     std::string src = jit::cuda::generate_cuda_source(p, "evil */ name\n#define");
