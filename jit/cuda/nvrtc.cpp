@@ -110,10 +110,10 @@ std::uint64_t checksum(std::string_view s) {
 }
 
 std::vector<std::string> option_list(const NvrtcOptions& o) {
-    std::vector<std::string> v = {"--gpu-architecture=" + o.arch, "-std=c++17",
-                                  // generated code is self-contained: skip texture, surface and
-                                  // device-runtime declarations to compile faster
-                                  "-minimal"};
+    std::vector<std::string> v = {"--gpu-architecture=" + o.arch, "-std=c++17"};
+    // Generated code is self-contained: skip texture, surface and device-runtime declarations to
+    // compile faster (NVRTC 12.4 and later).
+    if (api().major > 12 || (api().major == 12 && api().minor >= 4)) v.push_back("-minimal");
     v.insert(v.end(), o.extra.begin(), o.extra.end());
     return v;
 }
