@@ -1,4 +1,4 @@
-// CUDA entry points in a build without the CUDA backend.
+// CUDA entry points in a build without the CUDA toolkit (the CUDA backend is off).
 #include <fmt/format.h>
 
 #include "agnesi/error.hpp"
@@ -7,7 +7,9 @@
 namespace agnesi {
 
 CudaAvailability cuda_availability() {
-    return {false, "this build of Agnesi has no CUDA backend"};
+    return {
+        false,
+        "this build of Agnesi has no CUDA backend (no CUDA toolkit was found when it was built)"};
 }
 
 Device Device::cuda(int ordinal) {
@@ -19,10 +21,6 @@ Device Device::cuda(int ordinal) {
     d.kind = Kind::Cuda;
     d.ordinal = ordinal;
     return d;
-}
-
-std::string emit_source(const std::vector<Expr>&, Target, bool) {
-    throw Error("emit_source: no code generator in this build");
 }
 
 }  // namespace agnesi

@@ -188,3 +188,30 @@ TEST(Cli, GradIsReadableAfterSimplify) {
         GTEST_SKIP() << "needs simplify's algebra rules (in progress)";
     EXPECT_EQ(run({"grad", "sin(x^2)", "--wrt", "x"}).out, "2*x*cos(x^2)\n");
 }
+
+TEST(Cli, EmitCudaPrintsOneKernelForAnElementwiseExpression) {
+    auto r = run({"emit", "sigmoid(x) * y + exp(x)", "--target", "cuda"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    std::size_t kernels = 0;
+    for (std::size_t p = r.out.find("__global__"); p != std::string::npos;
+         p = r.out.find("__global__", p + 1))
+        ++kernels;
+    EXPECT_EQ(kernels, 1u) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("agnesi_sigmoid("));
+    EXPECT_THAT(r.out, HasSubstr("extern \"C\" __global__"));
+}
+
+TEST(Cli, EmitCudaRowSoftmaxWithShapes) {
+    auto r = run({"emit", "softmax(z)", "--shape", "z=64x128:float32", "--target", "cuda"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("row-normalize"));
+    EXPECT_EQ(r.out.find("__global__"), r.out.rfind("__global__")) << r.out;
+}
+
+TEST(Cli, EmitErrors) {
+    auto r = run({"emit", "x + 1", "--target", "gpu"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_THAT(r.err, HasSubstr("--target: expected cuda or cpu, got 'gpu'"));
+    r = run({"emit", "x +", "--target", "cuda"});
+    EXPECT_EQ(r.status, 1);
+}

@@ -4,6 +4,7 @@
 //   agnesi print "EXPR" --format text|latex|dot|debug [--types]
 //   agnesi simplify "EXPR"
 //   agnesi grad "EXPR" --wrt x,y [--format text|latex|dot|debug|stats]
+//   agnesi emit "EXPR" --target cuda|cpu [--shape x=1024]
 // EXPR is always the argument right after the command, even when it starts with '-'.
 #include <fmt/format.h>
 
@@ -28,7 +29,9 @@ constexpr const char* kUsage =
     "  print     print EXPR (--format text|latex|dot|debug)\n"
     "  simplify  print EXPR simplified, on one line\n"
     "  grad      print the simplified derivative of EXPR with respect to each of --wrt x,y,...,\n"
-    "            one line per variable (--format text|latex|dot|debug|stats)\n";
+    "            one line per variable (--format text|latex|dot|debug|stats)\n"
+    "  emit      print the generated source computing EXPR (--target cuda|cpu); variables\n"
+    "            without --shape are arrays of one common length n\n";
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -170,7 +173,8 @@ int run(int argc, char** argv) {
         std::cout << kUsage;
         return 0;
     }
-    if (command != "eval" && command != "print" && command != "simplify" && command != "grad")
+    if (command != "eval" && command != "print" && command != "simplify" && command != "grad" &&
+        command != "emit")
         throw UsageError(fmt::format("unknown command '{}'", command));
     if (argc < 3) throw UsageError(fmt::format("{}: missing the expression", command));
     std::string text = argv[2];
@@ -181,7 +185,8 @@ int run(int argc, char** argv) {
         "at", po::value<std::vector<std::string>>()->composing(), "values: x=0.5,X=@X.npy")(
         "format", po::value<std::string>()->default_value("text"), "text|latex|dot|debug|stats")(
         "types", po::bool_switch(), "debug format: show dtype and shape")(
-        "wrt", po::value<std::vector<std::string>>()->composing(), "grad: variables x,y,...");
+        "wrt", po::value<std::vector<std::string>>()->composing(), "grad: variables x,y,...")(
+        "target", po::value<std::string>()->default_value("cuda"), "emit: cuda|cpu");
     po::variables_map vm;
     // Everything after EXPR is options; EXPR itself is never read as one (the parser skips the
     // first element it is given, as it would a program name, and that element is EXPR).
@@ -199,6 +204,11 @@ int run(int argc, char** argv) {
     if (command == "eval") {
         Tensor t = evaluate(e, bindings(list("at"), free_variables({e})));
         std::cout << format_tensor(t) << "\n";
+    } else if (command == "emit") {
+        std::string target = vm["target"].as<std::string>();
+        if (target != "cuda" && target != "cpu")
+            throw UsageError(fmt::format("--target: expected cuda or cpu, got '{}'", target));
+        std::cout << emit_source({e}, target == "cuda" ? Target::Cuda : Target::Cpu);
     } else if (command == "simplify") {
         std::cout << to_string(simplify(e)) << "\n";
     } else if (command == "grad") {

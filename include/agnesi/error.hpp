@@ -9,6 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace agnesi {
 
@@ -49,6 +50,32 @@ class TypeError : public Error {
 class ValueError : public Error {
   public:
     using Error::Error;
+};
+
+/// A generated source that its compiler (NVRTC, the host compiler) rejected. what() is one line;
+/// `log()` is the compiler's output and `source()` the source it was given.
+class CompileError : public Error {
+  public:
+    CompileError(const std::string& message, std::string log, std::string source)
+        : Error(message), log_(std::move(log)), source_(std::move(source)) {}
+    const std::string& log() const { return log_; }
+    const std::string& source() const { return source_; }
+
+  private:
+    std::string log_, source_;
+};
+
+/// A failed CUDA driver, NVRTC or cuBLAS call: `call()` names it, `status()` is its status code.
+class CudaError : public Error {
+  public:
+    CudaError(const std::string& message, std::string call, int status)
+        : Error(message), call_(std::move(call)), status_(status) {}
+    const std::string& call() const { return call_; }
+    int status() const { return status_; }
+
+  private:
+    std::string call_;
+    int status_;
 };
 
 /// A broken internal invariant: a bug in Agnesi, never the user's fault.

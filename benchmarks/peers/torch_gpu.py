@@ -1,0 +1,40 @@
+"""GPU peers for benchmarks/compare_gpu.sh: PyTorch eager, torch.compile (Inductor) and a
+device-to-device copy (the bandwidth bound), on the workloads of agnesi-bench --device cuda.
+
+Prints one line per workload and implementation, as agnesi-bench does:
+    workload<TAB>implementation<TAB>median_ms<TAB>GB/s or GFLOP/s
+GB/s counts the bytes a fused kernel must move (inputs read once, outputs written once).
+"""
+import sys
+
+import torch
+
+from gpu_workloads import WORKLOADS, median_ms
+
+
+def main():
+    if not torch.cuda.is_available():
+        print("torch_gpu.py: no CUDA device visible to PyTorch", file=sys.stderr)
+        sys.exit(1)
+    quick = "--quick" in sys.argv
+    dev = torch.device("cuda")
+    # The bandwidth bound: a device-to-device copy of 2^28 bytes.
+    src = torch.empty(1 << 26, dtype=torch.float32, device=dev)
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src))
+    print(f"copy\td2d\t{ms:.4f}\t{2 * src.numel() * 4 / ms / 1e6:.1f}")
+    for w in WORKLOADS:
+        args = w.make(torch, dev, quick)
+        fn = w.torch
+        for impl, f in (("torch-eager", fn), ("torch-compile", torch.compile(fn))):
+            try:
+                ms = median_ms(lambda: f(*args))
+            except Exception as e:  # a peer that fails is reported, not fatal
+                print(f"{w.name}\t{impl}\tfailed: {type(e).__name__}: {e}".replace("\n", " "))
+                continue
+            print(f"{w.name}\t{impl}\t{ms:.4f}\t{w.rate(args, ms):.1f}")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,629 @@
+// CUDA source generation (see codegen.hpp).
+#include "jit/cuda/codegen.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "agnesi/error.hpp"
+#include "jit/scalar_emit.hpp"
+
+namespace agnesi::jit::cuda {
+namespace {
+
+std::string sanitize(const std::string& s) {
+    std::string out;
+    for (char c : s.substr(0, 48))
+        out += (std::isalnum(static_cast<unsigned char>(c)) || c == '_') ? c : '_';
+    return out.empty() ? "f" : out;
+}
+
+// Loops are not unrolled: the kernels are memory-bound, and unrolled copies of a long fused
+// body are most of NVRTC's compile time. The index type is 32-bit unless the source is compiled
+// with -DAGNESI_WIDE_INDEX (the runtime does that only for launches that need it).
+const char* kPrelude = R"(#define AGNESI_MAX_RANK 8
+#define AGNESI_NO_UNROLL _Pragma("unroll 1")
+#ifdef AGNESI_WIDE_INDEX
+typedef int64_t agnesi_index;
+#else
+typedef int agnesi_index;
+#endif
+struct agnesi_params {
+    int64_t count;
+    int64_t inner;
+    int64_t dims[AGNESI_MAX_RANK];
+    int32_t rank;
+    int32_t nkept;
+    int32_t mode;
+    int32_t pad;
+    uint64_t bcast;
+};
+struct agnesi_strides { int64_t s[AGNESI_MAX_RANK]; };
+template <class T> static __device__ __forceinline__ T agnesi_block_sum(T v) {
+    __shared__ T part[32];
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (lane == 0) part[w] = v;
+    __syncthreads();
+    if (w == 0) {
+        v = lane < (int)((blockDim.x + 31) >> 5) ? part[lane] : T(0);
+        for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+        if (lane == 0) part[0] = v;
+    }
+    __syncthreads();
+    v = part[0];
+    __syncthreads();
+    return v;
+}
+)";
+
+struct Slot {
+    DType dtype;
+    bool output;
+    bool epi;  // strides over the epilogue index space
+};
+
+class GroupEmitter {
+  public:
+    GroupEmitter(const Program& p, const Group& g, std::size_t gi, std::string fname)
+        : p_(p), g_(g), gi_(gi), fname_(std::move(fname)) {
+        auto epi = epilogue_inputs(g);
+        for (std::size_t k = 0; k < g.inputs.size(); ++k)
+            slots_.push_back({buffer_dtype(g.inputs[k]), false,
+                              g.kind == GroupKind::Pointwise || g.kind == GroupKind::Matmul
+                                  ? true
+                                  : static_cast<bool>(epi[k])});
+        for (const auto& o : g.outputs) slots_.push_back({buffer_dtype(o.target), true, true});
+        if (slots_.size() > static_cast<std::size_t>(kMaxSlots))
+            throw Error(
+                fmt::format("cuda codegen: group {} has {} arguments; at most {} are "
+                            "supported",
+                            gi, slots_.size(), kMaxSlots));
+        pre_ = "agnesi_g" + std::to_string(gi) + "_pre";
+        post_ = "agnesi_g" + std::to_string(gi) + "_post";
+        pfx_ = "agnesi_g" + std::to_string(gi);
+    }
+
+    std::string emit() {
+        static const char* kinds[] = {"pointwise", "reduce", "row-normalize", "matmul epilogue"};
+        out_ += fmt::format("\n// group {}: {}, {} instrs, {} inputs, {} outputs\n", gi_,
+                            kinds[static_cast<int>(g_.kind)], g_.instrs.size(), g_.inputs.size(),
+                            g_.outputs.size());
+        switch (g_.kind) {
+            case GroupKind::Pointwise:
+            case GroupKind::Matmul:
+                emit_compute(post_, 0, static_cast<int>(g_.instrs.size()), true, false);
+                emit_pointwise();
+                break;
+            case GroupKind::Reduce:
+            case GroupKind::RowNormalize:
+                emit_compute(pre_, 0, g_.reduce_at, false, true);
+                emit_compute(post_, g_.reduce_at + 1, static_cast<int>(g_.instrs.size()), true,
+                             false);
+                if (g_.kind == GroupKind::Reduce)
+                    emit_reduce();
+                else
+                    emit_normalize();
+                break;
+        }
+        emit_entry();
+        // Every loop of the group's code stays rolled (see kPrelude), except the warp-shuffle
+        // steps, whose trip count is fixed.
+        std::string out;
+        std::size_t pos = 0;
+        while (pos < out_.size()) {
+            std::size_t end = out_.find('\n', pos);
+            if (end == std::string::npos) end = out_.size() - 1;
+            std::string line = out_.substr(pos, end - pos + 1);
+            std::size_t ind = line.find_first_not_of(' ');
+            if (ind != std::string::npos && line.compare(ind, 5, "for (") == 0 &&
+                line.find("int off = 16") == std::string::npos)
+                line.insert(ind, "AGNESI_NO_UNROLL ");
+            out += line;
+            pos = end + 1;
+        }
+        return out;
+    }
+
+  private:
+    DType buffer_dtype(const Access& a) const {
+        return p_.buffers[static_cast<std::size_t>(a.buffer)].dtype;
+    }
+    const Instr& instr(int i) const { return g_.instrs[static_cast<std::size_t>(i)]; }
+    std::size_t nslots() const { return slots_.size(); }
+    std::string ty(std::size_t k) const { return c_type(slots_[k].dtype); }
+
+    // The slots whose values a compute function over [lo, hi) loads.
+    std::vector<std::size_t> loads_in(int lo, int hi) const {
+        std::vector<std::size_t> ks;
+        for (int i = lo; i < hi; ++i)
+            if (instr(i).kind == InstrKind::Load) {
+                auto k = static_cast<std::size_t>(instr(i).input);
+                if (std::find(ks.begin(), ks.end(), k) == ks.end()) ks.push_back(k);
+            }
+        std::sort(ks.begin(), ks.end());
+        return ks;
+    }
+
+    // The reduced or normalized value's dtype as the pre function returns it.
+    DType pre_dtype() const {
+        const Instr& r = instr(g_.reduce_at);
+        return is_float(r.dtype) ? r.dtype : DType::Int64;
+    }
+
+    // A __device__ function computing instrs [lo, hi): parameters x<k> (loaded values), then
+    // either output references y<k> (outputs) or a returned value (pre).
+    void emit_compute(const std::string& fn, int lo, int hi, bool outputs, bool pre) {
+        std::vector<std::string> params;
+        if (lo > 0) {  // the epilogue reads the reduced value
+            const Instr& r = instr(g_.reduce_at);
+            params.push_back(fmt::format("const {} r", c_type(r.dtype)));
+        }
+        for (std::size_t k : loads_in(lo, hi))
+            params.push_back(fmt::format("const {} x{}", ty(k), k));
+        if (outputs)
+            for (std::size_t k = 0; k < g_.outputs.size(); ++k)
+                params.push_back(
+                    fmt::format("{}& y{}", ty(g_.inputs.size() + k), g_.inputs.size() + k));
+        std::string ret = pre ? c_type(pre_dtype()) : "void";
+        out_ += fmt::format("static __device__ __forceinline__ {} {}({}) {{\n", ret, fn,
+                            fmt::join(params, ", "));
+        if (lo > 0)
+            out_ += fmt::format("    const {} v{} = r;\n", c_type(instr(g_.reduce_at).dtype),
+                                g_.reduce_at);
+        for (int i = lo; i < hi; ++i) {
+            const Instr& in = instr(i);
+            if (in.kind == InstrKind::Load)
+                out_ += fmt::format("    const {} v{} = x{};\n", c_type(in.dtype), i, in.input);
+            else
+                out_ += "    " + emit_instr(g_, i) + "\n";
+        }
+        if (pre) {
+            const Instr& r = instr(g_.reduce_at);
+            out_ += fmt::format(
+                "    return {};\n",
+                convert_expr(fmt::format("v{}", r.args[0]), instr(r.args[0]).dtype, pre_dtype()));
+        }
+        if (outputs)
+            for (std::size_t k = 0; k < g_.outputs.size(); ++k)
+                out_ += fmt::format("    y{} = v{};\n", g_.inputs.size() + k, g_.outputs[k].instr);
+        out_ += "}\n";
+    }
+
+    // The parameter list of the run function and kernels: (pointer, strides) per slot.
+    std::string slot_params(bool by_ref) const {
+        std::vector<std::string> ps{by_ref ? "const agnesi_params& P" : "const agnesi_params P"};
+        for (std::size_t k = 0; k < nslots(); ++k) {
+            ps.push_back(
+                fmt::format("{}{}* __restrict__ p{}", slots_[k].output ? "" : "const ", ty(k), k));
+            ps.push_back(fmt::format("const agnesi_strides{} s{}", by_ref ? "&" : "", k));
+        }
+        return fmt::format("{}", fmt::join(ps, ", "));
+    }
+    std::string slot_args() const {
+        std::vector<std::string> as{"P"};
+        for (std::size_t k = 0; k < nslots(); ++k) {
+            as.push_back(fmt::format("p{}", k));
+            as.push_back(fmt::format("s{}", k));
+        }
+        return fmt::format("{}", fmt::join(as, ", "));
+    }
+
+    // Calls `fn` with loads at offsets o<k> and, for outputs, stores at o<k>.
+    std::string call_at(const std::string& fn, int lo, int hi, bool outputs,
+                        const std::string& first = "") const {
+        std::vector<std::string> as;
+        if (!first.empty()) as.push_back(first);
+        for (std::size_t k : loads_in(lo, hi)) as.push_back(fmt::format("p{}[o{}]", k, k));
+        std::string s;
+        if (outputs) {
+            for (std::size_t k = g_.inputs.size(); k < nslots(); ++k) {
+                s += fmt::format("{} y{}; ", ty(k), k);
+                as.push_back(fmt::format("y{}", k));
+            }
+        }
+        s += fmt::format("{}({});", fn, fmt::join(as, ", "));
+        if (outputs)
+            for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
+                s += fmt::format(" p{}[o{}] = y{};", k, k, k);
+        return s;
+    }
+
+    // Declares I o<k> = 0 for the slots selected and decomposes `idx` over dims[lo, hi).
+    std::string offsets(const std::string& idx, const std::vector<std::size_t>& ks, int lo_dim,
+                        const std::string& hi_dim) const {
+        std::string s = fmt::format("I rem = {};", idx);
+        for (std::size_t k : ks) s += fmt::format(" I o{} = 0;", k);
+        s += fmt::format("\n            for (int d = {} - 1; d >= {}; --d) {{\n", hi_dim, lo_dim);
+        s += "                const I c = rem % (I)P.dims[d];\n                rem /= "
+             "(I)P.dims[d];\n";
+        for (std::size_t k : ks)
+            s += fmt::format("                o{} += c * (I)s{}.s[d];\n", k, k);
+        s += "            }\n";
+        return s;
+    }
+
+    std::vector<std::size_t> all_slots() const {
+        std::vector<std::size_t> ks(nslots());
+        for (std::size_t k = 0; k < nslots(); ++k) ks[k] = k;
+        return ks;
+    }
+    std::vector<std::size_t> slots_where(bool epi) const {
+        std::vector<std::size_t> ks;
+        for (std::size_t k = 0; k < nslots(); ++k)
+            if (slots_[k].epi == epi) ks.push_back(k);
+        return ks;
+    }
+
+    void emit_pointwise() {
+        int n = static_cast<int>(g_.instrs.size());
+        out_ += "template <class I>\n";
+        out_ += fmt::format("static __device__ __forceinline__ void {}_run({}) {{\n", pfx_,
+                            slot_params(true));
+        out_ +=
+            "    const I n = (I)P.count;\n"
+            "    const I step = (I)gridDim.x * (I)blockDim.x;\n"
+            "    const I first = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;\n";
+        if (vectorizable(p_, g_)) {
+            out_ +=
+                "    if (P.mode == 2) {  // flat, by 4: 16-byte loads and stores\n"
+                "        const I n4 = n >> 2;\n"
+                "        for (I q = first; q < n4; q += step) {\n";
+            for (std::size_t k : loads_in(0, n)) {
+                std::string v4 = slots_[k].dtype == DType::Float32 ? "float4" : "int4";
+                out_ += fmt::format(
+                    "            const {0} l{1} = (P.bcast >> {1}) & 1 ? make_{0}(p{1}[0], "
+                    "p{1}[0], "
+                    "p{1}[0], p{1}[0]) : reinterpret_cast<const {0}*>(p{1})[q];\n",
+                    v4, k);
+            }
+            for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
+                out_ += fmt::format("            {} y{};\n",
+                                    slots_[k].dtype == DType::Float32 ? "float4" : "int4", k);
+            for (const char* c : {"x", "y", "z", "w"}) {
+                std::vector<std::string> as;
+                for (std::size_t k : loads_in(0, n)) as.push_back(fmt::format("l{}.{}", k, c));
+                for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
+                    as.push_back(fmt::format("y{}.{}", k, c));
+                out_ += fmt::format("            {}({});\n", post_, fmt::join(as, ", "));
+            }
+            for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
+                out_ += fmt::format("            reinterpret_cast<{}*>(p{})[q] = y{};\n",
+                                    slots_[k].dtype == DType::Float32 ? "float4" : "int4", k, k);
+            out_ +=
+                "        }\n"
+                "        for (I i = (n4 << 2) + first; i < n; i += step) {\n";
+            for (std::size_t k = 0; k < nslots(); ++k)
+                out_ +=
+                    fmt::format("            const I o{0} = (P.bcast >> {0}) & 1 ? 0 : i;\n", k);
+            out_ += "            " + call_at(post_, 0, n, true) +
+                    "\n        }\n        return;\n    }\n";
+        }
+        out_ +=
+            "    if (P.mode == 1) {  // flat: contiguous or broadcast scalars\n"
+            "        for (I i = first; i < n; i += step) {\n";
+        for (std::size_t k = 0; k < nslots(); ++k)
+            out_ += fmt::format("            const I o{0} = (P.bcast >> {0}) & 1 ? 0 : i;\n", k);
+        out_ +=
+            "            " + call_at(post_, 0, n, true) + "\n        }\n        return;\n    }\n";
+        out_ += "    for (I i = first; i < n; i += step) {  // strided\n            ";
+        out_ += offsets("i", all_slots(), 0, "P.rank");
+        out_ += "            " + call_at(post_, 0, n, true) + "\n    }\n}\n";
+    }
+
+    std::string acc_type() const { return c_type(pre_dtype()); }
+
+    // The accumulator of a Reduce (or the max and sum of a RowNormalize): m (max or min), s (sum
+    // or product), nan (a NaN was seen).
+    void emit_acc(Op op) {
+        std::string A = acc_type();
+        bool fl = is_float(pre_dtype());
+        std::string sfx = pre_dtype() == DType::Float32 ? "f" : "d";
+        std::string lo = fl ? "-agnesi_inf_" + sfx + "()" : "(-0x7fffffffffffffffLL - 1)";
+        std::string hi = fl ? "agnesi_inf_" + sfx + "()" : "0x7fffffffffffffffLL";
+        std::string acc = pfx_ + "_acc";
+        out_ += fmt::format("struct {} {{ {} m; {} s; int nan; }};\n", acc, A, A);
+        out_ += fmt::format(
+            "static __device__ __forceinline__ {0} {1}_identity() {{ {0} a; a.m = {2}; a.s = "
+            "{3}; a.nan = 0; return a; }}\n",
+            acc, pfx_, op == Op::ReduceMin ? hi : lo, op == Op::Prod ? "1" : "0");
+        std::string body;
+        auto add = [&](const std::string& a, const std::string& b) {
+            return fl ? a + " + " + b : fmt::format("(int64_t)((uint64_t){} + (uint64_t){})", a, b);
+        };
+        auto mul = [&](const std::string& a, const std::string& b) {
+            return fl ? a + " * " + b : fmt::format("(int64_t)((uint64_t){} * (uint64_t){})", a, b);
+        };
+        switch (op) {
+            case Op::Sum:
+            case Op::Mean: body = "a.s = " + add("a.s", "b.s") + ";"; break;
+            case Op::Prod: body = "a.s = " + mul("a.s", "b.s") + ";"; break;
+            case Op::ReduceMax: body = "a.nan |= b.nan; if (b.m > a.m) a.m = b.m;"; break;
+            case Op::ReduceMin: body = "a.nan |= b.nan; if (b.m < a.m) a.m = b.m;"; break;
+            default:  // Logsumexp, Softmax, LogSoftmax: online max and rescaled sum
+                body = fmt::format(
+                    "a.nan |= b.nan;\n    if (b.m == {0}) return;\n    if (a.m == {0}) {{ a.m = "
+                    "b.m; a.s = b.s; return; }}\n    const {1} m = a.m > b.m ? a.m : b.m;\n    "
+                    "a.s = a.s * exp(a.m - m) + b.s * exp(b.m - m);\n    a.m = m;",
+                    lo, A);
+        }
+        out_ += fmt::format(
+            "static __device__ __forceinline__ void {}_combine({}& a, const {}& b) {{\n    "
+            "{}\n}}\n",
+            pfx_, acc, acc, body);
+        // One value: NaN is flagged rather than combined.
+        std::string push;
+        switch (op) {
+            case Op::Sum:
+            case Op::Mean: push = "a.s = " + add("a.s", "x") + ";"; break;
+            case Op::Prod: push = "a.s = " + mul("a.s", "x") + ";"; break;
+            case Op::ReduceMax: push = "if (x != x) a.nan = 1; else if (x > a.m) a.m = x;"; break;
+            case Op::ReduceMin: push = "if (x != x) a.nan = 1; else if (x < a.m) a.m = x;"; break;
+            default:
+                // One exponential per value: the sum is rescaled only when the max grows. A -inf
+                // adds nothing; after a +inf max the sum is unused.
+                push = fmt::format(
+                    "if (x != x) {{ a.nan = 1; return; }}\n    if (x == {0}) return;\n    if (x > "
+                    "a.m) {{ a.s = a.s * exp(a.m - x) + {1}(1); a.m = x; }} else {{ a.s += exp(x - "
+                    "a.m); }}",
+                    lo, A);
+        }
+        out_ += fmt::format(
+            "static __device__ __forceinline__ void {}_push({}& a, const {} x) {{\n    {}\n}}\n",
+            pfx_, acc, A, push);
+        out_ +=
+            fmt::format(R"(static __device__ __forceinline__ {0} {1}_shfl(const {0}& a, int off) {{
+    {0} b;
+    b.m = __shfl_down_sync(0xffffffffu, a.m, off);
+    b.s = __shfl_down_sync(0xffffffffu, a.s, off);
+    b.nan = __shfl_down_sync(0xffffffffu, a.nan, off);
+    return b;
+}}
+static __device__ __forceinline__ {0} {1}_block({0} a) {{
+    __shared__ {0} part[32];
+    for (int off = 16; off > 0; off >>= 1) {1}_combine(a, {1}_shfl(a, off));
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (lane == 0) part[w] = a;
+    __syncthreads();
+    if (w == 0) {{
+        a = lane < (int)((blockDim.x + 31) >> 5) ? part[lane] : {1}_identity();
+        for (int off = 16; off > 0; off >>= 1) {1}_combine(a, {1}_shfl(a, off));
+        if (lane == 0) part[0] = a;
+    }}
+    __syncthreads();
+    a = part[0];
+    __syncthreads();
+    return a;
+}}
+)",
+                        acc, pfx_);
+    }
+
+    // The reduced value in the Reduce instr's dtype, from accumulator `a`.
+    std::string final_value(const Instr& red) const {
+        std::string A = acc_type();
+        bool fl = is_float(pre_dtype());
+        std::string sfx = pre_dtype() == DType::Float32 ? "f" : "d";
+        std::string v;
+        switch (red.op) {
+            case Op::Sum:
+            case Op::Prod: v = "a.s"; break;
+            case Op::Mean: v = fmt::format("a.s / ({})P.inner", A); break;
+            case Op::ReduceMax:
+            case Op::ReduceMin:
+                v = fl ? fmt::format("a.nan ? agnesi_nan_{}() : a.m", sfx) : "a.m";
+                break;
+            case Op::Logsumexp:
+                v = fmt::format("a.nan ? agnesi_nan_{}() : (isfinite(a.m) ? a.m + log(a.s) : a.m)",
+                                sfx);
+                break;
+            default: throw InternalError("cuda codegen: unknown reduction");
+        }
+        return convert_expr("(" + v + ")", pre_dtype(), red.dtype);
+    }
+
+    void emit_reduce() {
+        const Instr& red = instr(g_.reduce_at);
+        emit_acc(red.op);
+        int n = static_cast<int>(g_.instrs.size());
+        auto pre = slots_where(false), epi = slots_where(true);
+        std::string acc = pfx_ + "_acc";
+        out_ += "template <class I>\n";
+        out_ += fmt::format("static __device__ __forceinline__ void {}_run({}) {{\n", pfx_,
+                            slot_params(true));
+        out_ += "    const I rows = (I)P.count, inner = (I)P.inner;\n";
+        std::string epilogue = fmt::format(
+            "{{\n                const {} r = {};\n                {}\n            }}\n",
+            c_type(red.dtype), final_value(red), call_at(post_, g_.reduce_at + 1, n, true, "r"));
+        // Rows: a block per output.
+        out_ +=
+            "    if (P.mode == 0) {\n"
+            "        for (I row = (I)blockIdx.x; row < rows; row += (I)gridDim.x) {\n            ";
+        out_ += offsets("row", all_slots(), 0, "P.nkept");
+        for (std::size_t k : pre) out_ += fmt::format("            const I b{0} = o{0};\n", k);
+        out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
+        out_ += "            for (I j = (I)threadIdx.x; j < inner; j += (I)blockDim.x) {\n";
+        out_ += reduced_offsets(pre);
+        out_ += fmt::format("                {}_push(a, {});\n", pfx_,
+                            call_expr(pre_, 0, g_.reduce_at));
+        out_ += "            }\n";
+        out_ += fmt::format("            a = {}_block(a);\n", pfx_);
+        out_ += "            if (threadIdx.x == 0) " + epilogue;
+        out_ += "        }\n        return;\n    }\n";
+        // Columns: a thread per output.
+        out_ +=
+            "    for (I row = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; row < rows; row += "
+            "(I)gridDim.x * (I)blockDim.x) {\n            ";
+        out_ += offsets("row", all_slots(), 0, "P.nkept");
+        for (std::size_t k : pre) out_ += fmt::format("            const I b{0} = o{0};\n", k);
+        out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
+        out_ += "            for (I j = 0; j < inner; ++j) {\n";
+        out_ += reduced_offsets(pre);
+        out_ += fmt::format("                {}_push(a, {});\n", pfx_,
+                            call_expr(pre_, 0, g_.reduce_at));
+        out_ += "            }\n            " + epilogue + "    }\n}\n";
+        (void)epi;
+    }
+
+    // Offsets o<k> of value j of the current output: one multiply when the reduced axes merged
+    // into one (the common case), a decomposition over them otherwise.
+    std::string reduced_offsets(const std::vector<std::size_t>& pre) const {
+        std::string s = "               ";
+        for (std::size_t k : pre) s += fmt::format(" I o{0} = b{0};", k);
+        s += "\n                if (P.rank == P.nkept + 1) {\n";
+        for (std::size_t k : pre)
+            s += fmt::format("                    o{0} += j * (I)s{0}.s[P.nkept];\n", k);
+        s += "                } else {\n                    I rem = j;\n"
+             "                    for (int d = P.rank - 1; d >= P.nkept; --d) {\n"
+             "                        const I c = rem % (I)P.dims[d];\n"
+             "                        rem /= (I)P.dims[d];\n";
+        for (std::size_t k : pre)
+            s += fmt::format("                        o{0} += c * (I)s{0}.s[d];\n", k);
+        s += "                    }\n                }\n";
+        return s;
+    }
+
+    std::string call_expr(const std::string& fn, int lo, int hi) const {
+        std::vector<std::string> as;
+        for (std::size_t k : loads_in(lo, hi)) as.push_back(fmt::format("p{}[o{}]", k, k));
+        return fmt::format("{}({})", fn, fmt::join(as, ", "));
+    }
+
+    void emit_normalize() {
+        const Instr& nz = instr(g_.reduce_at);
+        emit_acc(nz.op);
+        int n = static_cast<int>(g_.instrs.size());
+        std::string A = c_type(nz.dtype);
+        std::string sfx = nz.dtype == DType::Float32 ? "f" : "d";
+        std::string acc = pfx_ + "_acc";
+        out_ += "template <class I>\n";
+        out_ += fmt::format("static __device__ __forceinline__ void {}_run({}) {{\n", pfx_,
+                            slot_params(true));
+        out_ +=
+            "    const I rows = (I)P.count, inner = (I)P.inner;\n"
+            "    for (I row = (I)blockIdx.x; row < rows; row += (I)gridDim.x) {\n            ";
+        out_ += offsets("row", all_slots(), 0, "P.rank - 1");
+        for (std::size_t k = 0; k < nslots(); ++k)
+            out_ += fmt::format(
+                "            const I b{0} = o{0};\n"
+                "            const I t{0} = (I)s{0}.s[P.rank - 1];\n",
+                k);
+        std::string at_j;
+        for (std::size_t k = 0; k < nslots(); ++k)
+            at_j += fmt::format(" const I o{0} = b{0} + j * t{0};", k);
+        out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
+        out_ +=
+            "            for (I j = (I)threadIdx.x; j < inner; j += (I)blockDim.x) {" + at_j + "\n";
+        out_ += fmt::format("                {}_push(a, {});\n            }}\n", pfx_,
+                            call_expr(pre_, 0, g_.reduce_at));
+        out_ += fmt::format("            a = {}_block(a);\n", pfx_);
+        // A non-finite max is not subtracted: the sum is then of plain exponentials.
+        out_ += fmt::format("            const {0} shift = isfinite(a.m) ? a.m : {0}(0);\n", A);
+        out_ += fmt::format("            {} sum = a.s;\n", A);
+        out_ +=
+            "            if (!isfinite(a.m)) {\n"
+            "                " +
+            A +
+            " t = 0;\n"
+            "                for (I j = (I)threadIdx.x; j < inner; j += (I)blockDim.x) {" +
+            at_j + "\n";
+        out_ += fmt::format("                    t += exp({});\n                }}\n",
+                            call_expr(pre_, 0, g_.reduce_at));
+        out_ += "                sum = agnesi_block_sum(t);\n            }\n";
+        out_ += fmt::format("            if (a.nan) sum = agnesi_nan_{}();\n", sfx);
+        out_ +=
+            "            for (I j = (I)threadIdx.x; j < inner; j += (I)blockDim.x) {" + at_j + "\n";
+        out_ += fmt::format("                const {} z = {} - shift;\n", A,
+                            call_expr(pre_, 0, g_.reduce_at));
+        out_ += fmt::format("                const {} r = {};\n", A,
+                            nz.op == Op::LogSoftmax ? "z - log(sum)" : "exp(z) / sum");
+        out_ += "                " + call_at(post_, g_.reduce_at + 1, n, true, "r") + "\n";
+        out_ += "            }\n    }\n}\n";
+    }
+
+    void emit_entry() {
+        out_ += fmt::format("extern \"C\" __global__ void __launch_bounds__({}) {}({}) {{\n",
+                            kBlockSize, cuda_kernel_name(fname_, gi_), slot_params(false));
+        out_ += fmt::format("    {}_run<agnesi_index>({});\n}}\n", pfx_, slot_args());
+    }
+
+    const Program& p_;
+    const Group& g_;
+    std::size_t gi_;
+    std::string fname_;
+    std::vector<Slot> slots_;
+    std::string pre_, post_, pfx_;
+    std::string out_;
+};
+
+std::string header(const std::string& name, const Program& p) {
+    return fmt::format("// Agnesi: CUDA kernels of function '{}' ({} groups)\n", sanitize(name),
+                       p.groups.size()) +
+           scalar_prelude(EmitTarget::Cuda) + kPrelude;
+}
+
+}  // namespace
+
+bool has_kernel(const Group& g) {
+    return !g.outputs.empty();
+}
+
+bool vectorizable(const Program& p, const Group& g) {
+    if (g.kind != GroupKind::Pointwise && g.kind != GroupKind::Matmul) return false;
+    // The by-4 loop holds four copies of the body: worth it for short bodies (bandwidth-bound),
+    // not for long ones (compile time and registers).
+    if (g.instrs.size() > kMaxVectorInstrs) return false;
+    auto ok = [&](const Access& a) {
+        DType t = p.buffers[static_cast<std::size_t>(a.buffer)].dtype;
+        return t == DType::Float32 || t == DType::Int32;
+    };
+    for (const Access& a : g.inputs)
+        if (!ok(a)) return false;
+    for (const auto& o : g.outputs)
+        if (!ok(o.target)) return false;
+    return true;
+}
+
+std::vector<bool> epilogue_inputs(const Group& g) {
+    std::vector<bool> epi(g.inputs.size(), false);
+    std::vector<bool> seen(g.inputs.size(), false);
+    for (std::size_t i = 0; i < g.instrs.size(); ++i) {
+        const Instr& in = g.instrs[i];
+        if (in.kind != InstrKind::Load) continue;
+        auto k = static_cast<std::size_t>(in.input);
+        if (seen[k]) continue;
+        seen[k] = true;
+        epi[k] = g.in_epilogue(static_cast<int>(i));
+    }
+    return epi;
+}
+
+std::string cuda_kernel_name(const std::string& name, std::size_t gi) {
+    return fmt::format("agnesi_{}_g{}", sanitize(name), gi);
+}
+
+std::string generate_cuda_group_source(const Program& p, const std::string& name, std::size_t gi) {
+    return generate_cuda_source(p, name, {gi});
+}
+
+std::string generate_cuda_source(const Program& p, const std::string& name,
+                                 const std::vector<std::size_t>& groups) {
+    std::string s = header(name, p);
+    bool any = false;
+    for (std::size_t gi : groups)
+        if (has_kernel(p.groups.at(gi))) {
+            s += GroupEmitter(p, p.groups[gi], gi, name).emit();
+            any = true;
+        }
+    return any ? s : std::string();
+}
+
+std::string generate_cuda_source(const Program& p, const std::string& name) {
+    std::vector<std::size_t> all(p.groups.size());
+    for (std::size_t gi = 0; gi < all.size(); ++gi) all[gi] = gi;
+    return generate_cuda_source(p, name, all);
+}
+
+}  // namespace agnesi::jit::cuda

@@ -1,0 +1,79 @@
+// CUDA C++ source for a Program: one `extern "C" __global__` kernel per fusion group, compiled by
+// NVRTC. The source includes no header (NVRTC compile time stays low); the fixed-width types and
+// scalar helpers come from the shared prelude (jit/scalar_emit.hpp).
+//
+// Every kernel takes the launch parameters by value (CudaParams below, mirrored in the source),
+// then one (pointer, strides) pair per argument slot: the group's inputs, then its outputs, as in
+// jit/abi.h. Indices are 32-bit unless the source is compiled with -DAGNESI_WIDE_INDEX; the
+// runtime compiles that variant only when a launch has an index or offset past 2^30.
+//
+// - Pointwise and Matmul (the epilogue; the product itself is cuBLAS's): a grid-stride loop over
+//   the domain in one of three modes: strided (any strides, index decomposed over `dims`), flat
+//   (every slot contiguous or a broadcast scalar), flat by 4 (flat, 4-byte dtypes, 16-byte
+//   aligned: float4/int4 loads and stores).
+// - Reduce: the domain is permuted so kept axes come first (`nkept` of them, `count` outputs) and
+//   reduced axes last (`inner` values each). Mode 0 ("rows"): one block per output, warp shuffles
+//   and a block reduction, for a reduced axis that is contiguous; mode 1 ("columns"): one thread
+//   per output, for reductions over outer axes, where neighbouring threads read neighbouring
+//   elements. The epilogue runs once per output.
+// - RowNormalize: one block per row; one pass reads the row for its max and sum of exponentials
+//   (online, rescaling the sum when the max grows), a second writes the normalized values.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "jit/schedule.hpp"
+
+namespace agnesi::jit::cuda {
+
+inline constexpr int kMaxRank = 8;
+/// The most argument slots one kernel takes (the bcast mask is 64 bits).
+inline constexpr int kMaxSlots = 64;
+inline constexpr int kBlockSize = 256;
+/// Groups with more instrs than this get no flat-by-4 mode.
+inline constexpr std::size_t kMaxVectorInstrs = 24;
+
+/// The launch parameters, laid out exactly as `agnesi_params` in the generated source.
+struct CudaParams {
+    std::int64_t count = 0;  ///< Pointwise: elements; Reduce/RowNormalize: outputs or rows
+    std::int64_t inner = 0;  ///< Reduce: values per output; RowNormalize: row length
+    std::int64_t dims[kMaxRank] = {};
+    std::int32_t rank = 0;
+    std::int32_t nkept = 0;  ///< Reduce: leading kept axes of dims
+    std::int32_t mode = 0;   ///< Pointwise: 0 strided, 1 flat, 2 flat by 4; Reduce: 0 rows, 1 cols
+    std::int32_t pad = 0;
+    std::uint64_t bcast = 0;  ///< flat modes: bit k set when slot k has all-zero strides
+};
+struct CudaStrides {
+    std::int64_t s[kMaxRank] = {};
+};
+static_assert(sizeof(CudaParams) == 104 && sizeof(CudaStrides) == 64);
+
+/// The complete source of every group's kernels (what `agnesi emit --target cuda` prints).
+/// `name` only labels it and is reduced to [A-Za-z0-9_].
+std::string generate_cuda_source(const Program& p, const std::string& name);
+
+/// The source of the kernels of `groups` only (one module of a function compiled in several);
+/// empty when none of them has a kernel.
+std::string generate_cuda_source(const Program& p, const std::string& name,
+                                 const std::vector<std::size_t>& groups);
+
+/// The source of group `gi` alone (prelude and its kernel), so a function's groups compile
+/// in parallel and are cached one by one. Empty for a Matmul group without epilogue.
+std::string generate_cuda_group_source(const Program& p, const std::string& name, std::size_t gi);
+
+/// The kernel of group `gi`: "agnesi_<name>_g<gi>" with `name` reduced to [A-Za-z0-9_].
+std::string cuda_kernel_name(const std::string& name, std::size_t gi);
+
+/// Whether the group has a kernel (a Matmul group with no epilogue outputs has none).
+bool has_kernel(const Group& g);
+
+/// Whether the group's kernels include the flat-by-4 mode (every slot a 4-byte dtype).
+bool vectorizable(const Program& p, const Group& g);
+
+/// For each input of `g`: whether its Loads are in the epilogue (after reduce_at).
+std::vector<bool> epilogue_inputs(const Group& g);
+
+}  // namespace agnesi::jit::cuda

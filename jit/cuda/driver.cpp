@@ -1,0 +1,362 @@
+// The CUDA driver API and cuBLAS through dlopen (see driver.hpp). Types and signatures come from
+// the toolkit's headers; the functions are looked up by their versioned symbol names.
+#include "jit/cuda/driver.hpp"
+
+#include <cublas_api.h>
+#include <cuda.h>
+#include <dlfcn.h>
+#include <fmt/format.h>
+
+#include <array>
+
+#include "agnesi/error.hpp"
+
+namespace agnesi::jit::cuda {
+namespace {
+
+struct Driver {
+    decltype(&::cuInit) init = nullptr;
+    decltype(&::cuDriverGetVersion) driver_version = nullptr;
+    decltype(&::cuDeviceGetCount) device_count = nullptr;
+    decltype(&::cuDeviceGet) device_get = nullptr;
+    decltype(&::cuDeviceGetName) device_name = nullptr;
+    decltype(&::cuDeviceGetAttribute) device_attribute = nullptr;
+    decltype(&::cuDevicePrimaryCtxRetain) primary_retain = nullptr;
+    decltype(&::cuCtxSetCurrent) ctx_set_current = nullptr;
+    decltype(&::cuModuleLoadData) module_load = nullptr;
+    decltype(&::cuModuleGetFunction) module_function = nullptr;
+    decltype(&::cuLaunchKernel) launch = nullptr;
+    decltype(&::cuMemAlloc) mem_alloc = nullptr;
+    decltype(&::cuMemFree) mem_free = nullptr;
+    decltype(&::cuMemGetInfo) mem_info = nullptr;
+    decltype(&::cuMemcpyHtoDAsync) htod = nullptr;
+    decltype(&::cuMemcpyDtoHAsync) dtoh = nullptr;
+    decltype(&::cuMemcpyDtoDAsync) dtod = nullptr;
+    decltype(&::cuMemsetD8Async) memset8 = nullptr;
+    decltype(&::cuStreamCreate) stream_create = nullptr;
+    decltype(&::cuStreamDestroy) stream_destroy = nullptr;
+    decltype(&::cuStreamSynchronize) stream_sync = nullptr;
+    decltype(&::cuGetErrorString) error_string = nullptr;
+    std::string error;  // why the driver is unusable
+    int count = 0;
+};
+
+template <class F>
+void load(void* lib, F& f, const char* name, std::string& error) {
+    f = reinterpret_cast<F>(dlsym(lib, name));
+    if (!f && error.empty()) error = fmt::format("the CUDA driver has no {}", name);
+}
+
+const Driver& driver() {
+    static const Driver d = [] {
+        Driver r;
+        void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+        if (!lib) {
+            const char* e = dlerror();
+            r.error = fmt::format("the NVIDIA driver library libcuda.so.1 cannot be loaded ({})",
+                                  e ? e : "not found");
+            return r;
+        }
+        load(lib, r.init, "cuInit", r.error);
+        load(lib, r.driver_version, "cuDriverGetVersion", r.error);
+        load(lib, r.device_count, "cuDeviceGetCount", r.error);
+        load(lib, r.device_get, "cuDeviceGet", r.error);
+        load(lib, r.device_name, "cuDeviceGetName", r.error);
+        load(lib, r.device_attribute, "cuDeviceGetAttribute", r.error);
+        load(lib, r.primary_retain, "cuDevicePrimaryCtxRetain", r.error);
+        load(lib, r.ctx_set_current, "cuCtxSetCurrent", r.error);
+        load(lib, r.module_load, "cuModuleLoadData", r.error);
+        load(lib, r.module_function, "cuModuleGetFunction", r.error);
+        load(lib, r.launch, "cuLaunchKernel", r.error);
+        load(lib, r.mem_alloc, "cuMemAlloc_v2", r.error);
+        load(lib, r.mem_free, "cuMemFree_v2", r.error);
+        load(lib, r.mem_info, "cuMemGetInfo_v2", r.error);
+        load(lib, r.htod, "cuMemcpyHtoDAsync_v2", r.error);
+        load(lib, r.dtoh, "cuMemcpyDtoHAsync_v2", r.error);
+        load(lib, r.dtod, "cuMemcpyDtoDAsync_v2", r.error);
+        load(lib, r.memset8, "cuMemsetD8Async", r.error);
+        load(lib, r.stream_create, "cuStreamCreate", r.error);
+        load(lib, r.stream_destroy, "cuStreamDestroy_v2", r.error);
+        load(lib, r.stream_sync, "cuStreamSynchronize", r.error);
+        load(lib, r.error_string, "cuGetErrorString", r.error);
+        if (!r.error.empty()) return r;
+        if (CUresult e = r.init(0); e != CUDA_SUCCESS) {
+            const char* s = nullptr;
+            r.error_string(e, &s);
+            r.error =
+                fmt::format("cuInit failed: {} ({})", s ? s : "unknown error", static_cast<int>(e));
+            return r;
+        }
+        if (r.device_count(&r.count) != CUDA_SUCCESS || r.count == 0)
+            r.error = "the driver reports no CUDA device";
+        return r;
+    }();
+    return d;
+}
+
+// The one checking macro every driver call goes through.
+#define AGNESI_CU(call)                                                        \
+    do {                                                                       \
+        CUresult agnesi_status_ = (call);                                      \
+        if (agnesi_status_ != CUDA_SUCCESS) throw_cuda(#call, agnesi_status_); \
+    } while (0)
+
+[[noreturn]] void throw_cuda(const char* call, CUresult status) {
+    const char* s = nullptr;
+    if (driver().error_string) driver().error_string(status, &s);
+    std::string c = call;
+    c = c.substr(0, c.find('('));
+    throw CudaError(fmt::format("CUDA call {} failed: {} ({})", c, s ? s : "unknown error",
+                                static_cast<int>(status)),
+                    c, static_cast<int>(status));
+}
+
+const Driver& checked_driver() {
+    const Driver& d = driver();
+    if (!d.error.empty()) throw Error("no CUDA device available: " + d.error);
+    return d;
+}
+
+// cuBLAS, also through dlopen.
+struct Blas {
+    decltype(&::cublasCreate_v2) create = nullptr;
+    decltype(&::cublasSetStream_v2) set_stream = nullptr;
+    decltype(&::cublasSgemmStridedBatched) sgemm = nullptr;
+    decltype(&::cublasDgemmStridedBatched) dgemm = nullptr;
+    std::string error;
+};
+
+const Blas& blas() {
+    static const Blas b = [] {
+        Blas r;
+        void* lib = nullptr;
+        for (const char* n : {"libcublas.so.13", "libcublas.so.12", "libcublas.so",
+                              "/usr/local/cuda/lib64/libcublas.so"})
+            if ((lib = dlopen(n, RTLD_NOW | RTLD_LOCAL))) break;
+        if (!lib) {
+            r.error = "cuBLAS (libcublas.so.13) cannot be loaded";
+            return r;
+        }
+        load(lib, r.create, "cublasCreate_v2", r.error);
+        load(lib, r.set_stream, "cublasSetStream_v2", r.error);
+        load(lib, r.sgemm, "cublasSgemmStridedBatched", r.error);
+        load(lib, r.dgemm, "cublasDgemmStridedBatched", r.error);
+        return r;
+    }();
+    return b;
+}
+
+#define AGNESI_CUBLAS(call)                                                            \
+    do {                                                                               \
+        cublasStatus_t agnesi_status_ = (call);                                        \
+        if (agnesi_status_ != CUBLAS_STATUS_SUCCESS)                                   \
+            throw CudaError(fmt::format("cuBLAS call {} failed with status {}", #call, \
+                                        static_cast<int>(agnesi_status_)),             \
+                            #call, static_cast<int>(agnesi_status_));                  \
+    } while (0)
+
+}  // namespace
+
+CudaAvailability probe_cuda() {
+    const Driver& d = driver();
+    if (!d.error.empty()) return {false, d.error};
+    return {true, fmt::format("{} CUDA device{}", d.count, d.count == 1 ? "" : "s")};
+}
+
+std::size_t pool_size_class(std::size_t bytes) {
+    if (bytes == 0) bytes = 1;
+    if (bytes <= (1u << 20)) return (bytes + 511) / 512 * 512;
+    std::size_t p = 1u << 20;
+    while (p < bytes) p <<= 1;
+    std::size_t quarter = p / 8;  // p/2 < bytes <= p: steps of p/8 between them
+    return (bytes + quarter - 1) / quarter * quarter;
+}
+
+CudaDevice& CudaDevice::get(int ordinal) {
+    const Driver& d = checked_driver();
+    if (ordinal < 0 || ordinal >= d.count)
+        throw Error(fmt::format("no CUDA device {}: the driver reports {} device{}", ordinal,
+                                d.count, d.count == 1 ? "" : "s"));
+    static std::mutex mutex;
+    static std::array<CudaDevice*, 64> devices{};
+    std::lock_guard lock(mutex);
+    auto& slot = devices.at(static_cast<std::size_t>(ordinal));
+    if (!slot) slot = new CudaDevice(ordinal);  // never destroyed (see driver.hpp)
+    return *slot;
+}
+
+CudaDevice::CudaDevice(int ordinal) : ordinal_(ordinal) {
+    const Driver& d = checked_driver();
+    CUdevice dev;
+    AGNESI_CU(d.device_get(&dev, ordinal));
+    device_ = dev;
+    CUcontext ctx;
+    AGNESI_CU(d.primary_retain(&ctx, dev));
+    context_ = ctx;
+    make_current();
+    char name[256] = {};
+    AGNESI_CU(d.device_name(name, sizeof name, dev));
+    name_ = name;
+    AGNESI_CU(d.device_attribute(&major_, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev));
+    AGNESI_CU(d.device_attribute(&minor_, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev));
+    AGNESI_CU(d.device_attribute(&sm_count_, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev));
+}
+
+std::string CudaDevice::arch() const {
+    return fmt::format("sm_{}{}", major_, minor_);
+}
+
+void CudaDevice::make_current() const {
+    AGNESI_CU(driver().ctx_set_current(static_cast<CUcontext>(context_)));
+}
+
+Module CudaDevice::load_module(const std::string& cubin) const {
+    make_current();
+    CUmodule m;
+    AGNESI_CU(driver().module_load(&m, cubin.data()));
+    return m;
+}
+
+Kernel CudaDevice::kernel(Module m, const std::string& name) const {
+    CUfunction f;
+    AGNESI_CU(driver().module_function(&f, static_cast<CUmodule>(m), name.c_str()));
+    return f;
+}
+
+void CudaDevice::launch(Kernel k, unsigned grid, unsigned block, Stream s, void** params) const {
+    AGNESI_CU(driver().launch(static_cast<CUfunction>(k), grid, 1, 1, block, 1, 1, 0,
+                              static_cast<CUstream>(s), params, nullptr));
+}
+
+Stream CudaDevice::create_stream() const {
+    make_current();
+    CUstream s;
+    AGNESI_CU(driver().stream_create(&s, CU_STREAM_NON_BLOCKING));
+    return s;
+}
+
+void CudaDevice::destroy_stream(Stream s) const {
+    driver().stream_destroy(static_cast<CUstream>(s));  // best effort, from destructors
+}
+
+void CudaDevice::synchronize(Stream s) const {
+    AGNESI_CU(driver().stream_sync(static_cast<CUstream>(s)));
+}
+
+void CudaDevice::trim_pool() {
+    for (auto& [size, ptrs] : free_)
+        for (DevicePtr p : ptrs) driver().mem_free(p);
+    free_.clear();
+}
+
+DevicePtr CudaDevice::alloc(std::size_t bytes) {
+    std::size_t size = pool_size_class(bytes);
+    std::lock_guard lock(pool_mutex_);
+    auto it = free_.find(size);
+    if (it != free_.end() && !it->second.empty()) {
+        DevicePtr p = it->second.back();
+        it->second.pop_back();
+        sizes_[p] = size;
+        return p;
+    }
+    make_current();
+    CUdeviceptr p = 0;
+    CUresult r = driver().mem_alloc(&p, size);
+    if (r == CUDA_ERROR_OUT_OF_MEMORY) {  // give the cached blocks back and try once more
+        trim_pool();
+        r = driver().mem_alloc(&p, size);
+    }
+    if (r != CUDA_SUCCESS) {
+        std::size_t free_b = 0, total = 0;
+        driver().mem_info(&free_b, &total);
+        const char* s = nullptr;
+        driver().error_string(r, &s);
+        throw CudaError(fmt::format("cannot allocate {} bytes on CUDA device {}: {} ({} bytes "
+                                    "free of {})",
+                                    bytes, ordinal_, s ? s : "error", free_b, total),
+                        "cuMemAlloc", static_cast<int>(r));
+    }
+    sizes_[p] = size;
+    return p;
+}
+
+void CudaDevice::release(DevicePtr p) {
+    if (!p) return;
+    std::lock_guard lock(pool_mutex_);
+    auto it = sizes_.find(p);
+    if (it == sizes_.end()) return;
+    free_[it->second].push_back(p);
+    sizes_.erase(it);
+}
+
+void CudaDevice::upload(DevicePtr dst, const void* src, std::size_t bytes, Stream s) const {
+    if (bytes) AGNESI_CU(driver().htod(dst, src, bytes, static_cast<CUstream>(s)));
+}
+void CudaDevice::download(void* dst, DevicePtr src, std::size_t bytes, Stream s) const {
+    if (bytes) AGNESI_CU(driver().dtoh(dst, src, bytes, static_cast<CUstream>(s)));
+}
+void CudaDevice::copy(DevicePtr dst, DevicePtr src, std::size_t bytes, Stream s) const {
+    if (bytes) AGNESI_CU(driver().dtod(dst, src, bytes, static_cast<CUstream>(s)));
+}
+void CudaDevice::zero(DevicePtr dst, std::size_t bytes, Stream s) const {
+    if (bytes) AGNESI_CU(driver().memset8(dst, 0, bytes, static_cast<CUstream>(s)));
+}
+
+void CudaDevice::gemm(DType dtype, std::int64_t m, std::int64_t n, std::int64_t k,
+                      const GemmOperand& a, const GemmOperand& b, DevicePtr c, std::int64_t batch,
+                      Stream s) {
+    if (dtype != DType::Float32 && dtype != DType::Float64)
+        throw TypeError(
+            fmt::format("matmul of {} operands is not supported on CUDA (cuBLAS "
+                        "multiplies float32 and float64)",
+                        dtype_name(dtype)));
+    std::size_t esize = dtype_size(dtype);
+    if (m == 0 || n == 0 || batch == 0) return;
+    if (k == 0) return zero(c, static_cast<std::size_t>(m * n * batch) * esize, s);
+    const Blas& bl = blas();
+    if (!bl.error.empty()) throw Error("matmul on CUDA: " + bl.error);
+    if (!cublas_) {
+        make_current();
+        cublasHandle_t h;
+        AGNESI_CUBLAS(bl.create(&h));
+        cublas_ = h;
+    }
+    auto h = static_cast<cublasHandle_t>(cublas_);
+    AGNESI_CUBLAS(bl.set_stream(h, static_cast<cudaStream_t>(s)));
+    // Row-major C = A B is column-major C^T = B^T A^T: B goes first. A row-major operand
+    // (unit column stride) is its column-major transpose as stored (no op); a column-major one
+    // (unit row stride) needs op T.
+    struct Op {
+        cublasOperation_t op;
+        std::int64_t ld;
+    };
+    auto layout = [&](const GemmOperand& x, std::int64_t rows, std::int64_t cols,
+                      const char* which) -> Op {
+        std::int64_t rs = rows == 1 ? cols : x.row, cs = cols == 1 ? 1 : x.col;
+        if (cs == 1 && rs >= cols) return {CUBLAS_OP_N, std::max<std::int64_t>(rs, 1)};
+        rs = rows == 1 ? 1 : x.row;
+        cs = cols == 1 ? rows : x.col;
+        if (rs == 1 && cs >= rows) return {CUBLAS_OP_T, std::max<std::int64_t>(cs, 1)};
+        throw Error(
+            fmt::format("matmul on CUDA: operand {} has strides ({}, {}); cuBLAS takes "
+                        "row- or column-major matrices",
+                        which, x.row, x.col));
+    };
+    Op oa = layout(a, m, k, "A"), ob = layout(b, k, n, "B");
+    auto i = [](std::int64_t v) { return static_cast<int>(v); };
+    if (dtype == DType::Float32) {
+        float one = 1, zero_v = 0;
+        AGNESI_CUBLAS(bl.sgemm(h, ob.op, oa.op, i(n), i(m), i(k), &one,
+                               reinterpret_cast<const float*>(b.ptr), i(ob.ld), b.batch,
+                               reinterpret_cast<const float*>(a.ptr), i(oa.ld), a.batch, &zero_v,
+                               reinterpret_cast<float*>(c), i(n), m * n, i(batch)));
+    } else {
+        double one = 1, zero_v = 0;
+        AGNESI_CUBLAS(bl.dgemm(h, ob.op, oa.op, i(n), i(m), i(k), &one,
+                               reinterpret_cast<const double*>(b.ptr), i(ob.ld), b.batch,
+                               reinterpret_cast<const double*>(a.ptr), i(oa.ld), a.batch, &zero_v,
+                               reinterpret_cast<double*>(c), i(n), m * n, i(batch)));
+    }
+}
+
+}  // namespace agnesi::jit::cuda

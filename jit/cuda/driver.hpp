@@ -1,0 +1,88 @@
+// The CUDA driver API and cuBLAS, opened at run time with dlopen (libcuda.so.1, libcublas.so.13),
+// so the library loads and runs on machines without a GPU or driver. Every call goes through one
+// checking macro that throws CudaError naming the call and its status.
+//
+// A CudaDevice is the process-wide handle of one GPU: its primary context, properties, a device
+// memory pool (freed blocks are kept by size class and reused, so a call does not pay cuMemAlloc)
+// and a cuBLAS handle. It is never destroyed: the driver may be gone when static objects die.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "agnesi/jit.hpp"
+
+namespace agnesi::jit::cuda {
+
+using DevicePtr = std::uint64_t;  ///< CUdeviceptr
+using Stream = void*;             ///< CUstream
+using Module = void*;             ///< CUmodule
+using Kernel = void*;             ///< CUfunction
+
+/// Whether the driver loads, initializes and reports at least one device (and if not, why).
+CudaAvailability probe_cuda();
+
+class CudaDevice {
+  public:
+    /// The device `ordinal`, initialized on first use. Throws Error when CUDA is unavailable.
+    static CudaDevice& get(int ordinal);
+
+    int ordinal() const { return ordinal_; }
+    const std::string& name() const { return name_; }
+    int sm_count() const { return sm_count_; }
+    /// "sm_90" for compute capability 9.0: the architecture NVRTC compiles for.
+    std::string arch() const;
+
+    /// Makes this device's primary context current on the calling thread.
+    void make_current() const;
+
+    Module load_module(const std::string& cubin) const;
+    Kernel kernel(Module m, const std::string& name) const;
+    void launch(Kernel k, unsigned grid, unsigned block, Stream s, void** params) const;
+
+    Stream create_stream() const;
+    void destroy_stream(Stream s) const;
+    void synchronize(Stream s) const;
+
+    /// Device memory from the pool. A failed allocation (after returning cached blocks to the
+    /// driver) throws CudaError with the size asked and the memory free.
+    DevicePtr alloc(std::size_t bytes);
+    void release(DevicePtr p);
+    void upload(DevicePtr dst, const void* src, std::size_t bytes, Stream s) const;
+    void download(void* dst, DevicePtr src, std::size_t bytes, Stream s) const;
+    void copy(DevicePtr dst, DevicePtr src, std::size_t bytes, Stream s) const;
+    void zero(DevicePtr dst, std::size_t bytes, Stream s) const;
+
+    /// C (row-major m x n, contiguous, `batch` of them `m * n` apart) = A B, with A and B given by
+    /// their strides in elements (row, column, batch). Float32 or float64 only.
+    struct GemmOperand {
+        DevicePtr ptr = 0;
+        std::int64_t row = 0, col = 0, batch = 0;
+    };
+    void gemm(DType dtype, std::int64_t m, std::int64_t n, std::int64_t k, const GemmOperand& a,
+              const GemmOperand& b, DevicePtr c, std::int64_t batch, Stream s);
+
+  private:
+    explicit CudaDevice(int ordinal);
+    int ordinal_ = 0;
+    int device_ = 0;
+    void* context_ = nullptr;
+    std::string name_;
+    int major_ = 0, minor_ = 0, sm_count_ = 0;
+    void* cublas_ = nullptr;
+    std::mutex pool_mutex_;
+    std::unordered_map<std::size_t, std::vector<DevicePtr>> free_;  // by rounded size
+    std::unordered_map<DevicePtr, std::size_t> sizes_;              // live blocks
+    void trim_pool();
+};
+
+/// The size class of an allocation: 512-byte granules up to 1 MiB, then powers of two split in
+/// four (at most 25% waste).
+std::size_t pool_size_class(std::size_t bytes);
+
+}  // namespace agnesi::jit::cuda

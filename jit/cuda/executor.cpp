@@ -1,0 +1,455 @@
+// The CUDA executor and launch planning (see executor.hpp), and the public CUDA entry points
+// (Device::cuda, cuda_availability).
+#include "jit/cuda/executor.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
+#include "agnesi/error.hpp"
+#include "jit/cuda/nvrtc.hpp"
+
+namespace agnesi::jit::cuda {
+namespace {
+
+struct Axis {
+    std::int64_t size = 1;
+    bool reduced = false;  // Reduce: a reduced axis; RowNormalize: the row axis
+    std::vector<std::int64_t> st;
+};
+
+// Drops size-1 axes (except the row axis of a RowNormalize) and merges neighbours of the same
+// kind whose strides are contiguous for every slot.
+std::vector<Axis> simplify_axes(std::vector<Axis> axes, bool keep_last) {
+    std::vector<Axis> out;
+    for (std::size_t i = 0; i < axes.size(); ++i) {
+        bool last = keep_last && i + 1 == axes.size();
+        if (axes[i].size == 1 && !last) continue;
+        out.push_back(std::move(axes[i]));
+    }
+    std::vector<Axis> merged;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        bool last = keep_last && i + 1 == out.size();
+        if (!merged.empty() && !last && merged.back().reduced == out[i].reduced) {
+            Axis& m = merged.back();
+            bool ok = true;
+            for (std::size_t k = 0; ok && k < m.st.size(); ++k)
+                ok = m.st[k] == out[i].st[k] * out[i].size;
+            if (ok) {
+                m.size *= out[i].size;
+                m.st = out[i].st;
+                continue;
+            }
+        }
+        merged.push_back(std::move(out[i]));
+    }
+    return merged;
+}
+
+unsigned blocks_for(std::int64_t work, unsigned block, std::int64_t cap) {
+    std::int64_t b = (work + block - 1) / block;
+    return static_cast<unsigned>(std::clamp<std::int64_t>(b, 1, cap));
+}
+
+unsigned block_for_row(std::int64_t inner) {
+    std::int64_t b = (std::max<std::int64_t>(inner, 1) + 31) / 32 * 32;
+    return static_cast<unsigned>(std::min<std::int64_t>(b, kBlockSize));
+}
+
+}  // namespace
+
+LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args& a, int sm_count) {
+    if (sm_count <= 0) sm_count = 132;
+    const auto rank = static_cast<std::size_t>(a.rank);
+    const auto nslots = static_cast<std::size_t>(a.num_inputs + a.num_outputs);
+    std::vector<bool> epi = epilogue_inputs(g);
+    epi.resize(nslots, true);  // outputs are written over the epilogue domain
+    bool reduce = g.kind == GroupKind::Reduce, normalize = g.kind == GroupKind::RowNormalize;
+    std::vector<Axis> axes;
+    for (std::size_t d = 0; d < rank; ++d) {
+        Axis ax;
+        ax.size = a.dims[d];
+        ax.reduced =
+            reduce ? std::find(g.axes.begin(), g.axes.end(), static_cast<int>(d)) != g.axes.end()
+                   : normalize && d + 1 == rank;
+        for (std::size_t k = 0; k < nslots; ++k) {
+            std::int64_t s = a.strides[k * rank + d];
+            ax.st.push_back(reduce && epi[k] && ax.reduced ? 0 : s);
+        }
+        axes.push_back(std::move(ax));
+    }
+    if (normalize && rank == 0) axes.push_back({1, true, std::vector<std::int64_t>(nslots, 0)});
+    // Kept axes first, reduced (or row) axes last; both keep their order.
+    std::stable_partition(axes.begin(), axes.end(), [](const Axis& x) { return !x.reduced; });
+    axes = simplify_axes(std::move(axes), normalize);
+    if (axes.size() > static_cast<std::size_t>(kMaxRank))
+        throw ShapeError(
+            fmt::format("CUDA kernels take at most {} axes after merging; group "
+                        "has {}",
+                        kMaxRank, axes.size()));
+
+    LaunchPlan plan;
+    CudaParams& P = plan.params;
+    P.rank = static_cast<std::int32_t>(axes.size());
+    std::int64_t count = 1, inner = 1;
+    for (std::size_t i = 0; i < axes.size(); ++i) {
+        P.dims[i] = axes[i].size;
+        (axes[i].reduced ? inner : count) *= axes[i].size;
+        if (!axes[i].reduced) ++P.nkept;
+    }
+    P.count = count;
+    P.inner = inner;
+    plan.strides.resize(nslots);
+    std::int64_t max_off = 0;
+    for (std::size_t k = 0; k < nslots; ++k) {
+        std::int64_t off = 0;
+        for (std::size_t i = 0; i < axes.size(); ++i) {
+            plan.strides[k].s[i] = axes[i].st[k];
+            off += (axes[i].size > 0 ? axes[i].size - 1 : 0) * std::abs(axes[i].st[k]);
+        }
+        max_off = std::max(max_off, off);
+    }
+    // 32-bit indices with room for the grid stride past the end.
+    constexpr std::int64_t kNarrow = std::int64_t(1) << 30;
+    plan.wide = count >= kNarrow || inner >= kNarrow || max_off >= kNarrow;
+
+    if (g.kind == GroupKind::Pointwise || g.kind == GroupKind::Matmul) {
+        P.inner = 0;
+        if (count == 0) {
+            plan.launch = false;
+            return plan;
+        }
+        bool flat = axes.size() <= 1;
+        for (std::size_t k = 0; flat && k < nslots; ++k) {
+            std::int64_t s = axes.empty() ? 0 : axes[0].st[k];
+            flat = s == 0 || s == 1;
+            if (s == 0) P.bcast |= std::uint64_t(1) << k;
+        }
+        P.mode = flat ? 1 : 0;
+        if (flat && vectorizable(p, g)) {
+            bool aligned = true;
+            for (std::size_t k = 0; k < nslots; ++k)
+                if (!((P.bcast >> k) & 1))
+                    aligned = aligned && reinterpret_cast<std::uintptr_t>(a.ptrs[k]) % 16 == 0;
+            if (aligned) P.mode = 2;
+        }
+        std::int64_t work = P.mode == 2 ? std::max<std::int64_t>(count / 4, 1) : count;
+        plan.block = kBlockSize;
+        plan.grid = blocks_for(work, plan.block, std::int64_t(sm_count) * 16);
+        return plan;
+    }
+    if (count == 0) {
+        plan.launch = false;
+        return plan;
+    }
+    if (reduce) {
+        Op op = g.instrs[static_cast<std::size_t>(g.reduce_at)].op;
+        if (inner == 0 && (op == Op::ReduceMax || op == Op::ReduceMin))
+            throw ValueError(fmt::format("{} of an empty axis", op_info(op).name));
+        // Rows (a block per output) when the reduced values are contiguous for some input or
+        // there are too few outputs to fill the device one thread each; columns otherwise.
+        bool contiguous = false;
+        if (P.nkept < P.rank)
+            for (std::size_t k = 0; k < nslots; ++k)
+                contiguous = contiguous || (!epi[k] && axes.back().st[k] == 1);
+        bool rows = P.nkept == P.rank ? false : contiguous || count < std::int64_t(sm_count) * 256;
+        if (inner <= 1) rows = false;
+        P.mode = rows ? 0 : 1;
+        if (rows) {
+            plan.block = block_for_row(inner);
+            plan.grid =
+                static_cast<unsigned>(std::min<std::int64_t>(count, std::int64_t(sm_count) * 64));
+        } else {
+            plan.block = kBlockSize;
+            plan.grid = blocks_for(count, plan.block, std::int64_t(sm_count) * 16);
+        }
+        return plan;
+    }
+    // RowNormalize: a block per row.
+    if (inner == 0) {
+        plan.launch = false;
+        return plan;
+    }
+    plan.block = block_for_row(inner);
+    plan.grid = static_cast<unsigned>(std::min<std::int64_t>(count, std::int64_t(sm_count) * 64));
+    return plan;
+}
+
+namespace {
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+class Exec final : public CudaExecutor {
+  public:
+    Exec(CudaDevice& dev, std::string source) : dev_(dev), source_(std::move(source)) {
+        stream_ = dev_.create_stream();
+    }
+    ~Exec() override { dev_.destroy_stream(stream_); }
+
+    std::string name() const override { return "cuda"; }
+    std::string source() const override { return source_; }
+    CudaDevice& device() override { return dev_; }
+    Stream stream() const override { return stream_; }
+    void synchronize() override { dev_.synchronize(stream_); }
+
+    std::vector<Kernel> kernels;       // per group, 32-bit indices (null: no kernel)
+    std::vector<Kernel> wide_kernels;  // per group, 64-bit indices, compiled on first need
+    std::vector<std::string> sources;  // per module
+    std::vector<std::vector<std::size_t>> modules;  // the groups of each module
+    std::vector<std::size_t> module_of;             // per group
+    std::string fname, arch;
+
+    void run_group(const Program& p, std::size_t gi, const agnesi_group_args& a) override {
+        const Group& g = p.groups[gi];
+        if (!has_kernel(g)) return;
+        LaunchPlan plan = plan_launch(p, g, a, dev_.sm_count());
+        if (!plan.launch) return;
+        auto nslots = static_cast<std::size_t>(a.num_inputs + a.num_outputs);
+        std::vector<void*> ptrs(a.ptrs, a.ptrs + nslots);
+        std::vector<void*> params{&plan.params};
+        for (std::size_t k = 0; k < nslots; ++k) {
+            params.push_back(&ptrs[k]);
+            params.push_back(&plan.strides[k]);
+        }
+        dev_.launch(plan.wide ? wide_kernel(gi) : kernels[gi], plan.grid, plan.block, stream_,
+                    params.data());
+    }
+
+    void run_gemm(const Program& p, const Group& g, void* const* buffers,
+                  const DimEnv& env) override {
+        const Access& A = g.gemm.a;
+        const Access& B = g.gemm.b;
+        Shape sa = concrete(A.shape, env), sb = concrete(B.shape, env);
+        Resolved ra = resolve(p, A, sa, env), rb = resolve(p, B, sb, env);
+        std::vector<std::int64_t> sta = ra.strides, stb = rb.strides;
+        if (sa.size() == 1) {
+            sa.insert(sa.begin(), 1);
+            sta.insert(sta.begin(), 0);
+        }
+        if (sb.size() == 1) {
+            sb.push_back(1);
+            stb.push_back(0);
+        }
+        std::int64_t m = sa[sa.size() - 2], k = sa[sa.size() - 1], n = sb[sb.size() - 1];
+        std::size_t ra_ = sa.size() - 2, rb_ = sb.size() - 2;
+        std::size_t rbatch = std::max(ra_, rb_);
+        Shape batch(rbatch, 1);
+        for (std::size_t d = 0; d < ra_; ++d) batch[rbatch - ra_ + d] = sa[d];
+        for (std::size_t d = 0; d < rb_; ++d)
+            batch[rbatch - rb_ + d] = std::max(batch[rbatch - rb_ + d], sb[d]);
+        auto bstride = [&](const Shape& s, const std::vector<std::int64_t>& st, std::size_t r,
+                           std::size_t d) -> std::int64_t {
+            std::size_t lead = rbatch - r;
+            if (d < lead) return 0;
+            return s[d - lead] == 1 ? 0 : st[d - lead];
+        };
+        DType dt = p.buffers[static_cast<std::size_t>(g.gemm.out)].dtype;
+        auto es = static_cast<std::int64_t>(dtype_size(dt));
+        auto base = [&](int b) { return reinterpret_cast<DevicePtr>(buffers[b]); };
+        DevicePtr pa = base(A.buffer) + static_cast<DevicePtr>(ra.offset * es);
+        DevicePtr pb = base(B.buffer) + static_cast<DevicePtr>(rb.offset * es);
+        DevicePtr pc = base(g.gemm.out);
+        // The last batch axis goes to one strided-batched call; outer batch axes loop.
+        std::int64_t inner = rbatch ? batch[rbatch - 1] : 1;
+        std::int64_t outer = rbatch ? numel(batch) / std::max<std::int64_t>(inner, 1) : 1;
+        if (rbatch && inner == 0) return;
+        std::vector<std::int64_t> idx(rbatch ? rbatch - 1 : 0, 0);
+        for (std::int64_t o = 0; o < outer; ++o) {
+            std::int64_t oa = 0, ob = 0;
+            for (std::size_t d = 0; d + 1 < rbatch; ++d) {
+                oa += idx[d] * bstride(sa, sta, ra_, d);
+                ob += idx[d] * bstride(sb, stb, rb_, d);
+            }
+            CudaDevice::GemmOperand ga{pa + static_cast<DevicePtr>(oa * es), sta[ra_], sta[ra_ + 1],
+                                       rbatch ? bstride(sa, sta, ra_, rbatch - 1) : 0};
+            CudaDevice::GemmOperand gb{pb + static_cast<DevicePtr>(ob * es), stb[rb_], stb[rb_ + 1],
+                                       rbatch ? bstride(sb, stb, rb_, rbatch - 1) : 0};
+            dev_.gemm(dt, m, n, k, ga, gb, pc + static_cast<DevicePtr>(o * inner * m * n * es),
+                      inner, stream_);
+            for (std::size_t d = idx.size(); d-- > 0;) {
+                if (++idx[d] < batch[d]) break;
+                idx[d] = 0;
+            }
+        }
+    }
+
+  private:
+    Kernel wide_kernel(std::size_t gi) {
+        if (!wide_kernels[gi]) {  // the module's 64-bit variant, on first need
+            std::size_t mi = module_of[gi];
+            NvrtcOptions o;
+            o.arch = arch;
+            o.extra = {"-DAGNESI_WIDE_INDEX"};
+            auto r = nvrtc_compile(sources[mi], fmt::format("{}_m{}_wide", fname, mi), o);
+            Module m = dev_.load_module(*r.cubin);
+            for (std::size_t g : modules[mi])
+                wide_kernels[g] = dev_.kernel(m, cuda_kernel_name(fname, g));
+        }
+        return wide_kernels[gi];
+    }
+
+    CudaDevice& dev_;
+    Stream stream_ = nullptr;
+    std::string source_;
+};
+
+}  // namespace
+
+std::unique_ptr<CudaExecutor> make_cuda_executor(const Program& p, const CompileOptions& options,
+                                                 CompileStats& stats) {
+    CudaDevice& dev = CudaDevice::get(options.device.ordinal);
+    auto t0 = std::chrono::steady_clock::now();
+    // One module per core at most: each NVRTC run has a fixed cost (~100 ms), so a function's
+    // kernels are dealt round-robin into as many modules as there are cores to compile them.
+    std::vector<std::size_t> with_kernel;
+    for (std::size_t gi = 0; gi < p.groups.size(); ++gi)
+        if (has_kernel(p.groups[gi])) with_kernel.push_back(gi);
+    std::size_t nmod = std::min<std::size_t>(with_kernel.size(),
+                                             std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<std::vector<std::size_t>> modules(nmod);
+    for (std::size_t i = 0; i < with_kernel.size(); ++i)
+        modules[i % nmod].push_back(with_kernel[i]);
+    std::vector<std::string> sources;
+    for (const auto& m : modules) sources.push_back(generate_cuda_source(p, options.name, m));
+    std::string whole = generate_cuda_source(p, options.name);
+    stats.codegen_ms = ms_since(t0);
+    t0 = std::chrono::steady_clock::now();
+    NvrtcOptions no;
+    no.arch = dev.arch();
+    std::vector<CompileResult> compiled =
+        nvrtc_compile_all(sources, options.name, no, static_cast<int>(nmod));
+    stats.compile_ms = 0;
+    stats.cache_hit = true;
+    for (const auto& c : compiled)
+        if (c.cubin && !c.cache_hit) stats.cache_hit = false;
+    if (!stats.cache_hit) stats.compile_ms = ms_since(t0);
+    t0 = std::chrono::steady_clock::now();
+    auto ex = std::make_unique<Exec>(dev, std::move(whole));
+    ex->kernels.resize(p.groups.size(), nullptr);
+    ex->wide_kernels.resize(p.groups.size(), nullptr);
+    ex->module_of.resize(p.groups.size(), 0);
+    ex->fname = options.name;
+    ex->arch = no.arch;
+    for (std::size_t mi = 0; mi < modules.size(); ++mi) {
+        Module m = dev.load_module(*compiled[mi].cubin);
+        for (std::size_t gi : modules[mi]) {
+            ex->kernels[gi] = dev.kernel(m, cuda_kernel_name(options.name, gi));
+            ex->module_of[gi] = mi;
+        }
+    }
+    stats.load_ms = ms_since(t0);
+    ex->sources = std::move(sources);
+    ex->modules = std::move(modules);
+    return ex;
+}
+
+std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
+                                const std::vector<Tensor>& inputs,
+                                const std::vector<Tensor>& shared, const DimEnv& env) {
+    CudaDevice& dev = ex.device();
+    Stream s = ex.stream();
+    std::vector<DevicePtr> bufs(p.buffers.size(), 0);
+    struct Release {  // buffers go back to the pool however the call ends
+        CudaDevice& dev;
+        Stream s;
+        std::vector<DevicePtr>& bufs;
+        ~Release() {
+            try {  // launches in flight may still use them
+                dev.synchronize(s);
+            } catch (...) {
+            }
+            for (DevicePtr b : bufs) dev.release(b);
+        }
+    } release{dev, s, bufs};
+    for (std::size_t b = 0; b < p.buffers.size(); ++b) {
+        const Buffer& buf = p.buffers[b];
+        Shape shape = concrete(buf.shape, env);
+        std::size_t bytes = static_cast<std::size_t>(numel(shape)) * dtype_size(buf.dtype);
+        bufs[b] = dev.alloc(bytes);
+        const Tensor* host = nullptr;
+        switch (buf.kind) {
+            case BufferKind::Input: host = &inputs.at(static_cast<std::size_t>(buf.slot)); break;
+            case BufferKind::Shared: host = &shared.at(static_cast<std::size_t>(buf.slot)); break;
+            case BufferKind::Constant: host = &buf.value; break;
+            default: break;
+        }
+        if (host) dev.upload(bufs[b], host->raw(), bytes, s);
+    }
+    std::vector<void*> dptrs;
+    for (DevicePtr b : bufs) dptrs.push_back(reinterpret_cast<void*>(b));
+    std::vector<std::int64_t> dims, edims, strides;
+    std::vector<void*> gptrs;
+    for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
+        const Group& g = p.groups[gi];
+        if (g.kind == GroupKind::Matmul) {
+            ex.run_gemm(p, g, dptrs.data(), env);
+            if (g.outputs.empty()) continue;
+        }
+        Shape d = concrete(g.domain, env), e = concrete(g.epilogue_domain(), env);
+        dims.assign(d.begin(), d.end());
+        edims.assign(e.begin(), e.end());
+        strides.clear();
+        gptrs.clear();
+        auto add = [&](const Access& a, bool epi) {
+            Resolved r = resolve_in_group(p, g, a, epi, env);
+            auto es = static_cast<std::int64_t>(
+                dtype_size(p.buffers[static_cast<std::size_t>(a.buffer)].dtype));
+            gptrs.push_back(reinterpret_cast<void*>(bufs[static_cast<std::size_t>(a.buffer)] +
+                                                    static_cast<DevicePtr>(r.offset * es)));
+            strides.insert(strides.end(), r.strides.begin(), r.strides.end());
+        };
+        std::vector<bool> epi = epilogue_inputs(g);
+        for (std::size_t k = 0; k < g.inputs.size(); ++k) add(g.inputs[k], epi[k]);
+        for (const auto& o : g.outputs) add(o.target, true);
+        agnesi_group_args a{};
+        a.rank = static_cast<std::int64_t>(dims.size());
+        a.dims = dims.data();
+        a.edims = edims.data();
+        a.ptrs = gptrs.data();
+        a.strides = strides.data();
+        a.num_inputs = static_cast<std::int64_t>(g.inputs.size());
+        a.num_outputs = static_cast<std::int64_t>(g.outputs.size());
+        ex.run_group(p, gi, a);
+    }
+    std::vector<Tensor> out;
+    for (int b : p.outputs) {
+        const Buffer& buf = p.buffers[static_cast<std::size_t>(b)];
+        Tensor t(buf.dtype, concrete(buf.shape, env));
+        dev.download(t.raw(), bufs[static_cast<std::size_t>(b)],
+                     static_cast<std::size_t>(t.size()) * dtype_size(buf.dtype), s);
+        out.push_back(std::move(t));
+    }
+    ex.synchronize();
+    return out;
+}
+
+}  // namespace agnesi::jit::cuda
+
+namespace agnesi {
+
+CudaAvailability cuda_availability() {
+    auto a = jit::cuda::probe_cuda();
+    if (!a.available) return a;
+    auto n = jit::cuda::nvrtc_status();
+    if (!n.available) return {false, n.reason};
+    return a;
+}
+
+Device Device::cuda(int ordinal) {
+    auto a = cuda_availability();
+    if (!a.available)
+        throw Error(
+            fmt::format("Device::cuda({}): no CUDA device available: {}", ordinal, a.reason));
+    jit::cuda::CudaDevice::get(ordinal);  // checks the ordinal
+    Device d;
+    d.kind = Kind::Cuda;
+    d.ordinal = ordinal;
+    return d;
+}
+
+}  // namespace agnesi

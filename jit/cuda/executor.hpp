@@ -1,0 +1,64 @@
+// The CUDA executor: runs a Program's groups as the kernels of jit/cuda/codegen.hpp on one device.
+//
+// The runtime hands it device buffers: `agnesi_group_args::ptrs` hold device addresses (a
+// DevicePtr cast to void*), and `run_gemm` takes the device address of every buffer. Launches go
+// to the executor's own stream, in order; `synchronize` waits for them. Kernels are compiled when
+// the executor is made (in parallel, one module per group, through the NVRTC cache).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "jit/backend.hpp"
+#include "jit/cuda/codegen.hpp"
+#include "jit/cuda/driver.hpp"
+
+namespace agnesi::jit::cuda {
+
+/// How one group is launched for one call: the parameters (index width included), one strides
+/// block per slot, and the grid. Computed on the host from the resolved accesses; `launch` false
+/// when there is nothing to compute (an empty domain).
+struct LaunchPlan {
+    CudaParams params;
+    std::vector<CudaStrides> strides;
+    bool wide = false;
+    bool launch = true;
+    unsigned grid = 1, block = kBlockSize;
+};
+
+/// Plans group `g` for the arguments `a` (device addresses in a.ptrs, used only for their
+/// alignment). Throws ShapeError for a domain of more than kMaxRank axes after merging, and
+/// ValueError for a max or min over an empty axis.
+LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args& a, int sm_count);
+
+class CudaExecutor : public Executor {
+  public:
+    /// Launches group `gi`'s kernel; a.ptrs are device addresses.
+    void run_group(const Program& p, std::size_t gi, const agnesi_group_args& a) override = 0;
+    /// The product of Matmul group `g` into its buffer; `buffers` holds the device address of
+    /// every buffer of `p`.
+    virtual void run_gemm(const Program& p, const Group& g, void* const* buffers,
+                          const DimEnv& env) = 0;
+    virtual CudaDevice& device() = 0;
+    virtual Stream stream() const = 0;
+    /// Waits until every launch so far has finished (and reports asynchronous errors).
+    virtual void synchronize() = 0;
+};
+
+/// Compiles every group of `p` for the device of `options.device` and returns its executor.
+/// Throws Error when no CUDA device is available, CompileError when NVRTC rejects a kernel.
+std::unique_ptr<CudaExecutor> make_cuda_executor(const Program& p, const CompileOptions& options,
+                                                 CompileStats& stats);
+
+/// Runs the whole of `p` on the executor's device for one call: uploads `inputs` (per
+/// Program::inputs), `shared` (per Program::shared) and constants, allocates temporaries and
+/// outputs from the device pool, runs every group in order and returns the values of
+/// `p.outputs` (the outputs, then the update values) copied back to the host. This is the
+/// device-side counterpart of the buffer loop in Function's call.
+std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
+                                const std::vector<Tensor>& inputs,
+                                const std::vector<Tensor>& shared, const DimEnv& env);
+
+}  // namespace agnesi::jit::cuda
