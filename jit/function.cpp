@@ -20,6 +20,9 @@
 #ifdef AGNESI_HAVE_OPENBLAS
 #include <cblas.h>
 #endif
+#ifdef AGNESI_WITH_CUDA
+#include "jit/cuda/executor.hpp"
+#endif
 
 namespace agnesi {
 
@@ -210,6 +213,24 @@ std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
     jit::DimEnv env = bind(args);
 
     const jit::Program& p = program;
+#ifdef AGNESI_WITH_CUDA
+    if (options.device.kind == Device::Kind::Cuda) {
+        std::vector<Tensor> shared_values;
+        for (auto& slot : shared) {
+            std::lock_guard sl(slot->mutex);
+            shared_values.push_back(slot->value);
+        }
+        auto& cuda = static_cast<jit::cuda::CudaExecutor&>(*executor);
+        std::vector<Tensor> all = jit::cuda::run_program(cuda, p, args, shared_values, env);
+        std::vector<Tensor> out(all.begin(), all.begin() + p.num_outputs);
+        for (std::size_t k = 0; k < updates.size(); ++k) {
+            auto s = SharedRegistry::get().find(updates[k].variable.node());
+            std::lock_guard sl(s->mutex);
+            s->value = all[static_cast<std::size_t>(p.num_outputs) + k];
+        }
+        return out;
+    }
+#endif
     std::vector<Tensor> values(p.buffers.size());
     std::vector<void*> ptrs(p.buffers.size(), nullptr);
     std::vector<std::unique_lock<std::mutex>> locks;
@@ -379,8 +400,10 @@ Function compile(const std::vector<Expr>& inputs, const std::vector<Expr>& outpu
     impl->updates = options.updates;
     impl->options = options;
     const std::string& fname = options.name;
+#ifndef AGNESI_WITH_CUDA
     if (options.device.kind == Device::Kind::Cuda)
         throw Error(fmt::format("{}: the CUDA backend is not available in this build", fname));
+#endif
 
     std::vector<const Node*> input_nodes;
     for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -439,6 +462,15 @@ Function compile(const std::vector<Expr>& inputs, const std::vector<Expr>& outpu
     impl->stats.schedule_ms = ms_since(t0);
     impl->stats.groups = static_cast<int>(impl->program.groups.size());
 
+#ifdef AGNESI_WITH_CUDA
+    if (options.device.kind == Device::Kind::Cuda) {
+        auto avail = cuda_availability();
+        if (!avail.available)
+            throw Error(fmt::format("{}: no CUDA device available: {}", fname, avail.reason));
+        impl->executor = jit::cuda::make_cuda_executor(impl->program, options, impl->stats);
+        return Function(std::move(impl));
+    }
+#endif
     if (options.backend == Backend::Auto && options.evaluate_while_compiling) {
         FunctionImpl* raw = impl.get();  // the program outlives the task: get() joins it
         impl->pending = std::async(std::launch::async, [raw, options] {
