@@ -222,24 +222,25 @@ class Canonicalizer {
         for (const Expr& r : roots) rs.push_back(r.node());
         auto order = post_order(rs);
         // Sized once: growing maps of 10^5 entries rehashed most of a run's lookups.
-        uses_ = detail::NodeMap<std::size_t>(order.size());
-        memo_ = detail::NodeMap<Expr>(order.size());
-        interior_ = detail::NodeMap<bool>(order.size() / 4);
+        state_ = detail::NodeMap<NodeState>(order.size());
         forms_ = detail::NodeMap<std::shared_ptr<const ProductForm>>(order.size() / 4);
-        detail::NodeMap<std::size_t>& uses = uses_;
+        for (const Node* n : order) {
+            state_[n];  // every node has a state, so lookups below never insert
+            for (const Node* o : n->operands()) ++state_[o].uses;
+        }
+        for (const Node* r : rs) ++state_[r].uses;
         for (const Node* n : order)
-            for (const Node* o : n->operands()) ++uses[o];
-        for (const Node* r : rs) ++uses[r];
-        for (const Node* n : order)
-            for (const Node* o : n->operands())
-                if (*uses.find(o) == 1 && joins(n, o)) interior_[o] = true;
+            for (const Node* o : n->operands()) {
+                NodeState& so = *state_.find(o);
+                if (so.uses == 1 && joins(n, o)) so.interior = true;
+            }
         if (cache) cache->current = detail::NodeMap<CachedVisit>(cache->previous.size());
         for (const Node* n : order) {
-            if (interior_.contains(n)) continue;
+            if (state_.find(n)->interior) continue;
             if (cache) {
                 CachedVisit* c = cache->previous.find(n);
                 if (c && replay(*c)) {
-                    memo_[n] = c->result;
+                    state_.find(n)->memo = c->result;
                     cache->current[n] = std::move(*c);
                     continue;
                 }
@@ -251,7 +252,7 @@ class Canonicalizer {
             }
             Expr v = visit(n);
             log_ = nullptr;
-            memo_[n] = v;
+            state_.find(n)->memo = v;
             if (cache) {
                 record.result = v;
                 cache->current[n] = std::move(record);
@@ -262,7 +263,7 @@ class Canonicalizer {
             cache->current = detail::NodeMap<CachedVisit>();
         }
         std::vector<Expr> out;
-        for (const Node* r : rs) out.push_back(*memo_.find(r));
+        for (const Node* r : rs) out.push_back(state_.find(r)->memo);
         return out;
     }
 
@@ -680,19 +681,27 @@ class Canonicalizer {
     void note(Read::Kind k, const Node* key, const Node* value, bool flag = false) {
         if (log_) log_->reads.push_back(Read{k, flag, 0, key, value});
     }
+    const Expr* memo_lookup(const Node* n) const {
+        const NodeState* s = state_.find(n);
+        return s && s->memo ? &s->memo : nullptr;
+    }
     Expr at(const Node* n) {
-        const Expr* v = memo_.find(n);
+        const Expr* v = memo_lookup(n);
         note(Read::Memo, n, v->node());
         return *v;
     }
     const Expr* memo_find(const Node* n) {
-        const Expr* v = memo_.find(n);
+        const Expr* v = memo_lookup(n);
         note(Read::Memo, n, v ? v->node() : nullptr);
         return v;
     }
     bool is_shared(const Node* n) const {
-        const std::size_t* u = uses_.find(n);
-        return u && *u > 1;
+        const NodeState* s = state_.find(n);
+        return s && s->uses > 1;
+    }
+    bool is_interior(const Node* n) const {
+        const NodeState* s = state_.find(n);
+        return s && s->interior;
     }
     bool shared(const Node* n) {
         bool s = is_shared(n);
@@ -700,7 +709,7 @@ class Canonicalizer {
         return s;
     }
     bool interior(const Node* n) {
-        bool i = interior_.contains(n);
+        bool i = is_interior(n);
         note(Read::Interior, n, nullptr, i);
         return i;
     }
@@ -738,7 +747,7 @@ class Canonicalizer {
         for (const Read& r : c.reads) {
             switch (r.kind) {
                 case Read::Memo: {
-                    const Expr* v = memo_.find(r.key);
+                    const Expr* v = memo_lookup(r.key);
                     if ((v ? v->node() : nullptr) != r.value) return false;
                     break;
                 }
@@ -746,7 +755,7 @@ class Canonicalizer {
                     if (is_shared(r.key) != r.flag) return false;
                     break;
                 case Read::Interior:
-                    if (interior_.contains(r.key) != r.flag) return false;
+                    if (is_interior(r.key) != r.flag) return false;
                     break;
                 case Read::Form: {
                     const std::shared_ptr<const ProductForm>* f = forms_.find(r.key);
@@ -765,10 +774,13 @@ class Canonicalizer {
         return true;
     }
 
-    detail::NodeMap<std::size_t> uses_;
-
-    detail::NodeMap<Expr> memo_;
-    detail::NodeMap<bool> interior_;
+    // Per node of the DAG: its users, whether it is flattened into its one user, and its result.
+    struct NodeState {
+        std::uint32_t uses = 0;
+        bool interior = false;
+        Expr memo;
+    };
+    detail::NodeMap<NodeState> state_;
     detail::NodeMap<std::shared_ptr<const ProductForm>> forms_;
 
     CachedVisit* log_ = nullptr;  // the visit being recorded, if any
