@@ -208,6 +208,7 @@ struct CachedVisit {
 struct detail::CanonicalCache::Impl {
     detail::NodeMap<CachedVisit> previous;  // visits of the last run, by node
     detail::NodeMap<CachedVisit> current;
+    std::size_t nodes = 16;  // the last run's DAG size, to size the next run's maps
 };
 
 namespace {
@@ -220,15 +221,29 @@ class Canonicalizer {
                           detail::CanonicalCache::Impl* cache = nullptr) {
         std::vector<const Node*> rs;
         for (const Expr& r : roots) rs.push_back(r.node());
-        auto order = post_order(rs);
-        // Sized once: growing maps of 10^5 entries rehashed most of a run's lookups.
-        state_ = detail::NodeMap<NodeState>(order.size());
-        forms_ = detail::NodeMap<std::shared_ptr<const ProductForm>>(order.size() / 4);
-        for (const Node* n : order) {
-            state_[n];  // every node has a state, so lookups below never insert
-            for (const Node* o : n->operands()) ++state_[o].uses;
+        // The DAG in the order post_order gives, counting uses on the way: one lookup per edge
+        // instead of a traversal and then a count. Every node gets a state here, so the lookups
+        // below never insert. Maps are sized from the last run's DAG: growing maps of 10^5
+        // entries rehashed most of a run's lookups.
+        state_ = detail::NodeMap<NodeState>(cache ? cache->nodes : 16);
+        std::vector<const Node*> order;
+        std::vector<std::pair<const Node*, std::size_t>> stack;  // node, next operand
+        for (const Node* r : rs) {
+            if (state_[r].uses++ > 0) continue;
+            stack.emplace_back(r, 0);
+            while (!stack.empty()) {
+                auto& [n, i] = stack.back();
+                if (i < n->arity()) {
+                    const Node* c = n->operand(i++);
+                    if (state_[c].uses++ == 0) stack.emplace_back(c, 0);
+                } else {
+                    order.push_back(n);
+                    stack.pop_back();
+                }
+            }
         }
-        for (const Node* r : rs) ++state_[r].uses;
+        if (cache) cache->nodes = order.size();
+        forms_ = detail::NodeMap<std::shared_ptr<const ProductForm>>(order.size() / 4);
         for (const Node* n : order)
             for (const Node* o : n->operands()) {
                 NodeState& so = *state_.find(o);
