@@ -102,16 +102,51 @@ bool term_order(const Expr& a, const Expr& b) {
     return *exact_compare(ka, kb) > 0;
 }
 
-// Sorts a sum's terms. Terms order totally, so any sort gives the same result; a sum rebuilt by
-// an earlier pass comes back as two sorted runs (its positive terms, then its negative ones),
-// which merge in linear time.
-void sort_terms(std::vector<std::pair<Number, Expr>>& terms) {
+// Sorts a sum's terms (of one sign). Terms order totally, so any sort gives the same result. A
+// sum rebuilt by an earlier pass comes back in order except for the terms a rule rewrote: a
+// longest ordered subsequence stays where it is and the rest are sorted alone and merged in, which
+// costs about one comparison a term in order instead of log2(terms).
+void sort_terms(std::vector<std::pair<Number, Expr>>::iterator first,
+                std::vector<std::pair<Number, Expr>>::iterator last) {
     auto less = [](const auto& x, const auto& y) { return term_order(x.second, y.second); };
-    auto mid = std::is_sorted_until(terms.begin(), terms.end(), less);
-    if (mid != terms.end() && std::is_sorted(mid, terms.end(), less))
-        std::inplace_merge(terms.begin(), mid, terms.end(), less);
-    else if (mid != terms.end())
-        std::sort(terms.begin(), terms.end(), less);
+    const auto n = static_cast<std::size_t>(last - first);
+    if (n < 64) {
+        std::sort(first, last, less);
+        return;
+    }
+    auto at = [&](std::size_t i) -> const auto& {
+        return first[static_cast<std::ptrdiff_t>(i)];
+    };
+    // Patience sorting: tails[k] ends the best ordered subsequence of length k + 1 found so far.
+    constexpr std::size_t kNone = SIZE_MAX;
+    std::vector<std::size_t> tails, prev(n, kNone);
+    std::size_t displaced = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (tails.empty() || !less(at(i), at(tails.back()))) {
+            prev[i] = tails.empty() ? kNone : tails.back();
+            tails.push_back(i);
+            continue;
+        }
+        if (++displaced * 4 > n) {  // far from sorted: sort it all
+            std::sort(first, last, less);
+            return;
+        }
+        auto p = std::upper_bound(tails.begin(), tails.end(), i,
+                                  [&](std::size_t x, std::size_t t) { return less(at(x), at(t)); });
+        prev[i] = p == tails.begin() ? kNone : *(p - 1);
+        *p = i;
+    }
+    if (tails.size() == n) return;
+    std::vector<bool> in_order(n, false);
+    for (std::size_t i = tails.back(); i != kNone; i = prev[i]) in_order[i] = true;
+    std::vector<std::pair<Number, Expr>> kept, aside;
+    kept.reserve(tails.size());
+    for (std::size_t i = 0; i < n; ++i)
+        (in_order[i] ? kept : aside).push_back(std::move(first[static_cast<std::ptrdiff_t>(i)]));
+    std::sort(aside.begin(), aside.end(), less);
+    std::merge(std::make_move_iterator(kept.begin()), std::make_move_iterator(kept.end()),
+               std::make_move_iterator(aside.begin()), std::make_move_iterator(aside.end()), first,
+               less);
 }
 
 // An exponent: a rational part and, for x^y with y not a number, a symbolic part.
@@ -165,7 +200,7 @@ struct Read {
 struct CachedVisit {
     Expr result;
     std::vector<Read> reads;
-    std::vector<ProductForm> forms;
+    std::vector<std::shared_ptr<const ProductForm>> forms;
 };
 
 }  // namespace
@@ -173,6 +208,7 @@ struct CachedVisit {
 struct detail::CanonicalCache::Impl {
     detail::NodeMap<CachedVisit> previous;  // visits of the last run, by node
     detail::NodeMap<CachedVisit> current;
+    std::size_t nodes = 16;  // the last run's DAG size, to size the next run's maps
 };
 
 namespace {
@@ -185,20 +221,41 @@ class Canonicalizer {
                           detail::CanonicalCache::Impl* cache = nullptr) {
         std::vector<const Node*> rs;
         for (const Expr& r : roots) rs.push_back(r.node());
-        auto order = post_order(rs);
-        detail::NodeMap<std::size_t>& uses = uses_;
+        // The DAG in the order post_order gives, counting uses on the way: one lookup per edge
+        // instead of a traversal and then a count. Every node gets a state here, so the lookups
+        // below never insert. Maps are sized from the last run's DAG: growing maps of 10^5
+        // entries rehashed most of a run's lookups.
+        state_ = detail::NodeMap<NodeState>(cache ? cache->nodes : 16);
+        std::vector<const Node*> order;
+        std::vector<std::pair<const Node*, std::size_t>> stack;  // node, next operand
+        for (const Node* r : rs) {
+            if (state_[r].uses++ > 0) continue;
+            stack.emplace_back(r, 0);
+            while (!stack.empty()) {
+                auto& [n, i] = stack.back();
+                if (i < n->arity()) {
+                    const Node* c = n->operand(i++);
+                    if (state_[c].uses++ == 0) stack.emplace_back(c, 0);
+                } else {
+                    order.push_back(n);
+                    stack.pop_back();
+                }
+            }
+        }
+        if (cache) cache->nodes = order.size();
+        forms_ = detail::NodeMap<std::shared_ptr<const ProductForm>>(order.size() / 4);
         for (const Node* n : order)
-            for (const Node* o : n->operands()) ++uses[o];
-        for (const Node* r : rs) ++uses[r];
-        for (const Node* n : order)
-            for (const Node* o : n->operands())
-                if (*uses.find(o) == 1 && joins(n, o)) interior_[o] = true;
+            for (const Node* o : n->operands()) {
+                NodeState& so = *state_.find(o);
+                if (so.uses == 1 && joins(n, o)) so.interior = true;
+            }
+        if (cache) cache->current = detail::NodeMap<CachedVisit>(cache->previous.size());
         for (const Node* n : order) {
-            if (interior_.contains(n)) continue;
+            if (state_.find(n)->interior) continue;
             if (cache) {
                 CachedVisit* c = cache->previous.find(n);
                 if (c && replay(*c)) {
-                    memo_[n] = c->result;
+                    state_.find(n)->memo = c->result;
                     cache->current[n] = std::move(*c);
                     continue;
                 }
@@ -210,7 +267,7 @@ class Canonicalizer {
             }
             Expr v = visit(n);
             log_ = nullptr;
-            memo_[n] = v;
+            state_.find(n)->memo = v;
             if (cache) {
                 record.result = v;
                 cache->current[n] = std::move(record);
@@ -221,7 +278,7 @@ class Canonicalizer {
             cache->current = detail::NodeMap<CachedVisit>();
         }
         std::vector<Expr> out;
-        for (const Node* r : rs) out.push_back(*memo_.find(r));
+        for (const Node* r : rs) out.push_back(state_.find(r)->memo);
         return out;
     }
 
@@ -639,19 +696,27 @@ class Canonicalizer {
     void note(Read::Kind k, const Node* key, const Node* value, bool flag = false) {
         if (log_) log_->reads.push_back(Read{k, flag, 0, key, value});
     }
+    const Expr* memo_lookup(const Node* n) const {
+        const NodeState* s = state_.find(n);
+        return s && s->memo ? &s->memo : nullptr;
+    }
     Expr at(const Node* n) {
-        const Expr* v = memo_.find(n);
+        const Expr* v = memo_lookup(n);
         note(Read::Memo, n, v->node());
         return *v;
     }
     const Expr* memo_find(const Node* n) {
-        const Expr* v = memo_.find(n);
+        const Expr* v = memo_lookup(n);
         note(Read::Memo, n, v ? v->node() : nullptr);
         return v;
     }
     bool is_shared(const Node* n) const {
-        const std::size_t* u = uses_.find(n);
-        return u && *u > 1;
+        const NodeState* s = state_.find(n);
+        return s && s->uses > 1;
+    }
+    bool is_interior(const Node* n) const {
+        const NodeState* s = state_.find(n);
+        return s && s->interior;
     }
     bool shared(const Node* n) {
         bool s = is_shared(n);
@@ -659,30 +724,32 @@ class Canonicalizer {
         return s;
     }
     bool interior(const Node* n) {
-        bool i = interior_.contains(n);
+        bool i = is_interior(n);
         note(Read::Interior, n, nullptr, i);
         return i;
     }
     const ProductForm* form_of(const Node* n) {
-        const ProductForm* f = forms_.find(n);
+        const std::shared_ptr<const ProductForm>* f = forms_.find(n);
         // A form this visit recorded itself is part of the visit, not something it depends on.
         if (log_) {
             const std::uint32_t* owner = form_owner_.find(n);
             if (!owner || *owner != visit_) {
                 std::uint32_t slot = 0;
                 if (f) {
-                    log_->forms.push_back(*f);
+                    log_->forms.push_back(*f);  // shared, not copied: forms are immutable
                     slot = static_cast<std::uint32_t>(log_->forms.size());
                 }
                 log_->reads.push_back(Read{Read::Form, false, slot, n, nullptr});
             }
         }
-        return f;
+        return f ? f->get() : nullptr;
     }
     void record_form(const Node* n, const ProductForm& f) {
-        if (!forms_.insert(n, f)) return;  // the first form recorded for a node stays
+        if (forms_.contains(n)) return;  // the first form recorded for a node stays
+        auto shared_form = std::make_shared<const ProductForm>(f);
+        forms_.insert(n, shared_form);
         if (log_) {
-            log_->forms.push_back(f);
+            log_->forms.push_back(std::move(shared_form));
             log_->reads.push_back(Read{Read::Write, false,
                                        static_cast<std::uint32_t>(log_->forms.size()), n, nullptr});
             form_owner_[n] = visit_;
@@ -695,7 +762,7 @@ class Canonicalizer {
         for (const Read& r : c.reads) {
             switch (r.kind) {
                 case Read::Memo: {
-                    const Expr* v = memo_.find(r.key);
+                    const Expr* v = memo_lookup(r.key);
                     if ((v ? v->node() : nullptr) != r.value) return false;
                     break;
                 }
@@ -703,12 +770,13 @@ class Canonicalizer {
                     if (is_shared(r.key) != r.flag) return false;
                     break;
                 case Read::Interior:
-                    if (interior_.contains(r.key) != r.flag) return false;
+                    if (is_interior(r.key) != r.flag) return false;
                     break;
                 case Read::Form: {
-                    const ProductForm* f = forms_.find(r.key);
+                    const std::shared_ptr<const ProductForm>* f = forms_.find(r.key);
                     if (!f != !r.form) return false;
-                    if (f && !same_form(*f, c.forms[r.form - 1])) return false;
+                    const auto& was = c.forms[r.form - 1];
+                    if (f && *f != was && !same_form(**f, *was)) return false;
                     break;
                 }
                 case Read::Write:
@@ -721,11 +789,14 @@ class Canonicalizer {
         return true;
     }
 
-    detail::NodeMap<std::size_t> uses_;
-
-    detail::NodeMap<Expr> memo_;
-    detail::NodeMap<bool> interior_;
-    detail::NodeMap<ProductForm> forms_;
+    // Per node of the DAG: its users, whether it is flattened into its one user, and its result.
+    struct NodeState {
+        std::uint32_t uses = 0;
+        bool interior = false;
+        Expr memo;
+    };
+    detail::NodeMap<NodeState> state_;
+    detail::NodeMap<std::shared_ptr<const ProductForm>> forms_;
 
     CachedVisit* log_ = nullptr;  // the visit being recorded, if any
     std::uint32_t visit_ = 0;
@@ -766,10 +837,11 @@ void pythagoras(detail::SumForm& f) {
 Expr Canonicalizer::build_sum(const detail::SumForm& form) {
     detail::SumForm f = form;
     pythagoras(f);
-    sort_terms(f.terms);
-    // y - x rather than -x + y: positive terms lead.
-    std::stable_partition(f.terms.begin(), f.terms.end(),
-                          [](const auto& t) { return t.first.sign() > 0; });
+    // y - x rather than -x + y: positive terms lead, each group in term order.
+    auto negative = std::stable_partition(f.terms.begin(), f.terms.end(),
+                                          [](const auto& t) { return t.first.sign() > 0; });
+    sort_terms(f.terms.begin(), negative);
+    sort_terms(negative, f.terms.end());
     auto term = [&](const Number& c, const Expr& m) -> Expr {
         if (c.is_one()) return m;
         if (const ProductForm* it = form_of(m.node())) {
