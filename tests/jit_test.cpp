@@ -252,6 +252,22 @@ INSTANTIATE_TEST_SUITE_P(Tiers, JitTest, ::testing::Values(Backend::Evaluator, B
                                                                      : std::string("Native");
                          });
 
+TEST(Function, EvaluatesWhileNativeCodeCompiles) {
+    auto x = vector("wx", 16);
+    // A fresh cache directory: the native build really runs in the background.
+    std::string dir = ::testing::TempDir() + "agnesi_bg_cache";
+    setenv("AGNESI_CACHE_DIR", dir.c_str(), 1);
+    Function f = compile({x}, {sin(x) * 3 + 1},
+                         {.backend = Backend::Auto, .evaluate_while_compiling = true});
+    Tensor xv = Tensor::from_vector<double>({16}, std::vector<double>(16, 0.5));
+    // Answered at once (by whichever tier is ready), then by native code after waiting.
+    EXPECT_NEAR(f(xv)[0].at(3), std::sin(0.5) * 3 + 1, 1e-12);
+    f.wait_ready();
+    EXPECT_EQ(f.backend(), "native");
+    EXPECT_NEAR(f(xv)[0].at(3), std::sin(0.5) * 3 + 1, 1e-12);
+    unsetenv("AGNESI_CACHE_DIR");
+}
+
 TEST(Schedule, FusesChainsReductionsAndEpilogues) {
     auto x = matrix("sx", 64, 32), b = vector("sb", 32);
     // One pointwise chain: one group.
