@@ -249,7 +249,7 @@ std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
             case jit::BufferKind::Constant: values[b] = buf.value; break;
             case jit::BufferKind::Temp:
             case jit::BufferKind::Output:
-                values[b] = Tensor(buf.dtype, jit::concrete(buf.shape, env));
+                values[b] = acquire(buf.dtype, jit::concrete(buf.shape, env));
         }
         ptrs[b] = values[b].raw();
     }
