@@ -268,6 +268,17 @@ TEST(Function, EvaluatesWhileNativeCodeCompiles) {
     unsetenv("AGNESI_CACHE_DIR");
 }
 
+TEST(Function, ReusesReleasedOutputBuffers) {
+    auto x = vector("rx", 1024);
+    Function f = compile({x}, {exp(x)}, {.backend = Backend::Evaluator});
+    Tensor xv(f64, {1024});
+    const void* first = f(xv)[0].raw();  // released at once
+    std::vector<Tensor> kept = f(xv);
+    EXPECT_EQ(kept[0].raw(), first);
+    EXPECT_NE(f(xv)[0].raw(), kept[0].raw());  // a result still held is never overwritten
+    EXPECT_DOUBLE_EQ(kept[0].at(0), 1.0);
+}
+
 TEST(Schedule, FusesChainsReductionsAndEpilogues) {
     auto x = matrix("sx", 64, 32), b = vector("sb", 32);
     // One pointwise chain: one group.
