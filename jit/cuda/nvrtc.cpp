@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -14,7 +15,6 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -200,11 +200,12 @@ std::string format_compile_error(const std::string& summary, const std::string& 
                                  const std::string& source, const std::string& program_name) {
     // Lines the log names: "<program>(<line>): error: ...".
     std::set<int> bad;
-    std::regex re(std::regex_replace(program_name, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
-                  R"(\((\d+)\))");
-    for (auto it = std::sregex_iterator(log.begin(), log.end(), re); it != std::sregex_iterator();
-         ++it)
-        bad.insert(std::stoi((*it)[1].str()));
+    std::string key = program_name + "(";
+    for (std::size_t at = log.find(key); at != std::string::npos; at = log.find(key, at + 1)) {
+        std::size_t p = at + key.size(), q = p;
+        while (q < log.size() && std::isdigit(static_cast<unsigned char>(log[q]))) ++q;
+        if (q > p && q < log.size() && log[q] == ')') bad.insert(std::stoi(log.substr(p, q - p)));
+    }
     std::string out = summary + "\n" + log;
     if (!out.empty() && out.back() != '\n') out += '\n';
     out += "generated source:\n";
