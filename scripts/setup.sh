@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build libeigen3-dev libboost-dev libboost-program-options-dev
           libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev clang clang-format
-          python3-sympy libginac-dev libopenblas-dev libomp-dev
+          python3-sympy libginac-dev libopenblas-dev libopenblas-openmp-dev libomp-dev
           python3-numpy python3-scipy python3-torch)
 missing=()
 for p in "${packages[@]}"; do
