@@ -541,67 +541,43 @@ bool blas_gemm(const T* a, std::int64_t ars, std::int64_t acs, const T* b, std::
 
 template <class T>
 void gemm_typed(const Program& p, const Group& g, void* const* buffers, const DimEnv& env) {
-    const Access& A = g.gemm.a;
-    const Access& B = g.gemm.b;
-    Shape sa = concrete(A.shape, env), sb = concrete(B.shape, env);
-    Resolved ra = resolve(p, A, sa, env), rb = resolve(p, B, sb, env);
-    bool va = sa.size() == 1, vb = sb.size() == 1;
-    std::vector<std::int64_t> sta = ra.strides, stb = rb.strides;
-    if (va) {
-        sa.insert(sa.begin(), 1);
-        sta.insert(sta.begin(), 0);
-    }
-    if (vb) {
-        sb.push_back(1);
-        stb.push_back(0);
-    }
-    std::int64_t m = sa[sa.size() - 2], k = sa[sa.size() - 1], n = sb[sb.size() - 1];
-    std::size_t ra_ = sa.size() - 2, rb_ = sb.size() - 2;
-    std::size_t rbatch = std::max(ra_, rb_);
-    Shape batch(rbatch, 1);
-    for (std::size_t d = 0; d < ra_; ++d) batch[rbatch - ra_ + d] = sa[d];
-    for (std::size_t d = 0; d < rb_; ++d)
-        batch[rbatch - rb_ + d] = std::max(batch[rbatch - rb_ + d], sb[d]);
-    auto bstride = [&](const Shape& s, const std::vector<std::int64_t>& st, std::size_t r,
-                       std::size_t d) -> std::int64_t {
-        std::size_t lead = rbatch - r;
-        if (d < lead) return 0;
-        return s[d - lead] == 1 ? 0 : st[d - lead];
-    };
-    const auto* pa = static_cast<const T*>(buffers[A.buffer]) + ra.offset;
-    const auto* pb = static_cast<const T*>(buffers[B.buffer]) + rb.offset;
+    GemmLayout l = gemm_layout(p, g, env);
+    std::int64_t m = l.m, n = l.n, k = l.k;
+    std::size_t rbatch = l.batch.size();
+    const auto* pa = static_cast<const T*>(buffers[g.gemm.a.buffer]) + l.a_offset;
+    const auto* pb = static_cast<const T*>(buffers[g.gemm.b.buffer]) + l.b_offset;
     auto* pc = static_cast<T*>(buffers[g.gemm.out]);
     using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     using Str = Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>;
-    std::int64_t nb = numel(batch);
+    std::int64_t nb = numel(l.batch);
     std::vector<std::int64_t> idx(rbatch, 0);
     for (std::int64_t bi = 0; bi < nb; ++bi) {
         std::int64_t oa = 0, ob = 0;
         for (std::size_t d = 0; d < rbatch; ++d) {
-            oa += idx[d] * bstride(sa, sta, ra_, d);
-            ob += idx[d] * bstride(sb, stb, rb_, d);
+            oa += idx[d] * l.a_batch[d];
+            ob += idx[d] * l.b_batch[d];
         }
 #ifdef AGNESI_HAVE_OPENBLAS
         if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-            if (blas_gemm(pa + oa, sta[ra_], sta[ra_ + 1], pb + ob, stb[rb_], stb[rb_ + 1],
-                          pc + bi * m * n, m, n, k)) {
+            if (blas_gemm(pa + oa, l.a_rs, l.a_cs, pb + ob, l.b_rs, l.b_cs, pc + bi * m * n, m, n,
+                          k)) {
                 for (std::size_t d = rbatch; d-- > 0;) {
-                    if (++idx[d] < batch[d]) break;
+                    if (++idx[d] < l.batch[d]) break;
                     idx[d] = 0;
                 }
                 continue;
             }
         }
 #endif
-        Eigen::Map<const Mat, 0, Str> MA(pa + oa, m, k, Str(sta[ra_], sta[ra_ + 1]));
-        Eigen::Map<const Mat, 0, Str> MB(pb + ob, k, n, Str(stb[rb_], stb[rb_ + 1]));
+        Eigen::Map<const Mat, 0, Str> MA(pa + oa, m, k, Str(l.a_rs, l.a_cs));
+        Eigen::Map<const Mat, 0, Str> MB(pb + ob, k, n, Str(l.b_rs, l.b_cs));
         Eigen::Map<Mat> MC(pc + bi * m * n, m, n);
         if (k == 0)
             MC.setZero();
         else
             MC.noalias() = MA * MB;
         for (std::size_t d = rbatch; d-- > 0;) {
-            if (++idx[d] < batch[d]) break;
+            if (++idx[d] < l.batch[d]) break;
             idx[d] = 0;
         }
     }

@@ -728,6 +728,45 @@ Resolved resolve_in_group(const Program& p, const Group& g, const Access& a, boo
     return out;
 }
 
+GemmLayout gemm_layout(const Program& p, const Group& g, const DimEnv& env) {
+    const Access& A = g.gemm.a;
+    const Access& B = g.gemm.b;
+    Shape sa = concrete(A.shape, env), sb = concrete(B.shape, env);
+    Resolved ra = resolve(p, A, sa, env), rb = resolve(p, B, sb, env);
+    std::vector<std::int64_t> sta = ra.strides, stb = rb.strides;
+    if (sa.size() == 1) {
+        sa.insert(sa.begin(), 1);
+        sta.insert(sta.begin(), 0);
+    }
+    if (sb.size() == 1) {
+        sb.push_back(1);
+        stb.push_back(0);
+    }
+    GemmLayout l;
+    std::size_t na = sa.size() - 2, nb = sb.size() - 2, r = std::max(na, nb);
+    l.m = sa[na];
+    l.k = sa[na + 1];
+    l.n = sb[nb + 1];
+    l.a_offset = ra.offset;
+    l.b_offset = rb.offset;
+    l.a_rs = sta[na];
+    l.a_cs = sta[na + 1];
+    l.b_rs = stb[nb];
+    l.b_cs = stb[nb + 1];
+    l.batch.assign(r, 1);
+    l.a_batch.assign(r, 0);
+    l.b_batch.assign(r, 0);
+    for (std::size_t d = 0; d < na; ++d) {
+        l.batch[r - na + d] = sa[d];
+        if (sa[d] != 1) l.a_batch[r - na + d] = sta[d];
+    }
+    for (std::size_t d = 0; d < nb; ++d) {
+        l.batch[r - nb + d] = std::max(l.batch[r - nb + d], sb[d]);
+        if (sb[d] != 1) l.b_batch[r - nb + d] = stb[d];
+    }
+    return l;
+}
+
 std::string Program::to_string() const {
     std::string s;
     static const char* kinds[] = {"pointwise", "reduce", "row-normalize", "matmul"};

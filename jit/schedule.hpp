@@ -147,4 +147,17 @@ Resolved resolve(const Program& p, const Access& a, const Shape& domain, const D
 Resolved resolve_in_group(const Program& p, const Group& g, const Access& a, bool epilogue,
                           const DimEnv& env);
 
+/// A Matmul group's product for one call: for each index b of `batch` (row-major),
+/// C[b] (m x n, contiguous) = A[b] (m x k) * B[b] (k x n), where A[b] starts at element
+/// a_offset + sum(b_d * a_batch[d]) of A's buffer and has row and column strides a_rs, a_cs
+/// (likewise B). 1-D operands are promoted as NumPy does; broadcast batch axes have stride 0.
+struct GemmLayout {
+    std::int64_t m = 0, n = 0, k = 0;
+    std::int64_t a_offset = 0, b_offset = 0;
+    std::int64_t a_rs = 0, a_cs = 0, b_rs = 0, b_cs = 0;
+    Shape batch;
+    std::vector<std::int64_t> a_batch, b_batch;
+};
+GemmLayout gemm_layout(const Program& p, const Group& g, const DimEnv& env);
+
 }  // namespace agnesi::jit

@@ -11,23 +11,11 @@
 #include "agnesi/op.hpp"
 #include "jit/cpu/abi_text.hpp"
 #include "jit/cpu/prelude.hpp"
+#include "jit/scalar_emit.hpp"
 
 namespace agnesi::jit::cpu {
 
 namespace {
-
-std::string ctype(DType t) {
-    switch (t) {
-        case DType::Bool: return "bool";
-        case DType::Int32: return "int32_t";
-        case DType::Int64: return "int64_t";
-        case DType::Float32: return "float";
-        case DType::Float64: return "double";
-        default: break;
-    }
-    throw TypeError(
-        fmt::format("native CPU code: dtype {} is not supported on the CPU", dtype_name(t)));
-}
 
 // A scalar constant in dtype t, exactly (hexadecimal floats), as the reference evaluator
 // converts it.
@@ -50,9 +38,10 @@ std::string c_literal(const Number& v, DType t) {
                 Tensor c = Tensor(v.to_double()).astype(t);
                 i = t == DType::Int32 ? c.data<std::int32_t>()[0] : c.data<std::int64_t>()[0];
             }
-            return fmt::format("(({})(int64_t)0x{:x}ull)", ctype(t), static_cast<std::uint64_t>(i));
+            return fmt::format("(({})(int64_t)0x{:x}ull)", c_type(t),
+                               static_cast<std::uint64_t>(i));
         }
-        default: return ctype(t);  // throws
+        default: return c_type(t);  // throws
     }
 }
 
@@ -63,7 +52,7 @@ DType kernel_dtype(DType compute) {
 
 std::string convert(const std::string& v, DType from, DType to) {
     if (from == to) return v;
-    return fmt::format("agnesi_cvt<{}>({})", ctype(to), v);
+    return fmt::format("agnesi_cvt<{}>({})", c_type(to), v);
 }
 
 // Substitutes {0}, {1}, {2} in an op's C expression.
@@ -131,7 +120,7 @@ class GroupEmitter {
         for (int k = 0; k < ni_ + no_; ++k) {
             bool in = k < ni_;
             const Access& acc = in ? g_.inputs[k] : g_.outputs[k - ni_].target;
-            std::string t = ctype(p_.buffers.at(acc.buffer).dtype);
+            std::string t = c_type(p_.buffers.at(acc.buffer).dtype);
             s += fmt::format("{}{}* p{} = ({}{}*)a->ptrs[{}];\n", in ? "const " : "", t, k,
                              in ? "const " : "", t, k);
             s +=
@@ -140,7 +129,7 @@ class GroupEmitter {
         for (std::size_t i = 0; i < g_.instrs.size(); ++i) {
             const Instr& in = g_.instrs[i];
             if (in.kind == InstrKind::Const)
-                s += fmt::format("const {} v{} = {};\n", ctype(in.dtype), i,
+                s += fmt::format("const {} v{} = {};\n", c_type(in.dtype), i,
                                  c_literal(in.value, in.dtype));
         }
         s += "int64_t n = 1;\n";
@@ -175,7 +164,7 @@ class GroupEmitter {
         std::string s;
         for (int i = lo; i < hi; ++i) {
             const Instr& in = g_.instrs[static_cast<std::size_t>(i)];
-            std::string t = ctype(in.dtype);
+            std::string t = c_type(in.dtype);
             switch (in.kind) {
                 case InstrKind::Const: break;
                 case InstrKind::Load: {
@@ -199,7 +188,7 @@ class GroupEmitter {
     std::string var(int i) const { return fmt::format("v{}", i); }
 
     std::string apply(int i, const Instr& in) const {
-        std::string t = ctype(in.dtype);
+        std::string t = c_type(in.dtype);
         const OpInfo& info = op_info(in.op);
         if (in.op == Op::Cast)
             return fmt::format("const {} v{} = {};\n", t, i,
@@ -339,7 +328,7 @@ class GroupEmitter {
 
     Reducer reducer(const Instr& red) const {
         DType t = red.dtype;
-        std::string T = ctype(t);
+        std::string T = c_type(t);
         bool fl = is_float(t);
         std::string A = fl ? "double" : "int64_t";
         Reducer r{A, T, "", "", "", "", "", ""};
@@ -401,7 +390,7 @@ class GroupEmitter {
     std::string prologue(const Index& idx) const {
         const Instr& red = g_.instrs.at(static_cast<std::size_t>(g_.reduce_at));
         return body(0, g_.reduce_at, idx) +
-               fmt::format("const {} x = {};\n", ctype(red.dtype),
+               fmt::format("const {} x = {};\n", c_type(red.dtype),
                            convert(var(red.args[0]), dtype_of(red.args[0]), red.dtype));
     }
 
@@ -530,7 +519,7 @@ class GroupEmitter {
     std::string row_normalize() const {
         AGNESI_ASSERT(rank_ >= 1) << "native CPU code: a normalization over a rank-0 domain";
         const Instr& nz = g_.instrs.at(static_cast<std::size_t>(g_.reduce_at));
-        std::string T = ctype(nz.dtype);
+        std::string T = c_type(nz.dtype);
         bool log = nz.op == Op::LogSoftmax;
         int last = rank_ - 1;
         std::vector<int> outer;

@@ -222,37 +222,15 @@ class Exec final : public CudaExecutor {
 
     void run_gemm(const Program& p, const Group& g, void* const* buffers,
                   const DimEnv& env) override {
-        const Access& A = g.gemm.a;
-        const Access& B = g.gemm.b;
-        Shape sa = concrete(A.shape, env), sb = concrete(B.shape, env);
-        Resolved ra = resolve(p, A, sa, env), rb = resolve(p, B, sb, env);
-        std::vector<std::int64_t> sta = ra.strides, stb = rb.strides;
-        if (sa.size() == 1) {
-            sa.insert(sa.begin(), 1);
-            sta.insert(sta.begin(), 0);
-        }
-        if (sb.size() == 1) {
-            sb.push_back(1);
-            stb.push_back(0);
-        }
-        std::int64_t m = sa[sa.size() - 2], k = sa[sa.size() - 1], n = sb[sb.size() - 1];
-        std::size_t ra_ = sa.size() - 2, rb_ = sb.size() - 2;
-        std::size_t rbatch = std::max(ra_, rb_);
-        Shape batch(rbatch, 1);
-        for (std::size_t d = 0; d < ra_; ++d) batch[rbatch - ra_ + d] = sa[d];
-        for (std::size_t d = 0; d < rb_; ++d)
-            batch[rbatch - rb_ + d] = std::max(batch[rbatch - rb_ + d], sb[d]);
-        auto bstride = [&](const Shape& s, const std::vector<std::int64_t>& st, std::size_t r,
-                           std::size_t d) -> std::int64_t {
-            std::size_t lead = rbatch - r;
-            if (d < lead) return 0;
-            return s[d - lead] == 1 ? 0 : st[d - lead];
-        };
+        GemmLayout l = gemm_layout(p, g, env);
+        std::int64_t m = l.m, n = l.n, k = l.k;
+        std::size_t rbatch = l.batch.size();
+        const Shape& batch = l.batch;
         DType dt = p.buffers[static_cast<std::size_t>(g.gemm.out)].dtype;
         auto es = static_cast<std::int64_t>(dtype_size(dt));
         auto base = [&](int b) { return reinterpret_cast<DevicePtr>(buffers[b]); };
-        DevicePtr pa = base(A.buffer) + static_cast<DevicePtr>(ra.offset * es);
-        DevicePtr pb = base(B.buffer) + static_cast<DevicePtr>(rb.offset * es);
+        DevicePtr pa = base(g.gemm.a.buffer) + static_cast<DevicePtr>(l.a_offset * es);
+        DevicePtr pb = base(g.gemm.b.buffer) + static_cast<DevicePtr>(l.b_offset * es);
         DevicePtr pc = base(g.gemm.out);
         // The last batch axis goes to one strided-batched call; outer batch axes loop.
         std::int64_t inner = rbatch ? batch[rbatch - 1] : 1;
@@ -262,13 +240,13 @@ class Exec final : public CudaExecutor {
         for (std::int64_t o = 0; o < outer; ++o) {
             std::int64_t oa = 0, ob = 0;
             for (std::size_t d = 0; d + 1 < rbatch; ++d) {
-                oa += idx[d] * bstride(sa, sta, ra_, d);
-                ob += idx[d] * bstride(sb, stb, rb_, d);
+                oa += idx[d] * l.a_batch[d];
+                ob += idx[d] * l.b_batch[d];
             }
-            CudaDevice::GemmOperand ga{pa + static_cast<DevicePtr>(oa * es), sta[ra_], sta[ra_ + 1],
-                                       rbatch ? bstride(sa, sta, ra_, rbatch - 1) : 0};
-            CudaDevice::GemmOperand gb{pb + static_cast<DevicePtr>(ob * es), stb[rb_], stb[rb_ + 1],
-                                       rbatch ? bstride(sb, stb, rb_, rbatch - 1) : 0};
+            CudaDevice::GemmOperand ga{pa + static_cast<DevicePtr>(oa * es), l.a_rs, l.a_cs,
+                                       rbatch ? l.a_batch[rbatch - 1] : 0};
+            CudaDevice::GemmOperand gb{pb + static_cast<DevicePtr>(ob * es), l.b_rs, l.b_cs,
+                                       rbatch ? l.b_batch[rbatch - 1] : 0};
             dev_.gemm(dt, m, n, k, ga, gb, pc + static_cast<DevicePtr>(o * inner * m * n * es),
                       inner, stream_);
             for (std::size_t d = idx.size(); d-- > 0;) {
