@@ -517,6 +517,36 @@ bool blas_layout(std::int64_t rows, std::int64_t cols, std::int64_t rs, std::int
     return false;
 }
 
+// The same product where C is a vector (n == 1 or m == 1), as a matrix-vector product: GEMM
+// packs its operands first, which for one column costs more than the product itself.
+template <class T>
+bool blas_gemv(const T* a, std::int64_t ars, std::int64_t acs, const T* b, std::int64_t brs,
+               std::int64_t bcs, T* c, std::int64_t m, std::int64_t n, std::int64_t k) {
+    if (m == 0 || n == 0 || k == 0 || (n != 1 && m != 1)) return false;
+    constexpr std::int64_t kMax = std::numeric_limits<int>::max();
+    auto gemv = [&](CBLAS_TRANSPOSE t, std::int64_t rows, std::int64_t cols, const T* A,
+                    std::int64_t ld, const T* x, std::int64_t incx) {
+        if (rows > kMax || cols > kMax || ld > kMax || incx > kMax) return false;
+        auto i = [](std::int64_t v) { return static_cast<blasint>(v); };
+        if constexpr (std::is_same_v<T, float>)
+            cblas_sgemv(CblasRowMajor, t, i(rows), i(cols), 1.0f, A, i(ld), x, i(incx), 0.0f, c, 1);
+        else
+            cblas_dgemv(CblasRowMajor, t, i(rows), i(cols), 1.0, A, i(ld), x, i(incx), 0.0, c, 1);
+        return true;
+    };
+    CBLAS_TRANSPOSE t;
+    std::int64_t ld;
+    if (n == 1) {  // c = A b, b a column of stride brs
+        if (brs <= 0 || !blas_layout(m, k, ars, acs, &t, &ld)) return false;
+        bool tr = t == CblasTrans;  // A stored as its k x m transpose
+        return gemv(t, tr ? k : m, tr ? m : k, a, ld, b, brs);
+    }
+    // m == 1: c = a B, that is c^T = B^T a^T.
+    if (acs <= 0 || !blas_layout(k, n, brs, bcs, &t, &ld)) return false;
+    bool tr = t == CblasTrans;  // B stored as its n x k transpose
+    return gemv(tr ? CblasNoTrans : CblasTrans, tr ? n : k, tr ? k : n, b, ld, a, acs);
+}
+
 // C (m x n, contiguous) = A (m x k) * B (k x n) through OpenBLAS; false if a layout does not fit.
 template <class T>
 bool blas_gemm(const T* a, std::int64_t ars, std::int64_t acs, const T* b, std::int64_t brs,
@@ -559,7 +589,9 @@ void gemm_typed(const Program& p, const Group& g, void* const* buffers, const Di
         }
 #ifdef AGNESI_HAVE_OPENBLAS
         if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-            if (blas_gemm(pa + oa, l.a_rs, l.a_cs, pb + ob, l.b_rs, l.b_cs, pc + bi * m * n, m, n,
+            if (blas_gemv(pa + oa, l.a_rs, l.a_cs, pb + ob, l.b_rs, l.b_cs, pc + bi * m * n, m, n,
+                          k) ||
+                blas_gemm(pa + oa, l.a_rs, l.a_cs, pb + ob, l.b_rs, l.b_cs, pc + bi * m * n, m, n,
                           k)) {
                 for (std::size_t d = rbatch; d-- > 0;) {
                     if (++idx[d] < l.batch[d]) break;

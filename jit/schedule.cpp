@@ -419,6 +419,33 @@ class Scheduler {
         return idx;
     }
 
+    // a / c with a constant c becomes a * (1/c): a vector division costs ten times a product,
+    // and the result moves by at most an ulp. Only where 1/c is a normal number, so that
+    // overflow, underflow, zeros and infinities keep the quotient's meaning.
+    void reciprocal_of_constant(Builder& b, Instr& in) {
+        const Instr& c = b.g.instrs[static_cast<std::size_t>(in.args[1])];
+        if (c.kind != InstrKind::Const || !is_float(in.compute)) return;
+        double r = 0;
+        if (in.compute == DType::Float32) {
+            float cf = c.value.to_float();
+            float rf = 1.0f / cf;
+            if (!std::isfinite(cf) || !std::isnormal(rf)) return;
+            r = rf;
+        } else {
+            double cd = c.value.to_double();
+            r = 1.0 / cd;
+            if (!std::isfinite(cd) || !std::isnormal(r)) return;
+        }
+        Instr k;
+        k.kind = InstrKind::Const;
+        k.node = c.node;
+        k.dtype = in.compute;
+        k.compute = in.compute;
+        k.value = Number::from_double(r);
+        in.args[1] = push(b, std::move(k));
+        in.op = Op::Mul;
+    }
+
     void emit_member(Builder& b, const Node* n, bool post) {
         Instr in;
         in.node = n;
@@ -441,6 +468,7 @@ class Scheduler {
                 in.kind = InstrKind::Apply;
                 in.op = n->op();
                 in.compute = compute_dtype(n);
+                if (in.op == Op::Div) reciprocal_of_constant(b, in);
             } else if (info.kind == OpKind::Reduction) {
                 in.kind = InstrKind::Reduce;
                 in.op = n->op();

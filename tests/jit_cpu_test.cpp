@@ -6,8 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -300,6 +302,73 @@ TEST(JitCpu, EveryFloatUnaryOpMatchesEvaluator) {
                floor(x * 10),
                ceil(x * 10)},
               {x}, {a}, t == f64 ? 1e-12 : 8 * kF32);
+    }
+}
+
+// The prelude's own float32 exp, expm1, log, log1p, tanh and erf against the double-precision
+// library functions, in ulp of the correctly rounded float: a strided sample of every float bit
+// pattern (all signs and binades, subnormals, infinities, NaNs) plus the edges of each
+// function's branches.
+TEST(JitCpu, OwnFloatMathIsWithinItsUlpBound) {
+    TempCache cache;
+    std::vector<float> xs;
+    for (std::uint64_t b = 0; b < (1ull << 32); b += 4093) {
+        auto bits = static_cast<std::uint32_t>(b);
+        float f;
+        std::memcpy(&f, &bits, sizeof f);
+        xs.push_back(f);
+    }
+    for (float f : {0.0f,    -0.0f,   1.0f,   -1.0f,       88.72f,  88.73f, -87.33f,
+                    -103.9f, -104.1f, 89.5f,  0.625f,      -0.625f, 3.92f,  -3.92f,
+                    1e-30f,  -1e-30f, 1e-45f, -0.9999999f, 17.0f,   -18.5f, 24.5f})
+        xs.push_back(f);
+    const auto n = static_cast<std::int64_t>(xs.size());
+    Tensor a = Tensor::from_vector<float>({n}, xs);
+    Expr x = variable("x", {n}, f32);
+    struct Case {
+        Expr e;
+        double (*ref)(double);
+        double bound;
+    };
+    std::vector<Case> cases{{exp(x), [](double v) { return std::exp(v); }, 1.5},
+                            {expm1(x), [](double v) { return std::expm1(v); }, 1.5},
+                            {log(x), [](double v) { return std::log(v); }, 1.5},
+                            {log1p(x), [](double v) { return std::log1p(v); }, 1.5},
+                            {tanh(x), [](double v) { return std::tanh(v); }, 1.5},
+                            {erf(x), [](double v) { return std::erf(v); }, 6.0}};
+    std::vector<Expr> roots;
+    for (const Case& c : cases) roots.push_back(c.e);
+    Program p = many_groups(roots, {x});
+    auto cc = find_compiler();
+    ASSERT_TRUE(cc) << "no host compiler";
+    BuildResult b = build(generate_source(p, "m"), *cc);
+    for (std::size_t r = 0; r < cases.size(); ++r) {
+        Tensor got = run_group(p, *b.module, "m", {a}, 2, static_cast<int>(r));
+        double worst = 0;
+        for (std::int64_t i = 0; i < n; ++i) {
+            float in = xs[static_cast<std::size_t>(i)], out = got.data<float>()[i];
+            double want = cases[r].ref(in);
+            auto rounded = static_cast<float>(want);
+            if (std::isnan(want) || std::isinf(rounded) || rounded == 0) {
+                // NaN where NaN; infinities and zeros exactly, with their sign.
+                if (std::isnan(want)) {
+                    EXPECT_TRUE(std::isnan(out)) << to_string(roots[r]) << " at x = " << in;
+                } else {
+                    EXPECT_EQ(out, rounded) << to_string(roots[r]) << " at x = " << in;
+                    EXPECT_EQ(std::signbit(out), std::signbit(rounded))
+                        << to_string(roots[r]) << " at x = " << in;
+                }
+                continue;
+            }
+            int e = 0;
+            std::frexp(rounded, &e);
+            double ulp = std::ldexp(1.0, std::max(e, -125) - 24);
+            double err = std::fabs(static_cast<double>(out) - want) / ulp;
+            EXPECT_LE(err, cases[r].bound)
+                << to_string(roots[r]) << " at x = " << in << ": got " << out << ", want " << want;
+            worst = std::max(worst, err);
+        }
+        EXPECT_GT(worst, 0.0) << to_string(roots[r]);  // the comparison saw real values
     }
 }
 

@@ -3,9 +3,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <string_view>
 
 #include "agnesi/error.hpp"
 #include "agnesi/op.hpp"
@@ -548,9 +550,11 @@ class GroupEmitter {
                 "#pragma omp simd reduction(+:sum)\nfor (int64_t j = 0; j < len; ++j) {{ const "
                 "{} ex = exp(buf[j] - shift); buf[j] = ex; sum += (double)ex; }}\n",
                 T);
-            s += fmt::format("const {0} den = ({0})sum;\n", T);
+            // One reciprocal and a product per element (within an ulp of the quotient): a
+            // vector division costs more than the exp before it.
+            s += fmt::format("const {0} inv = ({0})(1.0 / sum);\n", T);
         }
-        std::string value = log ? "(buf[j] - shift) - ls" : "buf[j] / den";
+        std::string value = log ? "(buf[j] - shift) - ls" : "buf[j] * inv";
         s += "#pragma omp simd\nfor (int64_t j = 0; j < len; ++j) {\n";
         s += fmt::format("const {} v{} = {};\n", T, g_.reduce_at, value);
         s += body(g_.reduce_at + 1, num_instrs(), ix) + stores(ix) + "}\n";
@@ -581,15 +585,19 @@ std::string prelude() {
             "float) noexcept AGNESI_SIMD;\n",
             f);
     s += "}\nnamespace agnesi_k {\n";
-    for (const char* f : kVectorUnary)
+    s += kPreludeFloatMath;
+    for (const char* f : kVectorUnary) {
+        bool own =
+            std::ranges::any_of(kOwnFloat, [&](const char* o) { return o == std::string_view(f); });
         s += fmt::format(
-            "static inline double {0}(double x) {{ return ::{0}(x); }}\nstatic inline "
-            "float {0}(float x) {{ return ::{0}f(x); }}\n",
-            f);
+            "AGNESI_INLINE double {0}(double x) {{ return ::{0}(x); }}\nAGNESI_INLINE "
+            "float {0}(float x) {{ return {1}{0}f(x); }}\n",
+            f, own ? "agnesi_" : "::");
+    }
     for (const char* f : kVectorBinary)
         s += fmt::format(
-            "static inline double {0}(double x, double y) {{ return ::{0}(x, y); }}\n"
-            "static inline float {0}(float x, float y) {{ return ::{0}f(x, y); }}\n",
+            "AGNESI_INLINE double {0}(double x, double y) {{ return ::{0}(x, y); }}\n"
+            "AGNESI_INLINE float {0}(float x, float y) {{ return ::{0}f(x, y); }}\n",
             f);
     s += kPreludeHelpers;
     return s;
