@@ -86,6 +86,23 @@ TEST_P(JitTest, MatmulWithEpilogueAndTransposes) {
     expect_matches_reference({a, b, bias, v}, {h, g, bt, matmul(v, b)}, at, backend());
 }
 
+// Products with one side a vector go to GEMV: every layout of the matrix (plain, transposed
+// view) and of the vector (contiguous, strided slice), both sides, batched, and 1 x 1 results.
+TEST_P(JitTest, MatrixVectorProducts) {
+    auto a = matrix("a", 5, 7), w = vector("w", 14), u = vector("u", 5), s = tensor("s", {3, 5, 7});
+    Bindings at{{"a", random_tensor(f64, {5, 7}, rng)},
+                {"w", random_tensor(f64, {14}, rng)},
+                {"u", random_tensor(f64, {5}, rng)},
+                {"s", random_tensor(f64, {3, 5, 7}, rng)}};
+    Expr v = slice(w, 0, 0, 14, 2);  // 7 elements, stride 2
+    Expr v1 = slice(w, 0, 0, 7);
+    expect_matches_reference(
+        {a, w, u, s},
+        {matmul(a, v), matmul(a, v1), matmul(transpose(a), u), matmul(u, a),
+         matmul(v, transpose(a)), matmul(s, v1), matmul(u, u), matmul(expand_dims(u, 0), a)},
+        at, backend());
+}
+
 TEST_P(JitTest, BatchedMatmul) {
     auto a = tensor("a", {2, 3, 4}), b = matrix("b", 4, 2);
     Bindings at{{"a", random_tensor(f64, {2, 3, 4}, rng)}, {"b", random_tensor(f64, {4, 2}, rng)}};
