@@ -159,29 +159,16 @@ std::string emit_instr(const Group& g, int i) {
     return lhs + convert_expr(apply_expr(g, in, a), cls, in.dtype) + ";";
 }
 
-std::string scalar_prelude(EmitTarget target) {
-    bool cuda = target == EmitTarget::Cuda;
-    std::string fn = cuda ? "static __device__ __forceinline__" : "static inline";
-    std::string s;
-    if (cuda) {
-        // NVRTC sees no system headers: the fixed-width types are defined here.
-        s += "typedef long long int64_t;\ntypedef unsigned long long uint64_t;\n"
-             "typedef int int32_t;\ntypedef unsigned int uint32_t;\n";
-        s += fn + " float agnesi_inf_f() { return __int_as_float(0x7f800000); }\n";
-        s += fn + " float agnesi_nan_f() { return __int_as_float(0x7fc00000); }\n";
-        s += fn + " double agnesi_inf_d() { return __longlong_as_double(0x7ff0000000000000LL); }\n";
-        s += fn + " double agnesi_nan_d() { return __longlong_as_double(0x7ff8000000000000LL); }\n";
-    } else {
-        // Unqualified calls must pick the float overloads of <cmath>, not ::exp(double).
-        for (const char* f : {"exp",   "log",   "sqrt", "sin",  "cos",   "tan",   "asin",  "acos",
-                              "atan",  "sinh",  "cosh", "tanh", "asinh", "acosh", "atanh", "fabs",
-                              "log1p", "expm1", "erf",  "erfc", "floor", "ceil",  "pow",   "atan2"})
-            s += fmt::format("using std::{};\n", f);
-        s += fn + " float agnesi_inf_f() { return __builtin_inff(); }\n";
-        s += fn + " float agnesi_nan_f() { return __builtin_nanf(\"\"); }\n";
-        s += fn + " double agnesi_inf_d() { return __builtin_inf(); }\n";
-        s += fn + " double agnesi_nan_d() { return __builtin_nan(\"\"); }\n";
-    }
+std::string cuda_scalar_prelude() {
+    std::string fn = "static __device__ __forceinline__";
+    // NVRTC sees no system headers: the fixed-width types are defined here.
+    std::string s =
+        "typedef long long int64_t;\ntypedef unsigned long long uint64_t;\n"
+        "typedef int int32_t;\ntypedef unsigned int uint32_t;\n";
+    s += fn + " float agnesi_inf_f() { return __int_as_float(0x7f800000); }\n";
+    s += fn + " float agnesi_nan_f() { return __int_as_float(0x7fc00000); }\n";
+    s += fn + " double agnesi_inf_d() { return __longlong_as_double(0x7ff0000000000000LL); }\n";
+    s += fn + " double agnesi_nan_d() { return __longlong_as_double(0x7ff8000000000000LL); }\n";
     // The scalar semantics of symbolic/op_table.cpp, NaN handling included.
     s += fmt::format(
         R"(template <class T> {0} T agnesi_sign(T x) {{ return x != x ? x : (T)((T(0) < x) - (x < T(0))); }}

@@ -1,6 +1,6 @@
 // The scalar expression emitter shared by the generated-code backends (C++ for the CPU, CUDA C++
-// for NVRTC): one C statement per Instr of a group, and the prelude of helper functions those
-// statements call.
+// for NVRTC): one C statement per Instr of a group, so the numerics the CPU tests check are the
+// ones the GPU runs. Each target has its own prelude of the helpers the statements call.
 //
 // Values are named v<i> after their instr index. Every statement converts its operands to the
 // instr's compute dtype first and its result to the instr's dtype, with the conversions of
@@ -17,8 +17,6 @@
 #include "jit/schedule.hpp"
 
 namespace agnesi::jit {
-
-enum class EmitTarget : std::uint8_t { Cpu, Cuda };
 
 /// The C type holding a dtype: "double", "float", "int64_t", "int32_t", "bool". Throws TypeError
 /// for dtypes generated code does not compute in (float16, bfloat16).
@@ -39,9 +37,9 @@ std::string constant_literal(const Number& v, DType t);
 /// generator's; asking for one throws InternalError.
 std::string emit_instr(const Group& g, int i);
 
-/// Helper functions the statements call (agnesi_sigmoid, agnesi_min, agnesi_to_i64, ...), as
-/// source text for `target`: `static inline` for C++, `__device__ __forceinline__` for CUDA.
-/// The CPU text needs <cmath> and <cstdint> included before it; the CUDA text needs nothing.
-std::string scalar_prelude(EmitTarget target);
+/// The CUDA helper functions the statements call (agnesi_sigmoid, agnesi_min, agnesi_to_i64, ...)
+/// as `__device__ __forceinline__` source. The CPU generator's helpers, written to vectorize,
+/// are in jit/cpu/prelude.hpp; both implement the op table's scalar semantics.
+std::string cuda_scalar_prelude();
 
 }  // namespace agnesi::jit

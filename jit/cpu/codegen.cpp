@@ -19,59 +19,6 @@ namespace agnesi::jit::cpu {
 
 namespace {
 
-// A scalar constant in dtype t, exactly (hexadecimal floats), as the reference evaluator
-// converts it.
-std::string c_literal(const Number& v, DType t) {
-    auto hex = [](double x, const char* suffix) {
-        if (std::isnan(x)) return fmt::format("__builtin_nan{}(\"\")", suffix);
-        if (std::isinf(x)) return fmt::format("({}__builtin_inf{}())", x < 0 ? "-" : "", suffix);
-        return fmt::format("{:a}{}", x, suffix);
-    };
-    switch (t) {
-        case DType::Float64: return hex(v.to_double(), "");
-        case DType::Float32: return hex(static_cast<double>(v.to_float()), "f");
-        case DType::Bool: return v.kind() == Number::Kind::NaN || !v.is_zero() ? "true" : "false";
-        case DType::Int32:
-        case DType::Int64: {
-            std::int64_t i;
-            if (auto e = v.to_int64()) {
-                i = *e;
-            } else {
-                Tensor c = Tensor(v.to_double()).astype(t);
-                i = t == DType::Int32 ? c.data<std::int32_t>()[0] : c.data<std::int64_t>()[0];
-            }
-            return fmt::format("(({})(int64_t)0x{:x}ull)", c_type(t),
-                               static_cast<std::uint64_t>(i));
-        }
-        default: return c_type(t);  // throws
-    }
-}
-
-// The type integer and bool ops compute in, like the reference evaluator.
-DType kernel_dtype(DType compute) {
-    return is_float(compute) ? compute : DType::Int64;
-}
-
-std::string convert(const std::string& v, DType from, DType to) {
-    if (from == to) return v;
-    return fmt::format("agnesi_cvt<{}>({})", c_type(to), v);
-}
-
-// Substitutes {0}, {1}, {2} in an op's C expression.
-std::string substitute(std::string_view tmpl, const std::vector<std::string>& args) {
-    std::string out;
-    for (std::size_t i = 0; i < tmpl.size(); ++i) {
-        if (tmpl[i] == '{' && i + 2 < tmpl.size() && tmpl[i + 2] == '}' && tmpl[i + 1] >= '0' &&
-            tmpl[i + 1] <= '2') {
-            out += args.at(static_cast<std::size_t>(tmpl[i + 1] - '0'));
-            i += 2;
-        } else {
-            out += tmpl[i];
-        }
-    }
-    return out;
-}
-
 bool is_scalar_shape(const Shape& s) {
     for (Dim d : s)
         if (d != 1) return false;
@@ -130,9 +77,7 @@ class GroupEmitter {
         }
         for (std::size_t i = 0; i < g_.instrs.size(); ++i) {
             const Instr& in = g_.instrs[i];
-            if (in.kind == InstrKind::Const)
-                s += fmt::format("const {} v{} = {};\n", c_type(in.dtype), i,
-                                 c_literal(in.value, in.dtype));
+            if (in.kind == InstrKind::Const) s += emit_instr(g_, static_cast<int>(i)) + "\n";
         }
         s += "int64_t n = 1;\n";
         for (int r = 0; r < rank_; ++r) s += fmt::format("n *= d[{}];\n", r);
@@ -172,12 +117,12 @@ class GroupEmitter {
                 case InstrKind::Load: {
                     const Access& acc = g_.inputs.at(static_cast<std::size_t>(in.input));
                     DType bt = p_.buffers.at(acc.buffer).dtype;
-                    s += fmt::format(
-                        "const {} v{} = {};\n", t, i,
-                        convert(fmt::format("p{}[{}]", in.input, idx(in.input)), bt, in.dtype));
+                    s += fmt::format("const {} v{} = {};\n", t, i,
+                                     convert_expr(fmt::format("p{}[{}]", in.input, idx(in.input)),
+                                                  bt, in.dtype));
                     break;
                 }
-                case InstrKind::Apply: s += apply(i, in); break;
+                case InstrKind::Apply: s += emit_instr(g_, i) + "\n"; break;
                 case InstrKind::Reduce:
                 case InstrKind::Normalize:
                     AGNESI_ASSERT(false) << "native CPU code: a reduction inside a loop body";
@@ -189,34 +134,13 @@ class GroupEmitter {
     DType dtype_of(int i) const { return g_.instrs.at(static_cast<std::size_t>(i)).dtype; }
     std::string var(int i) const { return fmt::format("v{}", i); }
 
-    std::string apply(int i, const Instr& in) const {
-        std::string t = c_type(in.dtype);
-        const OpInfo& info = op_info(in.op);
-        if (in.op == Op::Cast)
-            return fmt::format("const {} v{} = {};\n", t, i,
-                               convert(var(in.args[0]), dtype_of(in.args[0]), in.dtype));
-        DType kd = kernel_dtype(in.compute);
-        std::vector<std::string> args;
-        for (int k = 0; k < in.nargs; ++k) {
-            DType want = in.op == Op::Where && k == 0 ? DType::Bool : kd;
-            args.push_back(convert(var(in.args[k]), dtype_of(in.args[k]), want));
-        }
-        AGNESI_ASSERT(!info.c_expr.empty())
-            << "native CPU code: op " << info.name << " has no C expression";
-        std::string expr = substitute(info.c_expr, args);
-        // The expression's type: bool for comparisons and logic, else the kernel dtype.
-        DType et =
-            info.type == TypeRule::Compare || info.type == TypeRule::Logical ? DType::Bool : kd;
-        return fmt::format("const {} v{} = {};\n", t, i, convert(expr, et, in.dtype));
-    }
-
     std::string stores(const Index& idx) const {
         std::string s;
         for (int k = 0; k < no_; ++k) {
             const Group::Output& o = g_.outputs[static_cast<std::size_t>(k)];
             DType bt = p_.buffers.at(o.target.buffer).dtype;
             s += fmt::format("p{}[{}] = {};\n", ni_ + k, idx(ni_ + k),
-                             convert(var(o.instr), dtype_of(o.instr), bt));
+                             convert_expr(var(o.instr), dtype_of(o.instr), bt));
         }
         return s;
     }
@@ -393,7 +317,7 @@ class GroupEmitter {
         const Instr& red = g_.instrs.at(static_cast<std::size_t>(g_.reduce_at));
         return body(0, g_.reduce_at, idx) +
                fmt::format("const {} x = {};\n", c_type(red.dtype),
-                           convert(var(red.args[0]), dtype_of(red.args[0]), red.dtype));
+                           convert_expr(var(red.args[0]), dtype_of(red.args[0]), red.dtype));
     }
 
     // Declarations, passes, result and epilogue for one output point, reductions as scalars.

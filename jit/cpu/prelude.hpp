@@ -1,5 +1,5 @@
-// The prelude of every generated CPU source: the scalar helpers the op table's `c_expr` names,
-// conversions with the reference evaluator's semantics, and vector-callable math functions.
+// The prelude of every generated CPU source: the helpers that jit/scalar_emit's statements and
+// the op table's `c_expr` name, written to vectorize, and vector-callable math functions.
 #pragma once
 
 namespace agnesi::jit::cpu {
@@ -184,14 +184,28 @@ AGNESI_INLINE float ceil(float x) { return __builtin_ceilf(x); }
 AGNESI_INLINE int64_t ceil(int64_t x) { return x; }
 AGNESI_INLINE double abs(double x) { return __builtin_fabs(x); }
 AGNESI_INLINE float abs(float x) { return __builtin_fabsf(x); }
-AGNESI_INLINE int64_t abs(int64_t x) { return x < 0 ? -x : x; }
+// The helpers the shared statement emitter (jit/scalar_emit) names.
+AGNESI_INLINE float agnesi_inf_f() { return __builtin_inff(); }
+AGNESI_INLINE float agnesi_nan_f() { return __builtin_nanf(""); }
+AGNESI_INLINE double agnesi_inf_d() { return __builtin_inf(); }
+AGNESI_INLINE double agnesi_nan_d() { return __builtin_nan(""); }
+AGNESI_INLINE float agnesi_abs(float x) { return __builtin_fabsf(x); }
+AGNESI_INLINE double agnesi_abs(double x) { return __builtin_fabs(x); }
+AGNESI_INLINE int64_t agnesi_abs(int64_t x) { return x < 0 ? (int64_t)(0 - (uint64_t)x) : x; }
 // Integer powers wrap like integer multiplication; a negative exponent gives 0.
-static inline int64_t pow(int64_t b, int64_t e) {
+static inline int64_t agnesi_ipow(int64_t b, int64_t e) {
     if (e < 0) return 0;
     uint64_t r = 1, x = (uint64_t)b;
     for (uint64_t k = (uint64_t)e; k; k >>= 1, x *= x)
         if (k & 1) r *= x;
     return (int64_t)r;
+}
+// Floats to integers as Tensor::astype: truncation, NaN gives 0, out-of-range values saturate.
+template <class T> AGNESI_INLINE int64_t agnesi_to_i64(T v) {
+    return v != v ? 0 : v >= (T)0x1p63 ? INT64_MAX : v < -(T)0x1p63 ? INT64_MIN : (int64_t)v;
+}
+template <class T> AGNESI_INLINE int32_t agnesi_to_i32(T v) {
+    return v != v ? 0 : v >= (T)0x1p31 ? INT32_MAX : v < -(T)0x1p31 ? INT32_MIN : (int32_t)v;
 }
 template <class T> AGNESI_INLINE T agnesi_sign(T x) {
     return x != x ? x : (T)((T(0) < x) - (x < T(0)));
@@ -216,24 +230,6 @@ template <class T> AGNESI_INLINE T agnesi_min(T a, T b) {
 }
 template <class T> AGNESI_INLINE T agnesi_max(T a, T b) {
     return (a != a || b != b) ? a + b : (a < b ? b : a);
-}
-// Conversions as Tensor::astype: floats to integers truncate, NaN gives 0, out-of-range values
-// saturate; anything to bool is "nonzero" (NaN is true).
-template <class D, class S> static inline D agnesi_cvt(S v) { return (D)v; }
-template <class D, class S> static inline D agnesi_f2i(S v, D lo, D hi, S lim) {
-    return v != v ? (D)0 : v >= lim ? hi : v < -lim ? lo : (D)v;
-}
-template <> inline int64_t agnesi_cvt<int64_t, double>(double v) {
-    return agnesi_f2i<int64_t, double>(v, INT64_MIN, INT64_MAX, 0x1p63);
-}
-template <> inline int64_t agnesi_cvt<int64_t, float>(float v) {
-    return agnesi_f2i<int64_t, float>(v, INT64_MIN, INT64_MAX, 0x1p63f);
-}
-template <> inline int32_t agnesi_cvt<int32_t, double>(double v) {
-    return agnesi_f2i<int32_t, double>(v, INT32_MIN, INT32_MAX, 0x1p31);
-}
-template <> inline int32_t agnesi_cvt<int32_t, float>(float v) {
-    return agnesi_f2i<int32_t, float>(v, INT32_MIN, INT32_MAX, 0x1p31f);
 }
 // Whether strides s are row-major contiguous over sizes d (size-1 axes may have any stride).
 static inline bool agnesi_contig(const int64_t* s, const int64_t* d, int64_t r) {

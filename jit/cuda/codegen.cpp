@@ -561,7 +561,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
 std::string header(const std::string& name, const Program& p) {
     return fmt::format("// Agnesi: CUDA kernels of function '{}' ({} groups)\n", sanitize(name),
                        p.groups.size()) +
-           scalar_prelude(EmitTarget::Cuda) + kPrelude;
+           cuda_scalar_prelude() + kPrelude;
 }
 
 }  // namespace
