@@ -2,7 +2,9 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "agnesi/jit.hpp"
 #include "jit/abi.h"
@@ -31,5 +33,36 @@ std::unique_ptr<Executor> make_native(const Program& p, const CompileOptions& op
 /// The batched product of a Matmul group into its buffer (Eigen's GEMM, in the library).
 void run_gemm(const Program& p, const Group& g, void* const* buffers, const DimEnv& env,
               int threads);
+
+/// The arguments of one run of a group: its concrete domain, pointers into `buffers` and the
+/// strides of its accesses. With rows >= 0 the run covers rows [row0, row0 + rows) of a rank-1
+/// domain only (pointers offset, size cut).
+struct GroupCall {
+    std::vector<std::int64_t> dims, edims, strides;
+    std::vector<void*> ptrs;
+    agnesi_group_args args{};
+};
+void prepare_group_call(const Program& p, const Group& g, void* const* buffers, const DimEnv& env,
+                        int threads, GroupCall& call, std::int64_t row0 = 0,
+                        std::int64_t rows = -1);
+
+/// Two matrix-vector products over one matrix X (n x k, rows contiguous), z = X w and then
+/// g = X^T v, where v is computed from z row by row by the pointwise groups between them: the
+/// gradient of a linear model. Run together over blocks of rows, X is read once, not twice.
+struct GemvPair {
+    std::size_t first = 0, second = 0;
+    std::vector<std::size_t> members;  ///< pointwise groups between them, run per block
+};
+
+/// The pair starting at group `first` for this call's sizes, if the groups allow it: X large
+/// enough to leave the caches, every group between the two either a member (rank-1 pointwise
+/// over the n rows, reading what the block computed at the same rows only) or independent of
+/// the members and the second product (it then runs after them).
+std::optional<GemvPair> find_gemv_pair(const Program& p, std::size_t first, const DimEnv& env);
+
+/// Runs the pair: both products and the members, block by block of rows, on `threads` threads
+/// when `parallel` (each thread accumulates its own part of g, summed at the end).
+void run_gemv_pair(const Program& p, const GemvPair& pair, void* const* buffers, const DimEnv& env,
+                   Executor& ex, int threads, bool parallel);
 
 }  // namespace agnesi::jit

@@ -1,11 +1,17 @@
 // compile() and Function: input checks, symbolic sizes, buffers, running the groups, updates.
 #include <fmt/format.h>
 
+#include <omp.h>
+
 #include <Eigen/Core>
+#include <algorithm>
 #include <chrono>
+#include <exception>
 #include <future>
 #include <limits>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <thread>
 #include <type_traits>
 #include <unordered_map>
@@ -256,49 +262,32 @@ std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
 
     int threads = options.threads > 0 ? options.threads
                                       : static_cast<int>(std::thread::hardware_concurrency());
-    std::vector<std::int64_t> dims, edims, strides;
-    std::vector<void*> gptrs;
+    jit::GroupCall gc;
+    std::vector<char> done(p.groups.size(), 0);
+    bool parallel_blocks = executor->name() == "native";
     for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
+        if (done[gi]) continue;
         const jit::Group& g = p.groups[gi];
+        if (auto pair = jit::find_gemv_pair(p, gi, env)) {
+            jit::run_gemv_pair(p, *pair, ptrs.data(), env, *executor, threads, parallel_blocks);
+            for (std::size_t m : pair->members) done[m] = 1;
+            done[gi] = 1;
+            // The second product is complete; its epilogue (if any) runs now, over all of it.
+            // Groups between the two that the pair did not take run after it, in order.
+            const jit::Group& g2 = p.groups[pair->second];
+            if (!g2.outputs.empty()) {
+                jit::prepare_group_call(p, g2, ptrs.data(), env, threads, gc);
+                executor->run_group(p, pair->second, gc.args);
+            }
+            done[pair->second] = 1;
+            continue;
+        }
         if (g.kind == jit::GroupKind::Matmul) {
             jit::run_gemm(p, g, ptrs.data(), env, threads);
             if (g.outputs.empty()) continue;
         }
-        Shape d = jit::concrete(g.domain, env);
-        Shape e = jit::concrete(g.epilogue_domain(), env);
-        dims.assign(d.begin(), d.end());
-        edims.assign(e.begin(), e.end());
-        strides.clear();
-        gptrs.clear();
-        auto add = [&](const jit::Access& a, bool epi) {
-            jit::Resolved r = jit::resolve_in_group(p, g, a, epi, env);
-            const jit::Buffer& buf = p.buffers[static_cast<std::size_t>(a.buffer)];
-            gptrs.push_back(static_cast<char*>(ptrs[static_cast<std::size_t>(a.buffer)]) +
-                            r.offset * static_cast<std::int64_t>(dtype_size(buf.dtype)));
-            strides.insert(strides.end(), r.strides.begin(), r.strides.end());
-        };
-        // An input's Loads are all on one side of reduce_at (the scheduler keys loads by phase).
-        for (std::size_t k = 0; k < g.inputs.size(); ++k) {
-            bool epi = false;
-            for (std::size_t i = 0; i < g.instrs.size(); ++i)
-                if (g.instrs[i].kind == jit::InstrKind::Load &&
-                    g.instrs[i].input == static_cast<int>(k)) {
-                    epi = g.in_epilogue(static_cast<int>(i));
-                    break;
-                }
-            add(g.inputs[k], epi);
-        }
-        for (const auto& o : g.outputs) add(o.target, true);
-        agnesi_group_args a{};
-        a.rank = static_cast<std::int64_t>(dims.size());
-        a.dims = dims.data();
-        a.edims = edims.data();
-        a.ptrs = gptrs.data();
-        a.strides = strides.data();
-        a.num_inputs = static_cast<std::int64_t>(g.inputs.size());
-        a.num_outputs = static_cast<std::int64_t>(g.outputs.size());
-        a.threads = threads;
-        executor->run_group(p, gi, a);
+        jit::prepare_group_call(p, g, ptrs.data(), env, threads, gc);
+        executor->run_group(p, gi, gc.args);
     }
 
     // Outputs; a buffer returned twice (or also an update value) is copied, so no two results
@@ -499,6 +488,15 @@ Function compile(const std::vector<Expr>& inputs, const std::vector<Expr>& outpu
 namespace jit {
 namespace {
 
+// Whether input k of g is read after its reduction (the scheduler keys loads by phase, so all
+// of an input's Loads are on one side).
+bool input_in_epilogue(const Group& g, std::size_t k) {
+    for (std::size_t i = 0; i < g.instrs.size(); ++i)
+        if (g.instrs[i].kind == InstrKind::Load && g.instrs[i].input == static_cast<int>(k))
+            return g.in_epilogue(static_cast<int>(i));
+    return false;
+}
+
 #ifdef AGNESI_HAVE_OPENBLAS
 // How a strided rows x cols matrix is passed to a row-major BLAS: transposed or not, and its
 // leading dimension; false when neither stride is 1 (the caller falls back to Eigen).
@@ -633,6 +631,235 @@ void run_gemm(const Program& p, const Group& g, void* const* buffers, const DimE
             throw TypeError(fmt::format(
                 "matmul of {} operands is not supported by the CPU backends", dtype_name(t)));
     }
+}
+
+void prepare_group_call(const Program& p, const Group& g, void* const* buffers, const DimEnv& env,
+                        int threads, GroupCall& c, std::int64_t row0, std::int64_t rows) {
+    Shape d = concrete(g.domain, env);
+    Shape e = concrete(g.epilogue_domain(), env);
+    c.dims.assign(d.begin(), d.end());
+    c.edims.assign(e.begin(), e.end());
+    if (rows >= 0) {
+        AGNESI_ASSERT(c.dims.size() == 1 && g.reduce_at < 0) << "a row block of a rank-1 group";
+        c.dims[0] = c.edims[0] = rows;
+    }
+    c.strides.clear();
+    c.ptrs.clear();
+    auto add = [&](const Access& a, bool epi) {
+        Resolved r = resolve_in_group(p, g, a, epi, env);
+        const Buffer& buf = p.buffers[static_cast<std::size_t>(a.buffer)];
+        std::int64_t off = r.offset + (rows >= 0 ? row0 * r.strides[0] : 0);
+        c.ptrs.push_back(static_cast<char*>(buffers[static_cast<std::size_t>(a.buffer)]) +
+                         off * static_cast<std::int64_t>(dtype_size(buf.dtype)));
+        c.strides.insert(c.strides.end(), r.strides.begin(), r.strides.end());
+    };
+    // An input's Loads are all on one side of reduce_at (the scheduler keys loads by phase).
+    for (std::size_t k = 0; k < g.inputs.size(); ++k) add(g.inputs[k], input_in_epilogue(g, k));
+    for (const auto& o : g.outputs) add(o.target, true);
+    agnesi_group_args& a = c.args;
+    a = agnesi_group_args{};
+    a.rank = static_cast<std::int64_t>(c.dims.size());
+    a.dims = c.dims.data();
+    a.edims = c.edims.data();
+    a.ptrs = c.ptrs.data();
+    a.strides = c.strides.data();
+    a.num_inputs = static_cast<std::int64_t>(g.inputs.size());
+    a.num_outputs = static_cast<std::int64_t>(g.outputs.size());
+    a.threads = threads;
+}
+
+namespace {
+
+// The vector v of a second product X^T v (as matmul(transpose(X), v) or matmul(v, X)) over the
+// matrix of a first one; buffer -1 if g is not such a product.
+struct VectorOperand {
+    int buffer = -1;
+    std::int64_t offset = 0, stride = 0;
+};
+VectorOperand second_vector(const Program& p, const Group& g, const GemmLayout& l2, int x_buffer,
+                            const GemmLayout& l1, std::int64_t rows, std::int64_t cols) {
+    (void)p;
+    if (!l2.batch.empty() || l2.k != rows) return {};
+    if (l2.n == 1 && l2.m == cols && g.gemm.a.buffer == x_buffer && l2.a_offset == l1.a_offset &&
+        l2.a_rs == 1 && l2.a_cs == l1.a_rs)
+        return {g.gemm.b.buffer, l2.b_offset, l2.b_rs};
+    if (l2.m == 1 && l2.n == cols && g.gemm.b.buffer == x_buffer && l2.b_offset == l1.a_offset &&
+        l2.b_rs == l1.a_rs && l2.b_cs == 1)
+        return {g.gemm.a.buffer, l2.a_offset, l2.a_cs};
+    return {};
+}
+
+}  // namespace
+
+std::optional<GemvPair> find_gemv_pair(const Program& p, std::size_t first, const DimEnv& env) {
+    const Group& g1 = p.groups[first];
+    if (g1.kind != GroupKind::Matmul) return std::nullopt;
+    DType t = p.buffers[static_cast<std::size_t>(g1.gemm.out)].dtype;
+    if (t != DType::Float32 && t != DType::Float64) return std::nullopt;
+    GemmLayout l1 = gemm_layout(p, g1, env);
+    if (!l1.batch.empty() || l1.n != 1 || l1.k < 2 || l1.a_cs != 1 || l1.a_rs < l1.k ||
+        l1.b_rs <= 0)
+        return std::nullopt;
+    const std::int64_t rows = l1.m, cols = l1.k;
+    // Below this X stays in the last-level cache and two passes cost little.
+    if (rows * cols * static_cast<std::int64_t>(dtype_size(t)) < (8 << 20)) return std::nullopt;
+    auto row_pointwise = [&](const Group& g) {
+        Shape d = concrete(g.domain, env);
+        return g.reduce_at < 0 && d.size() == 1 && d[0] == rows &&
+               (g.kind == GroupKind::Pointwise || g.kind == GroupKind::Matmul);
+    };
+    auto identity = [&](const Group& g, const Access& a, bool epi) {
+        Resolved r = resolve_in_group(p, g, a, epi, env);
+        return r.offset == 0 && r.strides.size() == 1 && r.strides[0] == 1;
+    };
+    // Buffers a block computes (only at its own rows), and those written by groups left out.
+    std::set<int> block{g1.gemm.out}, later;
+    if (!g1.outputs.empty()) {
+        if (!row_pointwise(g1)) return std::nullopt;
+        for (const auto& o : g1.outputs) {
+            if (!identity(g1, o.target, true)) return std::nullopt;
+            block.insert(o.target.buffer);
+        }
+    }
+    GemvPair pair;
+    pair.first = first;
+    for (std::size_t j = first + 1; j < p.groups.size(); ++j) {
+        const Group& g = p.groups[j];
+        if (g.kind == GroupKind::Matmul) {
+            GemmLayout l2 = gemm_layout(p, g, env);
+            VectorOperand vo = second_vector(p, g, l2, g1.gemm.a.buffer, l1, rows, cols);
+            if (vo.buffer >= 0 && p.buffers[static_cast<std::size_t>(g.gemm.out)].dtype == t) {
+                if (later.count(vo.buffer) || vo.stride <= 0) return std::nullopt;
+                if (block.count(vo.buffer) && (vo.offset != 0 || vo.stride != 1))
+                    return std::nullopt;
+                pair.second = j;
+                return pair;
+            }
+        }
+        bool member = row_pointwise(g) && g.kind == GroupKind::Pointwise;
+        for (std::size_t k = 0; member && k < g.inputs.size(); ++k) {
+            const Access& a = g.inputs[k];
+            if (later.count(a.buffer)) member = false;
+            if (block.count(a.buffer) && !identity(g, a, input_in_epilogue(g, k))) member = false;
+        }
+        for (const auto& o : g.outputs)
+            if (member && !identity(g, o.target, true)) member = false;
+        if (member) {
+            pair.members.push_back(j);
+            for (const auto& o : g.outputs) block.insert(o.target.buffer);
+            continue;
+        }
+        // Left out: it runs after the pair, so it must not feed it.
+        if (g.kind == GroupKind::Matmul) later.insert(g.gemm.out);
+        for (const auto& o : g.outputs) later.insert(o.target.buffer);
+        if (later.count(g1.gemm.a.buffer)) return std::nullopt;
+    }
+    return std::nullopt;
+}
+
+namespace {
+
+// y = A x (rows), or y = beta y + A^T x (cols) when `trans`; A row-major with leading dimension
+// lda, y contiguous.
+template <class T>
+void gemv_rows(bool trans, std::int64_t rows, std::int64_t cols, const T* a, std::int64_t lda,
+               const T* x, std::int64_t incx, T beta, T* y) {
+#ifdef AGNESI_HAVE_OPENBLAS
+    constexpr std::int64_t kMax = std::numeric_limits<int>::max();
+    if (rows <= kMax && cols <= kMax && lda <= kMax && incx <= kMax) {
+        auto i = [](std::int64_t v) { return static_cast<blasint>(v); };
+        auto tr = trans ? CblasTrans : CblasNoTrans;
+        if constexpr (std::is_same_v<T, float>)
+            cblas_sgemv(CblasRowMajor, tr, i(rows), i(cols), 1.0f, a, i(lda), x, i(incx), beta, y,
+                        1);
+        else
+            cblas_dgemv(CblasRowMajor, tr, i(rows), i(cols), 1.0, a, i(lda), x, i(incx), beta, y,
+                        1);
+        return;
+    }
+#endif
+    using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+    Eigen::Map<const Mat, 0, Eigen::OuterStride<>> A(a, rows, cols, Eigen::OuterStride<>(lda));
+    Eigen::Map<const Vec, 0, Eigen::InnerStride<>> X(x, trans ? rows : cols,
+                                                     Eigen::InnerStride<>(incx));
+    if (trans) {
+        Eigen::Map<Vec> Y(y, cols);
+        if (beta == T(0)) Y.setZero();
+        Y.noalias() += A.transpose() * X;
+    } else {
+        Eigen::Map<Vec> Y(y, rows);
+        Y.noalias() = A * X;
+    }
+}
+
+template <class T>
+void gemv_pair_typed(const Program& p, const GemvPair& pair, void* const* buffers,
+                     const DimEnv& env, Executor& ex, int threads) {
+    const Group& g1 = p.groups[pair.first];
+    const Group& g2 = p.groups[pair.second];
+    GemmLayout l1 = gemm_layout(p, g1, env), l2 = gemm_layout(p, g2, env);
+    const T* X = static_cast<const T*>(buffers[g1.gemm.a.buffer]) + l1.a_offset;
+    const T* w = static_cast<const T*>(buffers[g1.gemm.b.buffer]) + l1.b_offset;
+    T* z = static_cast<T*>(buffers[g1.gemm.out]);
+    VectorOperand vo = second_vector(p, g2, l2, g1.gemm.a.buffer, l1, l1.m, l1.k);
+    AGNESI_ASSERT(vo.buffer >= 0) << "a product pair whose second product changed";
+    const T* v = static_cast<const T*>(buffers[vo.buffer]) + vo.offset;
+    T* out = static_cast<T*>(buffers[g2.gemm.out]);
+    const std::int64_t n = l1.m, k = l1.k, lda = l1.a_rs;
+    // Blocks of about 256 KB of X: they stay in L2 from the first product to the second.
+    const std::int64_t block = std::clamp<std::int64_t>(
+        (256 << 10) / (k * static_cast<std::int64_t>(sizeof(T))), 16, 4096);
+    const std::int64_t nblocks = (n + block - 1) / block;
+    const int nt = static_cast<int>(std::clamp<std::int64_t>(threads, 1, nblocks));
+    std::vector<T> part(static_cast<std::size_t>(nt * k), T(0));
+#ifdef AGNESI_HAVE_OPENBLAS
+    openblas_set_num_threads(1);  // each thread runs its own products
+#endif
+    std::exception_ptr error;
+#pragma omp parallel num_threads(nt)
+    {
+        const int tid = omp_get_thread_num();
+        GroupCall gc;
+        T* acc = part.data() + static_cast<std::ptrdiff_t>(tid) * k;
+        bool first_block = true;
+        try {
+            for (std::int64_t b = nblocks * tid / nt; b < nblocks * (tid + 1) / nt; ++b) {
+                const std::int64_t r0 = b * block, cnt = std::min(block, n - r0);
+                gemv_rows<T>(false, cnt, k, X + r0 * lda, lda, w, l1.b_rs, T(0), z + r0);
+                if (!g1.outputs.empty()) {
+                    prepare_group_call(p, g1, buffers, env, 1, gc, r0, cnt);
+                    ex.run_group(p, pair.first, gc.args);
+                }
+                for (std::size_t m : pair.members) {
+                    prepare_group_call(p, p.groups[m], buffers, env, 1, gc, r0, cnt);
+                    ex.run_group(p, m, gc.args);
+                }
+                gemv_rows<T>(true, cnt, k, X + r0 * lda, lda, v + r0 * vo.stride, vo.stride,
+                             first_block ? T(0) : T(1), acc);
+                first_block = false;
+            }
+        } catch (...) {
+#pragma omp critical(agnesi_gemv_pair)
+            error = std::current_exception();
+        }
+    }
+    if (error) std::rethrow_exception(error);
+    for (std::int64_t j = 0; j < k; ++j) {
+        T s = 0;
+        for (int t = 0; t < nt; ++t) s += part[static_cast<std::size_t>(t * k + j)];
+        out[j] = s;
+    }
+}
+
+}  // namespace
+
+void run_gemv_pair(const Program& p, const GemvPair& pair, void* const* buffers, const DimEnv& env,
+                   Executor& ex, int threads, bool parallel) {
+    DType t = p.buffers[static_cast<std::size_t>(p.groups[pair.first].gemm.out)].dtype;
+    int nt = parallel ? threads : 1;
+    if (t == DType::Float32) return gemv_pair_typed<float>(p, pair, buffers, env, ex, nt);
+    return gemv_pair_typed<double>(p, pair, buffers, env, ex, nt);
 }
 
 }  // namespace jit

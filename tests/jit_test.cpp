@@ -103,6 +103,29 @@ TEST_P(JitTest, MatrixVectorProducts) {
         at, backend());
 }
 
+// X w and then X^T v over a matrix too large for the caches run together, block by block of
+// rows (the gradient of a linear model); the groups between them run per block or after.
+TEST_P(JitTest, ProductPairsOverOneMatrix) {
+    for (DType t : {f64, f32}) {
+        const std::int64_t n = t == f64 ? 8192 : 16384, k = 130;
+        auto X = variable("X", {n, k}, t), y = variable("y", {n}, t), w = variable("w", {k}, t);
+        Bindings at{{"X", random_tensor(t, {n, k}, rng, -0.5, 0.5)},
+                    {"y", random_tensor(t, {n}, rng, 0, 1)},
+                    {"w", random_tensor(t, {k}, rng, -0.1, 0.1)}};
+        Expr z = matmul(X, w);
+        Expr loss = mean(softplus(z) - y * z);
+        Expr g = grad(loss, w);
+        Expr shifted = concat({slice(z, 0, 1, n), slice(z, 0, 0, 1)}, 0);  // rows out of step
+        // float32: sums of 8-16 k terms, accumulated in another order than the reference's.
+        double rel = t == f64 ? 1e-12 : 1e-3;
+        expect_matches_reference({X, y, w}, {loss, g}, at, backend(), rel, true);
+        expect_matches_reference({X, y, w},
+                                 {matmul(transpose(X), sigmoid(z) - y), sum(z * y),
+                                  matmul(sigmoid(z) * y, X), matmul(transpose(X), shifted)},
+                                 at, backend(), rel);
+    }
+}
+
 TEST_P(JitTest, BatchedMatmul) {
     auto a = tensor("a", {2, 3, 4}), b = matrix("b", 4, 2);
     Bindings at{{"a", random_tensor(f64, {2, 3, 4}, rng)}, {"b", random_tensor(f64, {4, 2}, rng)}};
