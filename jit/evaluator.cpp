@@ -10,6 +10,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "agnesi/detail/convert.hpp"
 #include "agnesi/error.hpp"
 #include "jit/backend.hpp"
 
@@ -40,21 +41,10 @@ struct Tile {
     std::int64_t i64[kTile];
 };
 
-// Converts like Tensor::astype: float to int truncates and saturates, NaN becomes 0; to bool is
-// "nonzero".
+// Converts like Tensor::astype.
 template <class D, class S>
 D convert(S v) {
-    if constexpr (std::is_same_v<D, bool>) {
-        return v != S(0);
-    } else if constexpr (std::is_integral_v<D> && std::is_floating_point_v<S>) {
-        if (std::isnan(v)) return 0;
-        constexpr double hi = -static_cast<double>(std::numeric_limits<D>::min());
-        if (v >= static_cast<S>(hi)) return std::numeric_limits<D>::max();
-        if (v < static_cast<S>(-hi)) return std::numeric_limits<D>::min();
-        return static_cast<D>(v);
-    } else {
-        return static_cast<D>(v);
-    }
+    return detail::convert_arithmetic<D>(v);
 }
 
 // Reads tile `t` as values of type D (converted) into out.

@@ -11,6 +11,8 @@
 #include <limits>
 #include <string_view>
 
+#include "agnesi/detail/convert.hpp"
+
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -90,9 +92,7 @@ decltype(auto) visit_dtype(DType t, F&& f) {
     detail::unreachable("visit_dtype");
 }
 
-// One element converted from S to D: floats to integers truncate toward zero (NaN gives 0,
-// out-of-range values saturate, so the conversion is never undefined), anything to bool is
-// "nonzero" (NaN is true, as in NumPy).
+// One element converted from S to D (detail/convert.hpp), through float for the 16-bit floats.
 template <class D, class S>
 D convert_value(S v) {
     if constexpr (std::is_same_v<S, Half>) {
@@ -103,17 +103,8 @@ D convert_value(S v) {
         return Half{float_to_half(convert_value<float>(v))};
     } else if constexpr (std::is_same_v<D, BHalf>) {
         return BHalf{float_to_bhalf(convert_value<float>(v))};
-    } else if constexpr (std::is_same_v<D, bool>) {
-        return v != S(0);
-    } else if constexpr (std::is_integral_v<D> && std::is_floating_point_v<S>) {
-        if (std::isnan(v)) return 0;
-        // 2^63 and 2^31 are exact in float and double; the max values may not be.
-        constexpr double hi = -static_cast<double>(std::numeric_limits<D>::min());
-        if (v >= static_cast<S>(hi)) return std::numeric_limits<D>::max();
-        if (v < static_cast<S>(-hi)) return std::numeric_limits<D>::min();
-        return static_cast<D>(v);
     } else {
-        return static_cast<D>(v);
+        return detail::convert_arithmetic<D>(v);
     }
 }
 
