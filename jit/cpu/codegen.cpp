@@ -458,27 +458,39 @@ class GroupEmitter {
         s += "#pragma omp for schedule(static)\nfor (int64_t r = 0; r < rows; ++r) {\n";
         s += offsets("r", outer);
         s += fmt::format("{} mx = -INFINITY;\n", T);
-        // Pass 1: the prologue into the row buffer, and the row's maximum (NaN never is).
+        // Pass 1: the prologue into the row buffer, and the row's maximum (NaN never is). When
+        // the row is one input as it is (softmax(x)), the passes read the input in place.
         Index ix = row_index();
-        s += "#pragma omp simd reduction(max:mx)\nfor (int64_t j = 0; j < len; ++j) {\n" +
-             prologue(ix) + "buf[j] = x;\nmx = x > mx ? x : mx;\n}\n";
+        std::string row = "buf[j]";
+        const Instr& first = g_.instrs.front();
+        if (g_.reduce_at == 1 && first.kind == InstrKind::Load && nz.args[0] == 0) {
+            DType bt =
+                p_.buffers.at(g_.inputs.at(static_cast<std::size_t>(first.input)).buffer).dtype;
+            row = convert_expr(fmt::format("p{}[{}]", first.input, ix(first.input)), bt, nz.dtype);
+            s += "#pragma omp simd reduction(max:mx)\nfor (int64_t j = 0; j < len; ++j) {\n" +
+                 fmt::format("const {} x = {};\n", T, row) + "mx = x > mx ? x : mx;\n}\n";
+        } else {
+            s += "#pragma omp simd reduction(max:mx)\nfor (int64_t j = 0; j < len; ++j) {\n" +
+                 prologue(ix) + "buf[j] = x;\nmx = x > mx ? x : mx;\n}\n";
+        }
         // A non-finite maximum is not subtracted (as the reference evaluator, and JAX).
         s += fmt::format("const {0} shift = __builtin_isfinite(mx) ? mx : ({0})0;\n", T);
         s += "double sum = 0;\n";
         if (log) {
             s += "#pragma omp simd reduction(+:sum)\nfor (int64_t j = 0; j < len; ++j) sum += "
-                 "(double)exp(buf[j] - shift);\n";
+                 "(double)exp(" +
+                 row + " - shift);\n";
             s += fmt::format("const {0} ls = log(({0})sum);\n", T);
         } else {
             s += fmt::format(
                 "#pragma omp simd reduction(+:sum)\nfor (int64_t j = 0; j < len; ++j) {{ const "
-                "{} ex = exp(buf[j] - shift); buf[j] = ex; sum += (double)ex; }}\n",
-                T);
+                "{} ex = exp({} - shift); buf[j] = ex; sum += (double)ex; }}\n",
+                T, row);
             // One reciprocal and a product per element (within an ulp of the quotient): a
             // vector division costs more than the exp before it.
             s += fmt::format("const {0} inv = ({0})(1.0 / sum);\n", T);
         }
-        std::string value = log ? "(buf[j] - shift) - ls" : "buf[j] * inv";
+        std::string value = log ? "(" + row + " - shift) - ls" : "buf[j] * inv";
         s += "#pragma omp simd\nfor (int64_t j = 0; j < len; ++j) {\n";
         s += fmt::format("const {} v{} = {};\n", T, g_.reduce_at, value);
         s += body(g_.reduce_at + 1, num_instrs(), ix) + stores(ix) + "}\n";
