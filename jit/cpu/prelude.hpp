@@ -42,6 +42,17 @@ AGNESI_INLINE float agnesi_bf(int32_t i) { return __builtin_bit_cast(float, i); 
 AGNESI_INLINE int32_t agnesi_bi(float f) { return __builtin_bit_cast(int32_t, f); }
 // 2^k for k in [-126, 127].
 AGNESI_INLINE float agnesi_pow2i(int32_t k) { return agnesi_bf((k + 127) << 23); }
+// c0 + x (c1 + x (c2 + ...)), with fused multiply-adds.
+AGNESI_INLINE float agnesi_horner(float, float c) { return c; }
+template <class... C> AGNESI_INLINE float agnesi_horner(float x, float c, C... rest) {
+    return __builtin_fmaf(agnesi_horner(x, rest...), x, c);
+}
+// p 2^k for k in [-150, 128], as two factors: a subnormal result rounds once, a large one
+// overflows to inf.
+AGNESI_INLINE float agnesi_scale2(float p, int32_t k) {
+    int32_t k1 = k >> 1;
+    return p * agnesi_pow2i(k1) * agnesi_pow2i(k - k1);
+}
 // x = n ln2 + r with |r| <= ln2/2; returns r, n in *n and as an integer in *k. x must lie in
 // [-150 ln2, 150 ln2]; outside it the results are meaningless.
 AGNESI_INLINE float agnesi_reduce_ln2(float x, float* n, int32_t* k) {
@@ -53,20 +64,15 @@ AGNESI_INLINE float agnesi_reduce_ln2(float x, float* n, int32_t* k) {
     return __builtin_fmaf(*n, -1.428606765330187e-06f, r);
 }
 AGNESI_INLINE float agnesi_expf(float x) {
-    // n stays in [-150, 128] for x in [-104, 89]; 2^n is applied as two factors so subnormal
-    // results round once and large ones overflow to inf. Outside that range the result is
-    // selected at the end (a comparison with NaN is false: NaN passes through).
+    // n stays in [-150, 128] for x in [-104, 89]. Outside that range the result is selected at
+    // the end (a comparison with NaN is false: NaN passes through).
     float n;
     int32_t k;
     float r = agnesi_reduce_ln2(x, &n, &k);
-    float p = 1.381461043e-03f;
-    p = __builtin_fmaf(p, r, 8.368710056e-03f);
-    p = __builtin_fmaf(p, r, 4.166838899e-02f);
-    p = __builtin_fmaf(p, r, 1.666652113e-01f);
-    p = __builtin_fmaf(p, r, 4.999999404e-01f);
+    float p = agnesi_horner(r, 4.999999404e-01f, 1.666652113e-01f, 4.166838899e-02f,
+        8.368710056e-03f, 1.381461043e-03f);
     p = __builtin_fmaf(p, r * r, r) + 1.0f;
-    int32_t k1 = k >> 1;
-    float y = p * agnesi_pow2i(k1) * agnesi_pow2i(k - k1);
+    float y = agnesi_scale2(p, k);
     y = x > 89.0f ? __builtin_inff() : y;
     return x < -104.0f ? 0.0f : y;
 }
@@ -78,18 +84,13 @@ AGNESI_INLINE float agnesi_expm1f(float x) {
     float n;
     int32_t k;
     float r = agnesi_reduce_ln2(xc, &n, &k);
-    float q = 1.982412650e-04f;
-    q = __builtin_fmaf(q, r, 1.393324463e-03f);
-    q = __builtin_fmaf(q, r, 8.333419450e-03f);
-    q = __builtin_fmaf(q, r, 4.166648164e-02f);
-    q = __builtin_fmaf(q, r, 1.666666567e-01f);
-    q = __builtin_fmaf(q, r, 0.5f);
+    float q = agnesi_horner(r, 0.5f, 1.666666567e-01f, 4.166648164e-02f, 8.333419450e-03f,
+        1.393324463e-03f, 1.982412650e-04f);
     float em = __builtin_fmaf(q, r * r, r);  // e^r - 1
     int32_t kc = k > 24 ? 24 : k;
     float s = agnesi_pow2i(kc);
     float small = __builtin_fmaf(s, em, s - 1.0f);
-    int32_t k1 = k >> 1;
-    float big = (em + 1.0f) * agnesi_pow2i(k1) * agnesi_pow2i(k - k1);
+    float big = agnesi_scale2(em + 1.0f, k);
     float y = k > 24 ? big : small;
     return x == 0.0f ? x : y;  // keeps the sign of zero
 }
@@ -103,14 +104,9 @@ AGNESI_INLINE float agnesi_logf(float x) {
     // keeps GCC from vectorizing the loops around it.
     float fe = (float)(ix >> 23) - (sub ? 23.0f : 0.0f);
     float f = agnesi_bf((ix & 0x007fffff) + 0x3f3504f3) - 1.0f;
-    float p = -7.634429634e-02f;
-    p = __builtin_fmaf(p, f, 1.276154965e-01f);
-    p = __builtin_fmaf(p, f, -1.316019446e-01f);
-    p = __builtin_fmaf(p, f, 1.420176178e-01f);
-    p = __builtin_fmaf(p, f, -1.662335694e-01f);
-    p = __builtin_fmaf(p, f, 2.000122666e-01f);
-    p = __builtin_fmaf(p, f, -2.500082254e-01f);
-    p = __builtin_fmaf(p, f, 3.333333135e-01f);
+    float p = agnesi_horner(f, 3.333333135e-01f, -2.500082254e-01f, 2.000122666e-01f,
+        -1.662335694e-01f, 1.420176178e-01f, -1.316019446e-01f, 1.276154965e-01f,
+        -7.634429634e-02f);
     float f2 = f * f;
     float y = __builtin_fmaf(p * f, f2, __builtin_fmaf(fe, 1.428606765330187e-06f, -0.5f * f2));
     float r = __builtin_fmaf(fe, 0.693145751953125f, f + y);
@@ -131,11 +127,8 @@ AGNESI_INLINE float agnesi_log1pf(float x) {
 AGNESI_INLINE float agnesi_tanhf(float x) {
     float a = __builtin_fabsf(x);
     float z = x * x;
-    float p = -5.704990588e-03f;
-    p = __builtin_fmaf(p, z, 2.063908987e-02f);
-    p = __builtin_fmaf(p, z, -5.373971537e-02f);
-    p = __builtin_fmaf(p, z, 1.333144158e-01f);
-    p = __builtin_fmaf(p, z, -3.333328068e-01f);
+    float p = agnesi_horner(z, -3.333328068e-01f, 1.333144158e-01f, -5.373971537e-02f,
+        2.063908987e-02f, -5.704990588e-03f);
     // tanh is odd and |x^3 p| < |x|: the sign of x, also for -0 (where the sum would give +0).
     float small = __builtin_copysignf(__builtin_fmaf(p, z * x, x), x);
     float e = agnesi_expf(2.0f * a);
@@ -149,19 +142,10 @@ AGNESI_INLINE float agnesi_erff(float x) {
     float xc = x < -3.92f ? -3.92f : x;
     xc = xc > 3.92f ? 3.92f : xc;
     float z = xc * xc;
-    float p = -1.279441353e-08f;
-    p = __builtin_fmaf(p, z, 4.608190011e-06f);
-    p = __builtin_fmaf(p, z, 3.767197195e-04f);
-    p = __builtin_fmaf(p, z, 3.838503500e-03f);
-    p = __builtin_fmaf(p, z, 5.424307659e-02f);
-    p = __builtin_fmaf(p, z, 1.851352453e-01f);
-    p = __builtin_fmaf(p, z, 1.128379226e+00f);
-    float q = 6.238926289e-05f;
-    q = __builtin_fmaf(q, z, 1.301447861e-03f);
-    q = __builtin_fmaf(q, z, 1.542967185e-02f);
-    q = __builtin_fmaf(q, z, 1.138729453e-01f);
-    q = __builtin_fmaf(q, z, 4.974052310e-01f);
-    q = __builtin_fmaf(q, z, 1.0f);
+    float p = agnesi_horner(z, 1.128379226e+00f, 1.851352453e-01f, 5.424307659e-02f,
+        3.838503500e-03f, 3.767197195e-04f, 4.608190011e-06f, -1.279441353e-08f);
+    float q = agnesi_horner(z, 1.0f, 4.974052310e-01f, 1.138729453e-01f, 1.542967185e-02f,
+        1.301447861e-03f, 6.238926289e-05f);
     return xc * p / q;
 }
 )agnesi_prelude";
