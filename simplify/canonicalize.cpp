@@ -190,7 +190,7 @@ bool same_form(const ProductForm& a, const ProductForm& b) {
 // form it recorded. A visit is a function of these reads.
 struct Read {
     enum Kind : std::uint8_t { Memo, Shared, Interior, Form, Write } kind;
-    bool flag;           // Shared, Interior: the answer
+    bool flag;           // Shared, Interior: the answer; Form: read loosely (see form_of)
     std::uint32_t form;  // Form, Write: 1 + index into CachedVisit::forms; 0: no form
     const Node* key;
     const Node* value;  // Memo: the memoized node, or null
@@ -397,7 +397,9 @@ class Canonicalizer {
     // coefficient * monomial; an empty monomial means a rational constant.
     std::pair<Number, Expr> split(const Expr& t) {
         if (const Node* c = filled_number(t.node())) return {c->value(), Expr()};
-        if (const ProductForm* it = form_of(t.node())) {
+        // Past the cases below, no form reads as {1, t}, the same as a form of t alone.
+        bool loose = t.op() != Op::Neg && t.op() != Op::Div && t.op() != Op::Mul;
+        if (const ProductForm* it = form_of(t.node(), loose)) {
             const ProductForm& f = *it;
             if (f.coef.is_one()) return {Number(1), t};
             ProductForm unit{Number(1), f.factors};
@@ -581,7 +583,7 @@ class Canonicalizer {
                 add_atom(a.operand(0), e, add_factor, coef, is_shared);
                 return;
             }
-            if (const ProductForm* it = is_shared ? nullptr : form_of(a.node())) {
+            if (const ProductForm* it = is_shared ? nullptr : form_of(a.node(), true)) {
                 const ProductForm f = *it;
                 auto p = exact_pow(f.coef, e.r);
                 auto c = p ? exact_mul(coef, *p) : std::nullopt;
@@ -728,12 +730,23 @@ class Canonicalizer {
         note(Read::Interior, n, nullptr, i);
         return i;
     }
-    const ProductForm* form_of(const Node* n) {
+    // Whether a form says only that n is its own single factor: {1, n^1}.
+    static bool alone(const ProductForm& f, const Node* n) {
+        if (!f.coef.is_one() || f.factors.size() != 1) return false;
+        const auto& [b, e] = f.factors[0];
+        return b.node() == n && !e.s && e.r.is_one();
+    }
+    /// `loose`: the caller treats a form of n alone like no form. A node built as a product
+    /// of one factor (x*y/y is y) records such a form, and the next run, which no longer
+    /// builds it, would otherwise miss every recorded visit that read one.
+    const ProductForm* form_of(const Node* n, bool loose) {
         const std::shared_ptr<const ProductForm>* f = forms_.find(n);
         // A form this visit recorded itself is part of the visit, not something it depends on.
         if (log_) {
             const std::uint32_t* owner = form_owner_.find(n);
-            if (!owner || *owner != visit_) {
+            if (loose && (!owner || *owner != visit_) && (!f || alone(**f, n))) {
+                log_->reads.push_back(Read{Read::Form, true, 0, n, nullptr});
+            } else if (!owner || *owner != visit_) {
                 std::uint32_t slot = 0;
                 if (f) {
                     log_->forms.push_back(*f);  // shared, not copied: forms are immutable
@@ -774,9 +787,13 @@ class Canonicalizer {
                     break;
                 case Read::Form: {
                     const std::shared_ptr<const ProductForm>* f = forms_.find(r.key);
+                    if (r.flag) {
+                        if (f && !alone(**f, r.key)) return false;
+                        break;
+                    }
                     if (!f != !r.form) return false;
-                    const auto& was = c.forms[r.form - 1];
-                    if (f && *f != was && !same_form(**f, *was)) return false;
+                    if (f && *f != c.forms[r.form - 1] && !same_form(**f, *c.forms[r.form - 1]))
+                        return false;
                     break;
                 }
                 case Read::Write:
@@ -844,7 +861,8 @@ Expr Canonicalizer::build_sum(const detail::SumForm& form) {
     sort_terms(negative, f.terms.end());
     auto term = [&](const Number& c, const Expr& m) -> Expr {
         if (c.is_one()) return m;
-        if (const ProductForm* it = form_of(m.node())) {
+        // Only -1 builds differently with and without a form of m alone: -m, or m negated.
+        if (const ProductForm* it = form_of(m.node(), !(c == Number(-1)))) {
             ProductForm g = *it;
             if (auto k = exact_mul(g.coef, c)) {
                 g.coef = *k;
