@@ -514,7 +514,7 @@ class Canonicalizer {
                     case Op::Sqrt:
                         add_atom(at(m->operand(0)),
                                  Exponent{*exact_mul(e, Number::rational(1, 2)), {}}, add_factor,
-                                 coef, shared(m->operand(0)));
+                                 coef, m->operand(0));
                         continue;
                     case Op::Pow: {
                         const Node* b = m->operand(0);
@@ -528,7 +528,7 @@ class Canonicalizer {
                             }
                             auto k = exact_mul(e, ey.constant);
                             if (!k) throw ValueError("exponent too large to stay exact");
-                            add_atom(at(b), Exponent{*k, {}}, add_factor, coef, shared(b));
+                            add_atom(at(b), Exponent{*k, {}}, add_factor, coef, b);
                             continue;
                         }
                         auto k = exact_mul(e, y->value());
@@ -536,13 +536,13 @@ class Canonicalizer {
                         if (y->value().is_integer() && interior(b))
                             stack.emplace_back(b, *k);
                         else
-                            add_atom(at(b), Exponent{*k, {}}, add_factor, coef, shared(b));
+                            add_atom(at(b), Exponent{*k, {}}, add_factor, coef, b);
                         continue;
                     }
                     default: break;
                 }
             }
-            add_atom(at(m), Exponent{e, {}}, add_factor, coef, shared(m));
+            add_atom(at(m), Exponent{e, {}}, add_factor, coef, m);
         }
         ProductForm f;
         f.coef = coef;
@@ -571,19 +571,21 @@ class Canonicalizer {
         return f;
     }
 
-    // An already canonical operand: its own factors join when the exponent is an integer, unless
-    // it is shared: copying a shared product's factors into every user would grow the DAG
-    // quadratically (the adjoints of a deep chain are such products).
+    // An already canonical operand (the result for `src`): its own factors join when the
+    // exponent is an integer, unless src is shared: copying a shared product's factors into
+    // every user would grow the DAG quadratically (the adjoints of a deep chain are such
+    // products). Sharing is read only where it matters, so that a replay does not miss on it.
     template <class AddFactor>
     void add_atom(const Expr& a, const Exponent& e, AddFactor& add_factor, Number& coef,
-                  bool is_shared) {
+                  const Node* src) {
         if (!e.s && e.r.is_integer()) {
             if (a.op() == Op::Neg) {
                 coef = *exact_mul(coef, *exact_pow(Number(-1), e.r));
-                add_atom(a.operand(0), e, add_factor, coef, is_shared);
+                add_atom(a.operand(0), e, add_factor, coef, src);
                 return;
             }
-            if (const ProductForm* it = is_shared ? nullptr : form_of(a.node(), true)) {
+            const ProductForm* it = form_of(a.node(), true);
+            if (it && !alone(*it, a.node()) && !shared(src)) {
                 const ProductForm f = *it;
                 auto p = exact_pow(f.coef, e.r);
                 auto c = p ? exact_mul(coef, *p) : std::nullopt;
