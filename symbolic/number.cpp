@@ -283,7 +283,15 @@ std::string Number::to_latex() const {
 
 Number Number::operator-() const {
     switch (kind_) {
-        case Kind::Rational: return NumberAccess::make(-NumberAccess::rat(*this));
+        case Kind::Rational:
+            // Sums negate a coefficient per term: small numbers skip the big rational.
+            if (!big_ && p_ != std::numeric_limits<std::int64_t>::min()) {
+                Number n = *this;
+                n.p_ = -p_;
+                n.rehash();
+                return n;
+            }
+            return NumberAccess::make(-NumberAccess::rat(*this));
         case Kind::PosInf: return Number(Kind::NegInf);
         case Kind::NegInf: return Number(Kind::PosInf);
         case Kind::NaN: return *this;
