@@ -10,6 +10,7 @@
 // is an integer: (x*y)^2 is x^2*y^2, but sqrt(x*y) stays (it is finite where sqrt(x) is not).
 #include <algorithm>
 #include <map>
+#include <span>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -191,16 +192,24 @@ bool same_form(const ProductForm& a, const ProductForm& b) {
 struct Read {
     enum Kind : std::uint8_t { Memo, Shared, Interior, Form, Write } kind;
     bool flag;           // Shared, Interior: the answer; Form: read loosely (see form_of)
-    std::uint32_t form;  // Form, Write: 1 + index into CachedVisit::forms; 0: no form
+    std::uint32_t form;  // Form, Write: 1 + index into the visit's forms; 0: no form
     const Node* key;
     const Node* value;  // Memo: the memoized node, or null
 };
 
-// A visit of one node as recorded in a run: what it read, and what it returned.
-struct CachedVisit {
-    Expr result;
+// What the visits of one run read, back to back: one allocation for a run rather than two a
+// visit.
+struct VisitLog {
     std::vector<Read> reads;
     std::vector<std::shared_ptr<const ProductForm>> forms;
+};
+
+// A visit of one node as recorded in a run: what it read (ranges of the run's log), and what
+// it returned.
+struct CachedVisit {
+    Expr result;
+    std::uint32_t reads_begin = 0, reads_end = 0;
+    std::uint32_t forms_begin = 0, forms_end = 0;
 };
 
 }  // namespace
@@ -208,6 +217,7 @@ struct CachedVisit {
 struct detail::CanonicalCache::Impl {
     detail::NodeMap<CachedVisit> previous;  // visits of the last run, by node
     detail::NodeMap<CachedVisit> current;
+    VisitLog previous_log, current_log;
     std::size_t nodes = 16;  // the last run's DAG size, to size the next run's maps
 };
 
@@ -249,33 +259,45 @@ class Canonicalizer {
                 NodeState& so = *state_.find(o);
                 if (so.uses == 1 && joins(n, o)) so.interior = true;
             }
-        if (cache) cache->current = detail::NodeMap<CachedVisit>(cache->previous.size());
+        if (cache) {
+            cache->current = detail::NodeMap<CachedVisit>(cache->previous.size());
+            cache->current_log.reads.reserve(cache->previous_log.reads.size());
+            cache->current_log.forms.reserve(cache->previous_log.forms.size());
+            previous_log_ = &cache->previous_log;
+        }
         for (const Node* n : order) {
             if (state_.find(n)->interior) continue;
             if (cache) {
                 CachedVisit* c = cache->previous.find(n);
                 if (c && replay(*c)) {
                     state_.find(n)->memo = c->result;
-                    cache->current[n] = std::move(*c);
+                    cache->current[n] = keep(*c, cache->current_log);
                     continue;
                 }
             }
             CachedVisit record;
             if (cache) {
-                log_ = &record;
+                log_ = &cache->current_log;
+                record.reads_begin = static_cast<std::uint32_t>(log_->reads.size());
+                record.forms_begin = static_cast<std::uint32_t>(log_->forms.size());
+                forms_begin_ = record.forms_begin;
                 ++visit_;
             }
             Expr v = visit(n);
-            log_ = nullptr;
             state_.find(n)->memo = v;
             if (cache) {
                 record.result = v;
-                cache->current[n] = std::move(record);
+                record.reads_end = static_cast<std::uint32_t>(log_->reads.size());
+                record.forms_end = static_cast<std::uint32_t>(log_->forms.size());
+                cache->current[n] = record;
             }
+            log_ = nullptr;
         }
         if (cache) {
             cache->previous = std::move(cache->current);
             cache->current = detail::NodeMap<CachedVisit>();
+            cache->previous_log = std::move(cache->current_log);
+            cache->current_log = VisitLog();
         }
         std::vector<Expr> out;
         for (const Node* r : rs) out.push_back(state_.find(r)->memo);
@@ -611,8 +633,7 @@ class Canonicalizer {
 
     // A sum factor to an integer power has one orientation, its leading term positive:
     // 2*(1 - y) is -2*(y - 1), so that (y - 1)/(1 - y) meets as one base.
-    ProductForm oriented(const ProductForm& f) {
-        ProductForm out = f;
+    ProductForm oriented(ProductForm out) {
         bool changed = false;
         for (auto& [b, e] : out.factors) {
             if (e.s || !e.r.is_integer() || !leads_negative(b)) continue;
@@ -651,7 +672,8 @@ class Canonicalizer {
     Expr build_product(const ProductForm& given) {
         if (given.coef.is_zero()) return literal(Number(0), ctx_);
         ProductForm form = oriented(given);
-        ProductForm f = form;
+        const auto& factors = form.factors;
+        Number coef = form.coef;
         auto is_sum = [](const Expr& b) {
             return b.op() == Op::Add || b.op() == Op::Sub || b.op() == Op::Neg;
         };
@@ -663,32 +685,32 @@ class Canonicalizer {
         // -x*y reads better than -1*x*y: a coefficient of -1 negates a factor that is not a sum.
         // A lone sum is negated term by term (z - y); a product of sums is negated whole.
         bool negate_first = false, negate_all = false;
-        if (f.coef == Number(-1)) {
-            if (std::any_of(f.factors.begin(), f.factors.end(), plain))
+        if (coef == Number(-1)) {
+            if (std::any_of(factors.begin(), factors.end(), plain))
                 negate_first = true;
-            else if (f.factors.size() == 1 && sum_factor(f.factors[0]))
-                return negate(f.factors[0].first);
+            else if (factors.size() == 1 && sum_factor(factors[0]))
+                return negate(factors[0].first);
             else
-                negate_all = true, f.coef = Number(1);
+                negate_all = true, coef = Number(1);
         }
         Expr num, den;
         auto times = [](Expr& acc, const Expr& x) { acc = acc ? acc * x : x; };
-        Number p = f.coef.numerator(), q = f.coef.denominator();
-        bool has_num = std::any_of(f.factors.begin(), f.factors.end(),
+        Number p = coef.numerator(), q = coef.denominator();
+        bool has_num = std::any_of(factors.begin(), factors.end(),
                                    [](const auto& fe) { return fe.second.in_numerator(); });
         if (!has_num || !(p.is_one() || negate_first)) num = literal(p, ctx_);
-        for (const auto& fe : f.factors) {
+        for (const auto& fe : factors) {
             if (!fe.second.in_numerator()) continue;
             Expr x = power(fe.first, fe.second);
             if (negate_first && plain(fe)) x = -x, negate_first = false;
             times(num, x);
         }
         if (!q.is_one()) den = literal(q, ctx_);
-        for (const auto& [b, e] : f.factors)
+        for (const auto& [b, e] : factors)
             if (!e.in_numerator()) times(den, power(b, e.times(Number(-1))));
         Expr out = den ? num / den : num;
         if (negate_all) return -out;
-        record_form(out.node(), form);
+        record_form(out.node(), std::move(form));
         return out;
     }
 
@@ -752,21 +774,22 @@ class Canonicalizer {
                 std::uint32_t slot = 0;
                 if (f) {
                     log_->forms.push_back(*f);  // shared, not copied: forms are immutable
-                    slot = static_cast<std::uint32_t>(log_->forms.size());
+                    slot = static_cast<std::uint32_t>(log_->forms.size()) - forms_begin_;
                 }
                 log_->reads.push_back(Read{Read::Form, false, slot, n, nullptr});
             }
         }
         return f ? f->get() : nullptr;
     }
-    void record_form(const Node* n, const ProductForm& f) {
+    void record_form(const Node* n, ProductForm&& f) {
         if (forms_.contains(n)) return;  // the first form recorded for a node stays
-        auto shared_form = std::make_shared<const ProductForm>(f);
+        auto shared_form = std::make_shared<const ProductForm>(std::move(f));
         forms_.insert(n, shared_form);
         if (log_) {
             log_->forms.push_back(std::move(shared_form));
-            log_->reads.push_back(Read{Read::Write, false,
-                                       static_cast<std::uint32_t>(log_->forms.size()), n, nullptr});
+            log_->reads.push_back(
+                Read{Read::Write, false,
+                     static_cast<std::uint32_t>(log_->forms.size()) - forms_begin_, n, nullptr});
             form_owner_[n] = visit_;
         }
     }
@@ -774,7 +797,12 @@ class Canonicalizer {
     // Whether a recorded visit would read the same state now; if so, its writes are applied and
     // its result stands for the visit.
     bool replay(const CachedVisit& c) {
-        for (const Read& r : c.reads) {
+        const VisitLog& log = *previous_log_;
+        auto reads = std::span(log.reads).subspan(c.reads_begin, c.reads_end - c.reads_begin);
+        auto form = [&](const Read& r) -> const auto& {
+            return log.forms[c.forms_begin + r.form - 1];
+        };
+        for (const Read& r : reads) {
             switch (r.kind) {
                 case Read::Memo: {
                     const Expr* v = memo_lookup(r.key);
@@ -794,18 +822,34 @@ class Canonicalizer {
                         break;
                     }
                     if (!f != !r.form) return false;
-                    if (f && *f != c.forms[r.form - 1] && !same_form(**f, *c.forms[r.form - 1]))
-                        return false;
+                    if (f && *f != form(r) && !same_form(**f, *form(r))) return false;
                     break;
                 }
-                case Read::Write:
-                    if (forms_.contains(r.key)) return false;
+                case Read::Write: {
+                    // A form already there replays if it is the one the visit recorded.
+                    const std::shared_ptr<const ProductForm>* f = forms_.find(r.key);
+                    if (f && !same_form(**f, *form(r))) return false;
                     break;
+                }
             }
         }
-        for (const Read& r : c.reads)
-            if (r.kind == Read::Write) forms_.insert(r.key, c.forms[r.form - 1]);
+        for (const Read& r : reads)
+            if (r.kind == Read::Write) forms_.insert(r.key, form(r));
         return true;
+    }
+    // A replayed visit's record, moved to this run's log.
+    CachedVisit keep(const CachedVisit& c, VisitLog& to) {
+        VisitLog& from = *previous_log_;
+        CachedVisit out = c;
+        out.reads_begin = static_cast<std::uint32_t>(to.reads.size());
+        out.forms_begin = static_cast<std::uint32_t>(to.forms.size());
+        to.reads.insert(to.reads.end(), from.reads.begin() + c.reads_begin,
+                        from.reads.begin() + c.reads_end);
+        to.forms.insert(to.forms.end(), std::make_move_iterator(from.forms.begin() + c.forms_begin),
+                        std::make_move_iterator(from.forms.begin() + c.forms_end));
+        out.reads_end = static_cast<std::uint32_t>(to.reads.size());
+        out.forms_end = static_cast<std::uint32_t>(to.forms.size());
+        return out;
     }
 
     // Per node of the DAG: its users, whether it is flattened into its one user, and its result.
@@ -817,7 +861,9 @@ class Canonicalizer {
     detail::NodeMap<NodeState> state_;
     detail::NodeMap<std::shared_ptr<const ProductForm>> forms_;
 
-    CachedVisit* log_ = nullptr;  // the visit being recorded, if any
+    VisitLog* log_ = nullptr;        // where the visit being recorded, if any, goes
+    std::uint32_t forms_begin_ = 0;  // the recorded visit's first form in log_
+    VisitLog* previous_log_ = nullptr;
     std::uint32_t visit_ = 0;
     detail::NodeMap<std::uint32_t> form_owner_;  // which recorded visit first built a form
 };
