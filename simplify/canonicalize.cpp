@@ -212,12 +212,23 @@ struct CachedVisit {
     std::uint32_t forms_begin = 0, forms_end = 0;
 };
 
+// Per node of the DAG: its users, whether it is flattened into its one user, and its result.
+struct NodeState {
+    std::uint32_t uses = 0;
+    bool interior = false;
+    Expr memo;
+};
+
 }  // namespace
 
 struct detail::CanonicalCache::Impl {
     detail::NodeMap<CachedVisit> previous;  // visits of the last run, by node
     detail::NodeMap<CachedVisit> current;
     VisitLog previous_log, current_log;
+    // A run's own maps, kept for the next run to reuse.
+    detail::NodeMap<NodeState> state;
+    detail::NodeMap<std::shared_ptr<const ProductForm>> forms;
+    detail::NodeMap<std::uint32_t> form_owner;
     std::size_t nodes = 16;  // the last run's DAG size, to size the next run's maps
 };
 
@@ -235,7 +246,13 @@ class Canonicalizer {
         // instead of a traversal and then a count. Every node gets a state here, so the lookups
         // below never insert. Maps are sized from the last run's DAG: growing maps of 10^5
         // entries rehashed most of a run's lookups.
-        state_ = detail::NodeMap<NodeState>(cache ? cache->nodes : 16);
+        if (cache) {
+            state_ = std::move(cache->state);
+            forms_ = std::move(cache->forms);
+            form_owner_ = std::move(cache->form_owner);
+            form_owner_.reset(16);
+        }
+        state_.reset(cache ? cache->nodes : 16);
         std::vector<const Node*> order;
         std::vector<std::pair<const Node*, std::size_t>> stack;  // node, next operand
         for (const Node* r : rs) {
@@ -253,16 +270,22 @@ class Canonicalizer {
             }
         }
         if (cache) cache->nodes = order.size();
-        forms_ = detail::NodeMap<std::shared_ptr<const ProductForm>>(order.size() / 4);
+        forms_.reset(order.size() / 4);
         for (const Node* n : order)
             for (const Node* o : n->operands()) {
                 NodeState& so = *state_.find(o);
                 if (so.uses == 1 && joins(n, o)) so.interior = true;
             }
         if (cache) {
-            cache->current = detail::NodeMap<CachedVisit>(cache->previous.size());
-            cache->current_log.reads.reserve(cache->previous_log.reads.size());
-            cache->current_log.forms.reserve(cache->previous_log.forms.size());
+            cache->current.reset(cache->previous.size());
+            cache->current_log.reads.clear();
+            cache->current_log.forms.clear();
+            // Reserved generously: pages are touched only when written, and a log that grows
+            // by copying faults in fresh pages for every copy.
+            cache->current_log.reads.reserve(
+                std::max(2 * cache->previous_log.reads.size(), 8 * order.size()));
+            cache->current_log.forms.reserve(
+                std::max(2 * cache->previous_log.forms.size(), 2 * order.size()));
             previous_log_ = &cache->previous_log;
         }
         for (const Node* n : order) {
@@ -294,13 +317,16 @@ class Canonicalizer {
             log_ = nullptr;
         }
         if (cache) {
-            cache->previous = std::move(cache->current);
-            cache->current = detail::NodeMap<CachedVisit>();
-            cache->previous_log = std::move(cache->current_log);
-            cache->current_log = VisitLog();
+            std::swap(cache->previous, cache->current);
+            std::swap(cache->previous_log, cache->current_log);
         }
         std::vector<Expr> out;
         for (const Node* r : rs) out.push_back(state_.find(r)->memo);
+        if (cache) {
+            cache->state = std::move(state_);
+            cache->forms = std::move(forms_);
+            cache->form_owner = std::move(form_owner_);
+        }
         return out;
     }
 
@@ -852,12 +878,6 @@ class Canonicalizer {
         return out;
     }
 
-    // Per node of the DAG: its users, whether it is flattened into its one user, and its result.
-    struct NodeState {
-        std::uint32_t uses = 0;
-        bool interior = false;
-        Expr memo;
-    };
     detail::NodeMap<NodeState> state_;
     detail::NodeMap<std::shared_ptr<const ProductForm>> forms_;
 
@@ -948,6 +968,9 @@ namespace detail {
 
 CanonicalCache::CanonicalCache() : impl_(std::make_unique<Impl>()) {}
 CanonicalCache::~CanonicalCache() = default;
+std::size_t CanonicalCache::dag_size() const {
+    return impl_->nodes;
+}
 
 Expr canonicalize(const Expr& e, CanonicalCache& cache) {
     Canonicalizer c(e->context());

@@ -115,7 +115,11 @@ Expr fixpoint(const Expr& e, const SimplifyOptions& o, const std::vector<std::st
     Pass pass = make_pass(steps, o, explicit_sets, copies);
     Expr cur = e;
     // No default rule grows an expression by much; a rule set that does is stopped, not run.
-    const std::size_t limit = 4 * count_nodes({e}) + 1000;
+    // When canonicalize runs first, its walk of the input counts the nodes (a second walk of a
+    // large DAG was a few percent of simplify).
+    const bool canonicalize_first =
+        !pass.steps.empty() && std::holds_alternative<std::monostate>(pass.steps[0]);
+    std::size_t limit = canonicalize_first ? 0 : 4 * count_nodes({e}) + 1000;
     const std::size_t start_size = e->context().size();
     std::vector<Expr> seen;  // earlier states: a cycle among normal forms ends the search
     // A rule step's result at a node depends on the node alone: its memo is kept across passes,
@@ -132,6 +136,7 @@ Expr fixpoint(const Expr& e, const SimplifyOptions& o, const std::vector<std::st
                 // still flatten what the first rebuilt. The cache skips only nodes whose
                 // canonical form is known to come out the same.
                 cur = detail::canonicalize(cur, canonical_cache);
+                if (n == 0 && i == 0) limit = 4 * canonical_cache.dag_size() + 1000;
             } else {
                 cur = std::get<detail::RulePass>(step).run(cur, &rule_memos[i]);
             }

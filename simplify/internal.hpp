@@ -48,6 +48,8 @@ class CanonicalCache {
     ~CanonicalCache();
     CanonicalCache(const CanonicalCache&) = delete;
     CanonicalCache& operator=(const CanonicalCache&) = delete;
+    /// The number of nodes in the DAG the last run saw.
+    std::size_t dag_size() const;
     struct Impl;
 
   private:

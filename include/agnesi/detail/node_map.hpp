@@ -2,6 +2,7 @@
 // every node several times, and std::unordered_map's allocation per entry dominated them.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -50,6 +51,18 @@ class NodeMap {
         return true;
     }
     std::size_t size() const { return size_; }
+    /// Empties the map for about `expected` entries, keeping its memory if that is enough: a
+    /// pass that runs again reuses pages it has already touched.
+    void reset(std::size_t expected) {
+        std::size_t c = capacity_for(expected);
+        if (c > slots_.size() || c * 4 < slots_.size()) {
+            slots_.clear();
+            rehash(c);
+        } else {
+            std::fill(slots_.begin(), slots_.end(), std::pair<const Node*, V>());
+        }
+        size_ = 0;
+    }
 
   private:
     static std::size_t capacity_for(std::size_t n) {
