@@ -103,18 +103,14 @@ bool term_order(const Expr& a, const Expr& b) {
     return *exact_compare(ka, kb) > 0;
 }
 
-// Sorts a sum's terms (of one sign). Terms order totally, so any sort gives the same result. A
-// sum rebuilt by an earlier pass comes back in order except for the terms a rule rewrote: a
-// longest ordered subsequence stays where it is and the rest are sorted alone and merged in, which
-// costs about one comparison a term in order instead of log2(terms).
-void sort_terms(std::vector<std::pair<Number, Expr>>::iterator first,
-                std::vector<std::pair<Number, Expr>>::iterator last) {
-    auto less = [](const auto& x, const auto& y) { return term_order(x.second, y.second); };
+// Sorts nearly sorted ranges fast. A sum rebuilt by an earlier pass comes back in order except
+// for the terms a rule rewrote: a longest ordered subsequence stays where it is and the rest are
+// sorted alone and merged in, which costs about one comparison a term in order instead of
+// log2(terms).
+template <class It, class Less>
+void sort_nearly_sorted(It first, It last, Less less) {
+    using T = typename std::iterator_traits<It>::value_type;
     const auto n = static_cast<std::size_t>(last - first);
-    if (n < 64) {
-        std::sort(first, last, less);
-        return;
-    }
     auto at = [&](std::size_t i) -> const auto& {
         return first[static_cast<std::ptrdiff_t>(i)];
     };
@@ -140,7 +136,7 @@ void sort_terms(std::vector<std::pair<Number, Expr>>::iterator first,
     if (tails.size() == n) return;
     std::vector<bool> in_order(n, false);
     for (std::size_t i = tails.back(); i != kNone; i = prev[i]) in_order[i] = true;
-    std::vector<std::pair<Number, Expr>> kept, aside;
+    std::vector<T> kept, aside;
     kept.reserve(tails.size());
     for (std::size_t i = 0; i < n; ++i)
         (in_order[i] ? kept : aside).push_back(std::move(first[static_cast<std::ptrdiff_t>(i)]));
@@ -148,6 +144,55 @@ void sort_terms(std::vector<std::pair<Number, Expr>>::iterator first,
     std::merge(std::make_move_iterator(kept.begin()), std::make_move_iterator(kept.end()),
                std::make_move_iterator(aside.begin()), std::make_move_iterator(aside.end()), first,
                less);
+}
+
+// A term's place in term order, with the head of structural_compare's order (rank, height, op)
+// read once: most comparisons of a long sum end there without touching the nodes again.
+struct TermKey {
+    std::uint64_t head;
+    const Node* base;
+    const Number* exponent;
+    std::uint32_t index;
+};
+
+TermKey term_key(const Expr& m, std::uint32_t index) {
+    static const Number kOne(1);
+    bool power = m.op() == Op::Pow && rational_constant(m->operand(1));
+    const Node* b = power ? m->operand(0) : m.node();
+    std::uint64_t rank = b->is_constant() ? 0 : b->is_variable() ? 1 : 2;
+    std::uint64_t head =
+        rank << 56 | std::uint64_t{b->height()} << 16 | static_cast<std::uint64_t>(b->op());
+    return {head, b, power ? &m->operand(1)->value() : &kOne, index};
+}
+
+bool key_order(const TermKey& a, const TermKey& b) {
+    if (a.base != b.base) {
+        if (a.head != b.head) return a.head < b.head;
+        if (int c = structural_compare(a.base, b.base)) return c < 0;
+    }
+    return *exact_compare(*a.exponent, *b.exponent) > 0;
+}
+
+// Sorts a sum's terms (of one sign) in term order. Terms order totally, so any sort gives the
+// same result.
+void sort_terms(std::vector<std::pair<Number, Expr>>::iterator first,
+                std::vector<std::pair<Number, Expr>>::iterator last) {
+    const auto n = static_cast<std::size_t>(last - first);
+    if (n < 64) {
+        std::sort(first, last,
+                  [](const auto& x, const auto& y) { return term_order(x.second, y.second); });
+        return;
+    }
+    std::vector<TermKey> keys;
+    keys.reserve(n);
+    for (std::size_t i = 0; i < n; ++i)
+        keys.push_back(
+            term_key(first[static_cast<std::ptrdiff_t>(i)].second, static_cast<std::uint32_t>(i)));
+    sort_nearly_sorted(keys.begin(), keys.end(), key_order);
+    std::vector<std::pair<Number, Expr>> sorted;
+    sorted.reserve(n);
+    for (const TermKey& k : keys) sorted.push_back(std::move(first[k.index]));
+    std::move(sorted.begin(), sorted.end(), first);
 }
 
 // An exponent: a rational part and, for x^y with y not a number, a symbolic part.
