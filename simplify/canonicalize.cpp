@@ -379,6 +379,8 @@ class Canonicalizer {
 
   private:
     Expr visit(const Node* n) {
+        lead_index_ = IndexOf();
+        lead_answers_.clear();
         Kind k = kind_of(n);
         std::optional<Expr> out;
         try {
@@ -560,16 +562,9 @@ class Canonicalizer {
         auto add_factor = [&](Expr base, const Exponent& e) {
             // A sum factor to an integer power has one orientation: (z - y) is -(y - z), so
             // (y - z)/(z - y) meets as one base.
-            if (!e.s && e.r.is_integer() &&
-                (base.op() == Op::Add || base.op() == Op::Sub || base.op() == Op::Neg)) {
-                detail::SumForm sf = terms_of(base);
-                auto lead = std::min_element(
-                    sf.terms.begin(), sf.terms.end(),
-                    [](const auto& a, const auto& b) { return term_order(a.second, b.second); });
-                if (lead != sf.terms.end() && lead->first.sign() < 0) {
-                    base = negate(base);
-                    coef = *exact_mul(coef, *exact_pow(Number(-1), e.r));
-                }
+            if (!e.s && e.r.is_integer() && leads_negative(base)) {
+                base = negate(base);
+                coef = *exact_mul(coef, *exact_pow(Number(-1), e.r));
             }
             if (const Node* c = filled_number(base.node()); c && !e.s) {
                 if (auto p = exact_pow(c->value(), e.r)) {
@@ -693,13 +688,19 @@ class Canonicalizer {
     }
 
     // Whether a sum's leading term (in term order) has a negative coefficient.
+    // Within one visit the answer for a sum is kept: a product asks it for each sum factor
+    // while flattening and again while orienting, and each time collects the sum's terms.
     bool leads_negative(const Expr& b) {
         if (!(b.op() == Op::Add || b.op() == Op::Sub || b.op() == Op::Neg)) return false;
+        auto [pos, fresh] = lead_index_.emplace(b.node(), lead_answers_.size());
+        if (!fresh) return lead_answers_[pos];
         detail::SumForm sf = terms_of(b);
         auto lead = std::min_element(
             sf.terms.begin(), sf.terms.end(),
             [](const auto& x, const auto& y) { return term_order(x.second, y.second); });
-        return lead != sf.terms.end() && lead->first.sign() < 0;
+        bool negative = lead != sf.terms.end() && lead->first.sign() < 0;
+        lead_answers_.push_back(negative);
+        return negative;
     }
 
     // A sum factor to an integer power has one orientation, its leading term positive:
@@ -926,6 +927,8 @@ class Canonicalizer {
     detail::NodeMap<NodeState> state_;
     detail::NodeMap<std::shared_ptr<const ProductForm>> forms_;
 
+    IndexOf lead_index_;  // leads_negative's answers in the current visit
+    std::vector<bool> lead_answers_;
     VisitLog* log_ = nullptr;        // where the visit being recorded, if any, goes
     std::uint32_t forms_begin_ = 0;  // the recorded visit's first form in log_
     VisitLog* previous_log_ = nullptr;
