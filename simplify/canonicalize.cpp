@@ -413,7 +413,8 @@ class Canonicalizer {
         while (!stack.empty()) {
             auto [m, c] = stack.back();
             stack.pop_back();
-            if (m == root || interior(m)) {
+            // Only a node of the sum's own ops can be interior: others need no read.
+            if (m == root || (kind_of(m) == Kind::Sum && interior(m))) {
                 switch (m->op()) {
                     case Op::Add:
                         stack.emplace_back(m->operand(1), c);
@@ -589,7 +590,7 @@ class Canonicalizer {
         while (!stack.empty()) {
             auto [m, e] = stack.back();
             stack.pop_back();
-            if (m == root || interior(m)) {
+            if (m == root || (kind_of(m) == Kind::Product && interior(m))) {
                 switch (m->op()) {
                     case Op::Mul:
                         stack.emplace_back(m->operand(1), e);
@@ -826,6 +827,17 @@ class Canonicalizer {
         note(Read::Interior, n, nullptr, i);
         return i;
     }
+    static bool may_have_form(const Node* n) {
+        switch (n->op()) {
+            case Op::Mul:
+            case Op::Div:
+            case Op::Sqrt:
+            case Op::Pow:
+            case Op::Neg:
+            case Op::Constant: return true;
+            default: return false;
+        }
+    }
     // Whether a form says only that n is its own single factor: {1, n^1}.
     static bool alone(const ProductForm& f, const Node* n) {
         if (!f.coef.is_one() || f.factors.size() != 1) return false;
@@ -841,7 +853,9 @@ class Canonicalizer {
         if (log_) {
             const std::uint32_t* owner = form_owner_.find(n);
             if (loose && (!owner || *owner != visit_) && (!f || alone(**f, n))) {
-                log_->reads.push_back(Read{Read::Form, true, 0, n, nullptr});
+                // Only a product, power, negation or number is built with a form other than
+                // itself alone (see build_product): a loose read of anything else always holds.
+                if (may_have_form(n)) log_->reads.push_back(Read{Read::Form, true, 0, n, nullptr});
             } else if (!owner || *owner != visit_) {
                 std::uint32_t slot = 0;
                 if (f) {
