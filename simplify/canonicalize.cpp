@@ -9,6 +9,7 @@
 // the pass is linear in the DAG. Exponents multiply through a power only when the outer exponent
 // is an integer: (x*y)^2 is x^2*y^2, but sqrt(x*y) stays (it is finite where sqrt(x) is not).
 #include <algorithm>
+#include <array>
 #include <map>
 #include <span>
 #include <unordered_map>
@@ -146,10 +147,47 @@ void sort_nearly_sorted(It first, It last, Less less) {
                less);
 }
 
-// A term's place in term order, with the head of structural_compare's order (rank, height, op)
-// read once: most comparisons of a long sum end there without touching the nodes again.
+// The start of a node's place in structural_compare's order, as numbers compared in sequence:
+// one per node in pre-order (rank, height, op, dtype, weak, arity), and after a variable its
+// name when short. The sequence stops at the first node whose payload it cannot hold (a number,
+// a long name, a shape, attributes) and after kTokens numbers. Two sequences that differ where
+// both go decide the order; otherwise structural_compare does.
+constexpr std::size_t kTokens = 6;
+struct NodeKey {
+    std::array<std::uint64_t, kTokens> tokens;
+    std::size_t size = 0;
+};
+
+NodeKey node_key(const Node* root) {
+    NodeKey k;
+    boost::container::small_vector<const Node*, 8> stack{root};
+    while (!stack.empty() && k.size < kTokens) {
+        const Node* x = stack.back();
+        stack.pop_back();
+        if (x->height() >= (1u << 30) || x->arity() >= (1u << 15)) break;
+        std::uint64_t rank = x->is_constant() ? 0 : x->is_variable() ? 1 : 2;
+        k.tokens[k.size++] = rank << 62 | std::uint64_t{x->height()} << 32 |
+                             std::uint64_t{static_cast<std::uint8_t>(x->op())} << 24 |
+                             std::uint64_t{static_cast<std::uint8_t>(x->dtype())} << 16 |
+                             std::uint64_t{x->weak()} << 15 | x->arity();
+        if (x->is_constant() || !x->shape().empty() || !x->ints().empty() || x->keepdims()) break;
+        if (x->is_variable()) {
+            const std::string& name = x->name();
+            if (name.size() > 7 || name.find('\0') != std::string::npos || k.size == kTokens) break;
+            std::uint64_t v = 0;
+            for (std::size_t i = 0; i < 7; ++i)
+                v = v << 8 | (i < name.size() ? static_cast<unsigned char>(name[i]) : 0u);
+            k.tokens[k.size++] = v << 8 | x->assumptions();
+        }
+        for (std::size_t i = x->arity(); i-- > 0;) stack.push_back(x->operand(i));
+    }
+    return k;
+}
+
+// A term's place in term order, with the start of its base's place read once: most
+// comparisons in a long sum end there without reading the nodes again.
 struct TermKey {
-    std::uint64_t head;
+    NodeKey key;
     const Node* base;
     const Number* exponent;
     std::uint32_t index;
@@ -159,15 +197,14 @@ TermKey term_key(const Expr& m, std::uint32_t index) {
     static const Number kOne(1);
     bool power = m.op() == Op::Pow && rational_constant(m->operand(1));
     const Node* b = power ? m->operand(0) : m.node();
-    std::uint64_t rank = b->is_constant() ? 0 : b->is_variable() ? 1 : 2;
-    std::uint64_t head =
-        rank << 56 | std::uint64_t{b->height()} << 16 | static_cast<std::uint64_t>(b->op());
-    return {head, b, power ? &m->operand(1)->value() : &kOne, index};
+    return {node_key(b), b, power ? &m->operand(1)->value() : &kOne, index};
 }
 
 bool key_order(const TermKey& a, const TermKey& b) {
     if (a.base != b.base) {
-        if (a.head != b.head) return a.head < b.head;
+        std::size_t n = std::min(a.key.size, b.key.size);
+        for (std::size_t i = 0; i < n; ++i)
+            if (a.key.tokens[i] != b.key.tokens[i]) return a.key.tokens[i] < b.key.tokens[i];
         if (int c = structural_compare(a.base, b.base)) return c < 0;
     }
     return *exact_compare(*a.exponent, *b.exponent) > 0;
