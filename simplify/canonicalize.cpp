@@ -296,7 +296,9 @@ struct CachedVisit {
 
 // Per node of the DAG: its users, whether it is flattened into its one user, and its result.
 struct NodeState {
+    static constexpr std::uint32_t kNoRecord = UINT32_MAX;
     std::uint32_t uses = 0;
+    std::uint32_t record = kNoRecord;  // this run's record of the node's visit, if any
     bool interior = false;
     Expr memo;
 };
@@ -304,10 +306,11 @@ struct NodeState {
 }  // namespace
 
 struct detail::CanonicalCache::Impl {
-    detail::NodeMap<CachedVisit> previous;  // visits of the last run, by node
-    detail::NodeMap<CachedVisit> current;
+    // Visits of the last run, found through its node states, and of the current run.
+    std::vector<CachedVisit> previous, current;
+    detail::NodeMap<NodeState> previous_state;
     VisitLog previous_log, current_log;
-    // A run's own maps, kept for the next run to reuse.
+    // Maps kept for the next run to reuse.
     detail::NodeMap<NodeState> state;
     detail::NodeMap<std::shared_ptr<const ProductForm>> forms;
     detail::NodeMap<std::uint32_t> form_owner;
@@ -353,13 +356,19 @@ class Canonicalizer {
         }
         if (cache) cache->nodes = order.size();
         forms_.reset(order.size() / 4);
-        for (const Node* n : order)
+        // Nothing is inserted from here on, so the states stay where they are.
+        std::vector<NodeState*> states;
+        states.reserve(order.size());
+        for (const Node* n : order) {
+            states.push_back(state_.find(n));
             for (const Node* o : n->operands()) {
                 NodeState& so = *state_.find(o);
                 if (so.uses == 1 && joins(n, o)) so.interior = true;
             }
+        }
         if (cache) {
-            cache->current.reset(cache->previous.size());
+            cache->current.clear();
+            cache->current.reserve(cache->previous.size());
             cache->current_log.reads.clear();
             cache->current_log.forms.clear();
             // Reserved generously: pages are touched only when written, and a log that grows
@@ -370,13 +379,16 @@ class Canonicalizer {
                 std::max(2 * cache->previous_log.forms.size(), 2 * order.size()));
             previous_log_ = &cache->previous_log;
         }
-        for (const Node* n : order) {
-            if (state_.find(n)->interior) continue;
+        for (std::size_t k = 0; k < order.size(); ++k) {
+            const Node* n = order[k];
+            NodeState& state = *states[k];
+            if (state.interior) continue;
             if (cache) {
-                CachedVisit* c = cache->previous.find(n);
-                if (c && replay(*c)) {
-                    state_.find(n)->memo = c->result;
-                    cache->current[n] = keep(*c, cache->current_log);
+                const NodeState* p = cache->previous_state.find(n);
+                if (p && p->record != NodeState::kNoRecord && replay(cache->previous[p->record])) {
+                    state.memo = cache->previous[p->record].result;
+                    state.record = static_cast<std::uint32_t>(cache->current.size());
+                    cache->current.push_back(keep(cache->previous[p->record], cache->current_log));
                     continue;
                 }
             }
@@ -389,12 +401,13 @@ class Canonicalizer {
                 ++visit_;
             }
             Expr v = visit(n);
-            state_.find(n)->memo = v;
+            state.memo = v;
             if (cache) {
                 record.result = v;
                 record.reads_end = static_cast<std::uint32_t>(log_->reads.size());
                 record.forms_end = static_cast<std::uint32_t>(log_->forms.size());
-                cache->current[n] = record;
+                state.record = static_cast<std::uint32_t>(cache->current.size());
+                cache->current.push_back(record);
             }
             log_ = nullptr;
         }
@@ -405,7 +418,9 @@ class Canonicalizer {
         std::vector<Expr> out;
         for (const Node* r : rs) out.push_back(state_.find(r)->memo);
         if (cache) {
-            cache->state = std::move(state_);
+            // This run's states find its records in the next run; the last run's map is reused.
+            cache->state = std::move(cache->previous_state);
+            cache->previous_state = std::move(state_);
             cache->forms = std::move(forms_);
             cache->form_owner = std::move(form_owner_);
         }
