@@ -294,6 +294,12 @@ struct CachedVisit {
     std::uint32_t forms_begin = 0, forms_end = 0;
 };
 
+// A recorded product form, and which recorded visit built it (0: none of this run's).
+struct FormEntry {
+    std::shared_ptr<const ProductForm> form;
+    std::uint32_t owner = 0;
+};
+
 // Per node of the DAG: its users, whether it is flattened into its one user, and its result.
 struct NodeState {
     static constexpr std::uint32_t kNoRecord = UINT32_MAX;
@@ -312,8 +318,7 @@ struct detail::CanonicalCache::Impl {
     VisitLog previous_log, current_log;
     // Maps kept for the next run to reuse.
     detail::NodeMap<NodeState> state;
-    detail::NodeMap<std::shared_ptr<const ProductForm>> forms;
-    detail::NodeMap<std::uint32_t> form_owner;
+    detail::NodeMap<FormEntry> forms;
     std::size_t nodes = 16;  // the last run's DAG size, to size the next run's maps
 };
 
@@ -334,8 +339,6 @@ class Canonicalizer {
         if (cache) {
             state_ = std::move(cache->state);
             forms_ = std::move(cache->forms);
-            form_owner_ = std::move(cache->form_owner);
-            form_owner_.reset(16);
         }
         state_.reset(cache ? cache->nodes : 16);
         std::vector<const Node*> order;
@@ -422,7 +425,6 @@ class Canonicalizer {
             cache->state = std::move(cache->previous_state);
             cache->previous_state = std::move(state_);
             cache->forms = std::move(forms_);
-            cache->form_owner = std::move(form_owner_);
         }
         return out;
     }
@@ -900,15 +902,15 @@ class Canonicalizer {
     /// of one factor (x*y/y is y) records such a form, and the next run, which no longer
     /// builds it, would otherwise miss every recorded visit that read one.
     const ProductForm* form_of(const Node* n, bool loose) {
-        const std::shared_ptr<const ProductForm>* f = forms_.find(n);
+        const FormEntry* entry = forms_.find(n);
+        const std::shared_ptr<const ProductForm>* f = entry ? &entry->form : nullptr;
         // A form this visit recorded itself is part of the visit, not something it depends on.
-        if (log_) {
-            const std::uint32_t* owner = form_owner_.find(n);
-            if (loose && (!owner || *owner != visit_) && (!f || alone(**f, n))) {
+        if (log_ && !(entry && entry->owner == visit_)) {
+            if (loose && (!f || alone(**f, n))) {
                 // Only a product, power, negation or number is built with a form other than
                 // itself alone (see build_product): a loose read of anything else always holds.
                 if (may_have_form(n)) log_->reads.push_back(Read{Read::Form, true, 0, n, nullptr});
-            } else if (!owner || *owner != visit_) {
+            } else {
                 std::uint32_t slot = 0;
                 if (f) {
                     log_->forms.push_back(*f);  // shared, not copied: forms are immutable
@@ -920,15 +922,15 @@ class Canonicalizer {
         return f ? f->get() : nullptr;
     }
     void record_form(const Node* n, ProductForm&& f) {
-        if (forms_.contains(n)) return;  // the first form recorded for a node stays
-        auto shared_form = std::make_shared<const ProductForm>(std::move(f));
-        forms_.insert(n, shared_form);
+        FormEntry& entry = forms_[n];
+        if (entry.form) return;  // the first form recorded for a node stays
+        entry.form = std::make_shared<const ProductForm>(std::move(f));
         if (log_) {
-            log_->forms.push_back(std::move(shared_form));
+            entry.owner = visit_;
+            log_->forms.push_back(entry.form);
             log_->reads.push_back(
                 Read{Read::Write, false,
                      static_cast<std::uint32_t>(log_->forms.size()) - forms_begin_, n, nullptr});
-            form_owner_[n] = visit_;
         }
     }
 
@@ -954,7 +956,8 @@ class Canonicalizer {
                     if (is_interior(r.key) != r.flag) return false;
                     break;
                 case Read::Form: {
-                    const std::shared_ptr<const ProductForm>* f = forms_.find(r.key);
+                    const FormEntry* entry = forms_.find(r.key);
+                    const std::shared_ptr<const ProductForm>* f = entry ? &entry->form : nullptr;
                     if (r.flag) {
                         if (f && !alone(**f, r.key)) return false;
                         break;
@@ -965,14 +968,15 @@ class Canonicalizer {
                 }
                 case Read::Write: {
                     // A form already there replays if it is the one the visit recorded.
-                    const std::shared_ptr<const ProductForm>* f = forms_.find(r.key);
+                    const FormEntry* entry = forms_.find(r.key);
+                    const std::shared_ptr<const ProductForm>* f = entry ? &entry->form : nullptr;
                     if (f && !same_form(**f, *form(r))) return false;
                     break;
                 }
             }
         }
         for (const Read& r : reads)
-            if (r.kind == Read::Write) forms_.insert(r.key, form(r));
+            if (r.kind == Read::Write) forms_.insert(r.key, FormEntry{form(r), 0});
         return true;
     }
     // A replayed visit's record, moved to this run's log.
@@ -991,7 +995,7 @@ class Canonicalizer {
     }
 
     detail::NodeMap<NodeState> state_;
-    detail::NodeMap<std::shared_ptr<const ProductForm>> forms_;
+    detail::NodeMap<FormEntry> forms_;
 
     IndexOf lead_index_;  // leads_negative's answers in the current visit
     std::vector<bool> lead_answers_;
@@ -999,7 +1003,6 @@ class Canonicalizer {
     std::uint32_t forms_begin_ = 0;  // the recorded visit's first form in log_
     VisitLog* previous_log_ = nullptr;
     std::uint32_t visit_ = 0;
-    detail::NodeMap<std::uint32_t> form_owner_;  // which recorded visit first built a form
 };
 
 bool is_square_of(const Expr& m, Op fn, const Node*& arg) {
