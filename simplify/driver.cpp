@@ -136,7 +136,14 @@ Expr fixpoint(const Expr& e, const SimplifyOptions& o, const std::vector<std::st
                 // still flatten what the first rebuilt. The cache skips only nodes whose
                 // canonical form is known to come out the same.
                 cur = detail::canonicalize(cur, canonical_cache);
-                if (n == 0 && i == 0) limit = 4 * canonical_cache.dag_size() + 1000;
+                if (n == 0 && i == 0) {
+                    limit = 4 * canonical_cache.dag_size() + 1000;
+                    // The rule steps' memos grow to about the DAG's size: sized once rather
+                    // than rehashed at every doubling.
+                    for (std::size_t j = 0; j < pass.steps.size(); ++j)
+                        if (!std::holds_alternative<std::monostate>(pass.steps[j]))
+                            rule_memos[j] = detail::NodeMap<Expr>(canonical_cache.dag_size());
+                }
             } else {
                 cur = std::get<detail::RulePass>(step).run(cur, &rule_memos[i]);
             }
