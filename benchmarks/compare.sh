@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CPU kernels of compiled functions beside hand-written Eigen, NumPy and PyTorch, in one run.
-#   benchmarks/compare.sh [--quick] [--all] [BUILD_DIR]      (default: build)
+#   benchmarks/compare.sh [--quick] [--all] [--rounds N] [BUILD_DIR]      (default: build)
 # Builds nothing: expects BUILD_DIR/bin/agnesi-bench (skipped when absent) and
 # BUILD_DIR/bin/agnesi-peer-eigen (./scripts/setup.sh builds both; agnesi-peer-eigen-blas, Eigen
 # with its products handed to OpenBLAS, also runs the MLP step where it was built). Every implementation runs
@@ -10,19 +10,25 @@
 # was. The "result" column compares each implementation's checksum with Eigen's.
 # --quick: smaller sizes and fewer repetitions, a smoke run (its arrays fit in cache, so rates
 # above the triad are expected). --all: the evaluator tier of agnesi-bench on the full sizes
-# too. Prints Markdown tables.
+# too. --rounds N (default 3): every workload runs N rounds, the implementations back to back in
+# each; the table shows each implementation's best round (the least disturbed by other load on
+# a shared machine) and the spread of its rounds. Prints Markdown tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=()
 all=()
 build=build
-for a in "$@"; do
-    case "$a" in
+rounds=3
+while [ $# -gt 0 ]; do
+    case "$1" in
         --quick) quick=(--quick) ;;
         --all) all=(--all) ;;
-        -*) echo "usage: benchmarks/compare.sh [--quick] [--all] [BUILD_DIR]" >&2; exit 2 ;;
-        *) build=$a ;;
+        --rounds) rounds=$2; shift ;;
+        -*) echo "usage: benchmarks/compare.sh [--quick] [--all] [--rounds N] [BUILD_DIR]" >&2
+            exit 2 ;;
+        *) build=$1 ;;
     esac
+    shift
 done
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2
 eigen=$build/bin/agnesi-peer-eigen
@@ -42,6 +48,7 @@ load_before=$(cut -d' ' -f1 /proc/loadavg)
 # One workload at a time, every implementation back to back, so that a burst of load from
 # elsewhere on the machine falls on all of them alike.
 for w in "${workloads[@]}"; do
+  for ((round = 0; round < rounds; round++)); do
     if [ -x "$agnesi" ]; then
         "$agnesi" "${quick[@]}" "${all[@]}" --filter "$w" >>"$out/results.tsv" 2>>"$out/check.tsv"
     fi
@@ -53,6 +60,7 @@ for w in "${workloads[@]}"; do
         /usr/bin/python3 "benchmarks/peers/$py.py" "${quick[@]}" --filter "$w" \
             >>"$out/results.tsv" 2>>"$out/check.tsv"
     done
+  done
 done
 if [ -x "$agnesi" ]; then
     "$agnesi" --filter compile_mlp_step >>"$out/results.tsv" 2>>"$out/check.tsv"
@@ -74,8 +82,16 @@ def rows(path):
 load = open(f"{out}/load.txt").read().split()
 triads = [r[3] for p in ("triad_first", "triad_last") for r in rows(f"{out}/{p}.tsv")]
 bound = max(triads) if triads else float("nan")
-results = list(rows(f"{out}/results.tsv"))
-results = [r for r in results if r[1] != "stream-triad"]
+# Best round per (workload, implementation), with the slowest round's time for the spread.
+best, worst = {}, {}
+for r in rows(f"{out}/results.tsv"):
+    if r[1] == "stream-triad":
+        continue
+    key = (r[0], r[1])
+    if key not in best or r[2] < best[key][2]:
+        best[key] = r
+    worst[key] = max(worst.get(key, 0.0), r[2])
+results = list(best.values())
 checks = {}
 for line in open(f"{out}/check.tsv"):
     f = line.rstrip("\n").split("\t")
@@ -103,8 +119,8 @@ print(f"STREAM triad (float64, 2 threads): {triads[0]:.1f} GB/s first, {triads[-
       f"bound used: {bound:.1f} GB/s" if triads else "STREAM triad: not measured")
 print(f"Load average (1 min) before the run: {load[0]}, after: {load[1]} (2 cores)")
 print()
-print("| workload | implementation | median ms | rate | of triad | speedup vs Eigen | result |")
-print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+print("| workload | implementation | median ms | slowest round | rate | of triad | speedup vs Eigen | result |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
 compile_rows = []
 for w in workloads:
     mine = sorted((r for r in results if r[0] == w),
@@ -116,8 +132,8 @@ for w in workloads:
     for _, impl, ms, value, unit in mine:
         of_triad = f"{value / bound:.2f}" if unit == "GB/s" else "—"
         speed = f"{eig[2] / ms:.2f}×" if eig else "—"
-        print(f"| {w} | {impl} | {ms:.3f} | {value:.1f} {unit} | {of_triad} | {speed} | "
-              f"{check(w, impl)} |")
+        print(f"| {w} | {impl} | {ms:.3f} | {worst[(w, impl)]:.3f} | {value:.1f} {unit} | "
+              f"{of_triad} | {speed} | {check(w, impl)} |")
 if compile_rows:
     print()
     print("| compile latency | implementation | ms |")
