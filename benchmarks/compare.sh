@@ -5,8 +5,8 @@
 # BUILD_DIR/bin/agnesi-peer-eigen (./scripts/setup.sh builds both; agnesi-peer-eigen-blas, Eigen
 # with its products handed to OpenBLAS, also runs the MLP step where it was built). Every implementation runs
 # on 2 threads (OMP_NUM_THREADS=2; NumPy's elementwise ops are single-threaded). The STREAM
-# triad runs first and last; the larger of the two is the bandwidth bound the "of triad"
-# column divides by; their spread and the load average before and after say how noisy the run
+# triad runs first and last (best of N rounds each); the larger of the two is the bandwidth
+# bound the "of triad" column divides by; their spread and the load average before and after say how noisy the run
 # was. The "result" column compares each implementation's checksum with Eigen's.
 # --quick: smaller sizes and fewer repetitions, a smoke run (its arrays fit in cache, so rates
 # above the triad are expected). --all: the evaluator tier of agnesi-bench on the full sizes
@@ -43,7 +43,9 @@ trap 'rm -rf "$out"' EXIT
 workloads=(chain_f32 chain_f64 gelu_f32 softmax_f32 logsumexp_f32 bias_relu_f32 logreg_f32
            mlp_step_f32)
 load_before=$(cut -d' ' -f1 /proc/loadavg)
-"$eigen" "${quick[@]}" --filter triad >"$out/triad_first.tsv" 2>/dev/null
+for ((round = 0; round < rounds; round++)); do
+    "$eigen" "${quick[@]}" --filter triad >>"$out/triad_first.tsv" 2>/dev/null
+done
 [ -x "$agnesi" ] || echo "compare.sh: $agnesi not found; peers only" >&2
 # One workload at a time, every implementation back to back, so that a burst of load from
 # elsewhere on the machine falls on all of them alike.
@@ -65,7 +67,9 @@ done
 if [ -x "$agnesi" ]; then
     "$agnesi" --filter compile_mlp_step >>"$out/results.tsv" 2>>"$out/check.tsv"
 fi
-"$eigen" "${quick[@]}" --filter triad >"$out/triad_last.tsv" 2>/dev/null
+for ((round = 0; round < rounds; round++)); do
+    "$eigen" "${quick[@]}" --filter triad >>"$out/triad_last.tsv" 2>/dev/null
+done
 load_after=$(cut -d' ' -f1 /proc/loadavg)
 echo "$load_before $load_after" >"$out/load.txt"
 
@@ -80,7 +84,9 @@ def rows(path):
             yield f[0], f[1], float(f[2]), float(f[3]), f[4]
 
 load = open(f"{out}/load.txt").read().split()
-triads = [r[3] for p in ("triad_first", "triad_last") for r in rows(f"{out}/{p}.tsv")]
+first = [r[3] for r in rows(f"{out}/triad_first.tsv")]
+last = [r[3] for r in rows(f"{out}/triad_last.tsv")]
+triads = [max(first), max(last)] if first and last else []
 bound = max(triads) if triads else float("nan")
 # Best round per (workload, implementation), with the slowest round's time for the spread.
 best, worst = {}, {}
