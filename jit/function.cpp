@@ -817,14 +817,17 @@ void gemv_pair_typed(const Program& p, const GemvPair& pair, void* const* buffer
     openblas_set_num_threads(1);  // each thread runs its own products
 #endif
     std::exception_ptr error;
+    // The team may be smaller than asked (a call from inside another parallel region gets one
+    // thread): blocks are split over the team actually running. Parts of threads that were not
+    // started stay zero.
 #pragma omp parallel num_threads(nt)
     {
-        const int tid = omp_get_thread_num();
+        const int tid = omp_get_thread_num(), team = omp_get_num_threads();
         GroupCall gc;
         T* acc = part.data() + static_cast<std::ptrdiff_t>(tid) * k;
         bool first_block = true;
         try {
-            for (std::int64_t b = nblocks * tid / nt; b < nblocks * (tid + 1) / nt; ++b) {
+            for (std::int64_t b = nblocks * tid / team; b < nblocks * (tid + 1) / team; ++b) {
                 const std::int64_t r0 = b * block, cnt = std::min(block, n - r0);
                 gemv_rows<T>(false, cnt, k, X + r0 * lda, lda, w, l1.b_rs, T(0), z + r0);
                 if (!g1.outputs.empty()) {

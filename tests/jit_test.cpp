@@ -1,5 +1,6 @@
 // compile() and Function on the CPU tiers, checked against the reference evaluator.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <random>
 
@@ -123,6 +124,27 @@ TEST_P(JitTest, ProductPairsOverOneMatrix) {
                                  {matmul(transpose(X), sigmoid(z) - y), sum(z * y),
                                   matmul(sigmoid(z) * y, X), matmul(transpose(X), shifted)},
                                  at, backend(), rel);
+    }
+}
+
+// Called from inside the caller's own parallel region, where a nested region gets one thread,
+// the pair still runs every block.
+TEST_P(JitTest, ProductPairsInsideAParallelRegion) {
+    const std::int64_t n = 8192, k = 130;
+    auto X = variable("X", {n, k}), y = variable("y", {n}), w = variable("w", {k});
+    Bindings at{{"X", random_tensor(f64, {n, k}, rng, -0.5, 0.5)},
+                {"y", random_tensor(f64, {n}, rng, 0, 1)},
+                {"w", random_tensor(f64, {k}, rng, -0.1, 0.1)}};
+    Expr g = matmul(transpose(X), sigmoid(matmul(X, w)) - y);
+    Function f = compile({X, y, w}, {g}, {.backend = backend()});
+    Tensor want = evaluate(g, at);
+    std::vector<Tensor> got(2);
+#pragma omp parallel num_threads(2)
+    got[static_cast<std::size_t>(omp_get_thread_num())] =
+        f.call({at.at("X"), at.at("y"), at.at("w")})[0];
+    for (const Tensor& t : got) {
+        ASSERT_TRUE(t.raw()) << "a thread of the region did not run";
+        EXPECT_TRUE(testing::tensors_close(t, want, 1e-12));
     }
 }
 
