@@ -676,9 +676,8 @@ struct VectorOperand {
     int buffer = -1;
     std::int64_t offset = 0, stride = 0;
 };
-VectorOperand second_vector(const Program& p, const Group& g, const GemmLayout& l2, int x_buffer,
+VectorOperand second_vector(const Group& g, const GemmLayout& l2, int x_buffer,
                             const GemmLayout& l1, std::int64_t rows, std::int64_t cols) {
-    (void)p;
     if (!l2.batch.empty() || l2.k != rows) return {};
     if (l2.n == 1 && l2.m == cols && g.gemm.a.buffer == x_buffer && l2.a_offset == l1.a_offset &&
         l2.a_rs == 1 && l2.a_cs == l1.a_rs)
@@ -727,7 +726,7 @@ std::optional<GemvPair> find_gemv_pair(const Program& p, std::size_t first, cons
         const Group& g = p.groups[j];
         if (g.kind == GroupKind::Matmul) {
             GemmLayout l2 = gemm_layout(p, g, env);
-            VectorOperand vo = second_vector(p, g, l2, g1.gemm.a.buffer, l1, rows, cols);
+            VectorOperand vo = second_vector(g, l2, g1.gemm.a.buffer, l1, rows, cols);
             if (vo.buffer >= 0 && p.buffers[static_cast<std::size_t>(g.gemm.out)].dtype == t) {
                 if (later.count(vo.buffer) || vo.stride <= 0) return std::nullopt;
                 if (block.count(vo.buffer) && (vo.offset != 0 || vo.stride != 1))
@@ -802,7 +801,7 @@ void gemv_pair_typed(const Program& p, const GemvPair& pair, void* const* buffer
     const T* X = static_cast<const T*>(buffers[g1.gemm.a.buffer]) + l1.a_offset;
     const T* w = static_cast<const T*>(buffers[g1.gemm.b.buffer]) + l1.b_offset;
     T* z = static_cast<T*>(buffers[g1.gemm.out]);
-    VectorOperand vo = second_vector(p, g2, l2, g1.gemm.a.buffer, l1, l1.m, l1.k);
+    VectorOperand vo = second_vector(g2, l2, g1.gemm.a.buffer, l1, l1.m, l1.k);
     AGNESI_ASSERT(vo.buffer >= 0) << "a product pair whose second product changed";
     const T* v = static_cast<const T*>(buffers[vo.buffer]) + vo.offset;
     T* out = static_cast<T*>(buffers[g2.gemm.out]);

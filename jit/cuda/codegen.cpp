@@ -428,7 +428,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         const Instr& red = instr(g_.reduce_at);
         emit_acc(red.op);
         int n = static_cast<int>(g_.instrs.size());
-        auto pre = slots_where(false), epi = slots_where(true);
+        auto pre = slots_where(false);
         std::string acc = pfx_ + "_acc";
         out_ += "template <class I>\n";
         out_ += fmt::format("static __device__ __forceinline__ void {}_run({}) {{\n", pfx_,
@@ -437,34 +437,32 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         std::string epilogue = fmt::format(
             "{{\n                const {} r = {};\n                {}\n            }}\n",
             c_type(red.dtype), final_value(red), call_at(post_, g_.reduce_at + 1, n, true, "r"));
+        // One output per iteration of `outer`; its reduced values over `inner_loop`.
+        auto per_output = [&](const std::string& outer, const std::string& inner_loop) {
+            out_ += outer;
+            out_ += offsets("row", all_slots(), 0, "P.nkept");
+            for (std::size_t k : pre) out_ += fmt::format("            const I b{0} = o{0};\n", k);
+            out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
+            out_ += inner_loop;
+            out_ += reduced_offsets(pre);
+            out_ += fmt::format("                {}_push(a, {});\n", pfx_,
+                                call_expr(pre_, 0, g_.reduce_at));
+            out_ += "            }\n";
+        };
         // Rows: a block per output.
-        out_ +=
+        per_output(
             "    if (P.mode == 0) {\n"
-            "        for (I row = (I)blockIdx.x; row < rows; row += (I)gridDim.x) {\n            ";
-        out_ += offsets("row", all_slots(), 0, "P.nkept");
-        for (std::size_t k : pre) out_ += fmt::format("            const I b{0} = o{0};\n", k);
-        out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
-        out_ += "            for (I j = (I)threadIdx.x; j < inner; j += (I)blockDim.x) {\n";
-        out_ += reduced_offsets(pre);
-        out_ += fmt::format("                {}_push(a, {});\n", pfx_,
-                            call_expr(pre_, 0, g_.reduce_at));
-        out_ += "            }\n";
+            "        for (I row = (I)blockIdx.x; row < rows; row += (I)gridDim.x) {\n            ",
+            "            for (I j = (I)threadIdx.x; j < inner; j += (I)blockDim.x) {\n");
         out_ += fmt::format("            a = {}_block(a);\n", pfx_);
         out_ += "            if (threadIdx.x == 0) " + epilogue;
         out_ += "        }\n        return;\n    }\n";
         // Columns: a thread per output.
-        out_ +=
+        per_output(
             "    for (I row = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; row < rows; row += "
-            "(I)gridDim.x * (I)blockDim.x) {\n            ";
-        out_ += offsets("row", all_slots(), 0, "P.nkept");
-        for (std::size_t k : pre) out_ += fmt::format("            const I b{0} = o{0};\n", k);
-        out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
-        out_ += "            for (I j = 0; j < inner; ++j) {\n";
-        out_ += reduced_offsets(pre);
-        out_ += fmt::format("                {}_push(a, {});\n", pfx_,
-                            call_expr(pre_, 0, g_.reduce_at));
-        out_ += "            }\n            " + epilogue + "    }\n}\n";
-        (void)epi;
+            "(I)gridDim.x * (I)blockDim.x) {\n            ",
+            "            for (I j = 0; j < inner; ++j) {\n");
+        out_ += "            " + epilogue + "    }\n}\n";
     }
 
     // Offsets o<k> of value j of the current output: one multiply when the reduced axes merged

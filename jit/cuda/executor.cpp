@@ -59,6 +59,12 @@ unsigned block_for_row(std::int64_t inner) {
     return static_cast<unsigned>(std::min<std::int64_t>(b, kBlockSize));
 }
 
+// A block per row of `inner` values, rows in a grid-stride loop over at most 64 blocks per SM.
+void row_blocks(LaunchPlan& plan, std::int64_t inner, std::int64_t count, int sm_count) {
+    plan.block = block_for_row(inner);
+    plan.grid = static_cast<unsigned>(std::min<std::int64_t>(count, std::int64_t(sm_count) * 64));
+}
+
 }  // namespace
 
 LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args& a, int sm_count) {
@@ -159,9 +165,7 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
         if (inner <= 1) rows = false;
         P.mode = rows ? 0 : 1;
         if (rows) {
-            plan.block = block_for_row(inner);
-            plan.grid =
-                static_cast<unsigned>(std::min<std::int64_t>(count, std::int64_t(sm_count) * 64));
+            row_blocks(plan, inner, count, sm_count);
         } else {
             plan.block = kBlockSize;
             plan.grid = blocks_for(count, plan.block, std::int64_t(sm_count) * 16);
@@ -173,8 +177,7 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
         plan.launch = false;
         return plan;
     }
-    plan.block = block_for_row(inner);
-    plan.grid = static_cast<unsigned>(std::min<std::int64_t>(count, std::int64_t(sm_count) * 64));
+    row_blocks(plan, inner, count, sm_count);
     return plan;
 }
 
