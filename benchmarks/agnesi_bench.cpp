@@ -8,9 +8,9 @@
 // peers in benchmarks/peers/, and to stderr `check<TAB>workload<TAB>implementation<TAB>checksum`
 // (the inputs are the same formula in every implementation, see fill()). Implementations:
 // agnesi-native (generated C++, Backend::Native) and agnesi-evaluator (the group evaluator;
-// with --quick, or on the full sizes with --all); with --device cuda, agnesi-cuda, whose large
-// inputs are shared variables so that they stay on the device (results still come back to the
-// host in every call). It also prints the compile latency of the MLP training step:
+// with --quick, or on the full sizes with --all); with --device cuda, agnesi-cuda on the GPU
+// workloads of compare_gpu.sh, whose inputs are shared variables resident on the device (the
+// results stay there too). It also prints the compile latency of the MLP training step:
 // compile_mlp_step, agnesi-native-cold (empty AGNESI_CACHE_DIR) and agnesi-native-warm (a
 // second process on the same cache directory), in ms.
 #include <unistd.h>
@@ -60,7 +60,7 @@ int threads() {
 std::vector<Impl> impls(const Config& cfg) {
     std::vector<Impl> v;
     if (cfg.cuda) {
-        v.push_back({"agnesi-cuda", {.device = Device::cuda()}, 2, 10});
+        v.push_back({"agnesi-cuda", {.device = Device::cuda()}, 3, 20});
         return v;
     }
     v.push_back({"agnesi-native",
@@ -274,6 +274,115 @@ void mlp_step(const Config& cfg) {
         [](const std::vector<Tensor>& r) { return r[0].item(); }, [&] { m.reset(); });
 }
 
+// ---- the GPU workloads of benchmarks/compare_gpu.sh: names, sizes and rates as in
+// benchmarks/peers/gpu_workloads.py; inputs are shared variables, resident on the device.
+
+void gpu_pointwise(const Config& cfg, const std::string& name,
+                   const std::function<Expr(const Expr&)>& f) {
+    const std::int64_t n = cfg.quick ? (1 << 22) : (1 << 26);
+    Inputs in(true, "gpu_" + name);
+    Expr x = in.add("x", fill<float>({n}, 8.0, -4.0));
+    run(
+        cfg, name, in, {f(x)}, {}, [&](double ms) { return gbps(8.0 * n, ms); }, "GB/s", sum_first);
+}
+
+void gpu_rows(const Config& cfg, const std::string& name, double bytes_per_value,
+              const std::function<Expr(const Expr&, Inputs&)>& f) {
+    const std::int64_t rows = cfg.quick ? 1024 : 16384, cols = 4096;
+    Inputs in(true, "gpu_" + name);
+    Expr x = in.add("x", fill<float>({rows, cols}, 10.0, -5.0));
+    Expr y = f(x, in);
+    run(
+        cfg, name, in, {y}, {}, [&](double ms) { return gbps(bytes_per_value * rows * cols, ms); },
+        "GB/s", sum_first);
+}
+
+void gpu_logreg(const Config& cfg) {
+    const std::int64_t n = cfg.quick ? (1 << 16) : (1 << 20), d = 256;
+    Inputs in(true, "gpu_logreg");
+    Expr X = in.add("X", fill<float>({n, d}, 1.0, -0.5));
+    std::vector<float> labels(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) labels[static_cast<std::size_t>(i)] = i % 3 ? -1.0f : 1.0f;
+    Expr y = in.add("y", Tensor::from_vector<float>({n}, labels));
+    Expr w = in.add("w", fill<float>({d}, 0.1, -0.05, 5));
+    Expr loss = mean(softplus(-y * matmul(X, w)));
+    run(
+        cfg, "logreg", in, {loss, grad(loss, w)}, {},
+        [&](double ms) { return gbps(n * d * 4.0, ms); }, "GB/s",
+        [](const std::vector<Tensor>& r) { return r[0].item() + sum(r[1]); });
+}
+
+void gpu_mlp(const Config& cfg) {
+    const std::int64_t batch = cfg.quick ? 256 : 4096;
+    Inputs in(true, "gpu_mlp");
+    Expr X = in.add("X", fill<float>({batch, 784}, 1.0, 0.0));
+    std::vector<float> onehot(static_cast<std::size_t>(batch * 10), 0.0f);
+    for (std::int64_t i = 0; i < batch; ++i) onehot[static_cast<std::size_t>(i * 10 + i % 10)] = 1;
+    Expr Y = in.add("Y", Tensor::from_vector<float>({batch, 10}, onehot));
+    Tensor W1_0 = fill<float>({784, 1024}, 0.05, -0.025, 1),
+           W2_0 = fill<float>({1024, 10}, 0.1, -0.05, 2);
+    Tensor b1_0(f32, {1024}), b2_0(f32, {10});
+    Expr W1 = in.add("W1", W1_0), b1 = in.add("b1", b1_0), W2 = in.add("W2", W2_0),
+         b2 = in.add("b2", b2_0);
+    Expr h = relu(matmul(X, W1) + b1);
+    Expr logits = matmul(h, W2) + b2;
+    Expr loss = -sum(Y * log_softmax(logits)) / double(batch);
+    auto g = grad(loss, {W1, b1, W2, b2});
+    std::vector<Update> updates{
+        {W1, W1 - 0.1 * g[0]}, {b1, b1 - 0.1 * g[1]}, {W2, W2 - 0.1 * g[2]}, {b2, b2 - 0.1 * g[3]}};
+    const double flops = 6.0 * batch * (784 * 1024 + 1024 * 10);
+    run(
+        cfg, "mlp_step", in, {loss}, updates, [&](double ms) { return flops / (ms * 1e6); },
+        "GFLOP/s", [](const std::vector<Tensor>& r) { return r[0].item(); },
+        [&] {
+            set_value(W1, W1_0);
+            set_value(b1, b1_0);
+            set_value(W2, W2_0);
+            set_value(b2, b2_0);
+        });
+}
+
+// The time of one call of a tiny function (1024 values): the host's cost per call, launch and
+// synchronization included.
+void gpu_call_overhead(const Config& cfg) {
+    Inputs in(true, "gpu_overhead");
+    Expr x = in.add("x", fill<float>({1024}, 1.0, 0.0));
+    run(
+        cfg, "call_overhead", in, {x * 2 + 1}, {}, [](double ms) { return ms * 1000; }, "us",
+        sum_first);
+}
+
+void gpu_workloads(const Config& cfg) {
+    auto want = [&](const std::string& name) { return name.find(cfg.filter) != std::string::npos; };
+    if (want("chain"))
+        gpu_pointwise(cfg, "chain", [](const Expr& x) {
+            return tanh(x * 0.5 + 0.25) * sigmoid(x) + log1p(exp(-abs(x)));
+        });
+    if (want("gelu"))
+        gpu_pointwise(cfg, "gelu", [](const Expr& x) {
+            return 0.5 * x * (1.0 + tanh(0.7978845608 * (x + 0.044715 * x * x * x)));
+        });
+    if (want("softmax"))
+        gpu_rows(cfg, "softmax", 8, [](const Expr& x, Inputs&) { return softmax(x, -1); });
+    if (want("logsumexp"))
+        gpu_rows(cfg, "logsumexp", 4, [](const Expr& x, Inputs&) { return logsumexp(x, {1}); });
+    if (want("layer_norm"))
+        gpu_rows(cfg, "layer_norm", 8, [](const Expr& x, Inputs& in) {
+            Expr g = in.add("g", fill<float>({4096}, 1.0, 0.5, 3));
+            Expr b = in.add("b", fill<float>({4096}, 1.0, -0.5, 4));
+            Expr m = mean(x, {1}, true);
+            Expr v = mean((x - m) * (x - m), {1}, true);
+            return (x - m) / sqrt(v + 1e-5) * g + b;
+        });
+    if (want("bias_act"))
+        gpu_rows(cfg, "bias_act", 8, [](const Expr& x, Inputs& in) {
+            return relu(x + in.add("b", fill<float>({4096}, 1.0, -0.5, 1)));
+        });
+    if (want("logreg")) gpu_logreg(cfg);
+    if (want("mlp_step")) gpu_mlp(cfg);
+    if (want("call_overhead")) gpu_call_overhead(cfg);
+}
+
 // One native compile of the MLP step in this process, in ms (the cache directory comes from
 // the environment).
 double compile_mlp_once() {
@@ -362,6 +471,10 @@ int main(int argc, char** argv) {
                           << "); nothing measured\n";
                 return 0;
             }
+        }
+        if (cfg.cuda) {
+            gpu_workloads(cfg);
+            return 0;
         }
         auto want = [&](const std::string& name) {
             return name.find(cfg.filter) != std::string::npos;

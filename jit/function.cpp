@@ -221,14 +221,22 @@ std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
     const jit::Program& p = program;
 #ifdef AGNESI_WITH_CUDA
     if (options.device.kind == Device::Kind::Cuda) {
-        std::vector<Tensor> shared_values;
+        std::vector<Tensor> shared_values, given;
         for (auto& slot : shared) {
             std::lock_guard sl(slot->mutex);
             shared_values.push_back(slot->value);
         }
+        given = shared_values;
         auto& cuda = static_cast<jit::cuda::CudaExecutor&>(*executor);
         std::vector<Tensor> all = jit::cuda::run_program(cuda, p, args, shared_values, env);
         std::vector<Tensor> out(all.begin(), all.begin() + p.num_outputs);
+        // Shared values uploaded by this call stay on the device, unless replaced meanwhile.
+        for (std::size_t k = 0; k < shared.size(); ++k) {
+            if (!shared_values[k].device_storage() || given[k].device_storage()) continue;
+            std::lock_guard sl(shared[k]->mutex);
+            if (std::as_const(shared[k]->value).raw() == std::as_const(given[k]).raw())
+                shared[k]->value = shared_values[k];
+        }
         for (std::size_t k = 0; k < updates.size(); ++k) {
             auto s = SharedRegistry::get().find(updates[k].variable.node());
             std::lock_guard sl(s->mutex);

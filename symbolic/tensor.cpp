@@ -3,12 +3,14 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <mutex>
 #include <string_view>
 
 #include "agnesi/detail/convert.hpp"
@@ -321,6 +323,63 @@ Tensor Tensor::view(void* data, DType dtype, Shape shape) {
     return t;
 }
 
+// The values of a tensor on a device, shared by its copies: the storage, whether it still holds
+// the current values, and the host copy once made.
+struct Tensor::DeviceCopy {
+    std::shared_ptr<DeviceStorage> storage;
+    std::atomic<bool> valid{true};
+    std::once_flag once;
+    std::shared_ptr<void> host;
+    std::size_t bytes = 0;
+
+    void* materialize() {
+        std::call_once(once, [&] {
+            if (host) return;
+            std::shared_ptr<void> h = allocate(bytes);
+            storage->download(h.get(), bytes);
+            host = std::move(h);
+        });
+        return host.get();
+    }
+};
+
+Tensor Tensor::on_device(DType dtype, Shape shape, std::shared_ptr<DeviceStorage> storage,
+                         std::shared_ptr<void> host) {
+    check_static("Tensor::on_device", shape);
+    if (!storage) throw ValueError("Tensor::on_device: no storage");
+    Tensor t;
+    t.data_.reset();
+    t.dtype_ = dtype;
+    t.shape_ = std::move(shape);
+    t.device_ = std::make_shared<DeviceCopy>();
+    t.device_->storage = std::move(storage);
+    t.device_->bytes = t.nbytes();
+    t.device_->host = std::move(host);
+    return t;
+}
+
+const DeviceStorage* Tensor::device_storage() const {
+    return device_ && device_->valid.load() ? device_->storage.get() : nullptr;
+}
+
+Tensor Tensor::to_host() const {
+    // A copy: writing to a tensor that shared the host values would leave the device's stale.
+    if (!device_) return *this;
+    Tensor t(dtype_, shape_);
+    if (nbytes()) std::memcpy(t.raw(), host_for_read(), nbytes());
+    return t;
+}
+
+void* Tensor::host_for_write() {
+    void* p = device_->materialize();
+    device_->valid = false;
+    return p;
+}
+
+const void* Tensor::host_for_read() const {
+    return device_->materialize();
+}
+
 void Tensor::check_type(DType t) const {
     if (t != dtype_)
         throw TypeError(
@@ -333,7 +392,7 @@ double Tensor::at(std::int64_t i) const {
                                      shape_string(shape_)));
     return visit_dtype(dtype_, [&](auto tag) {
         using T = typename decltype(tag)::type;
-        return convert_value<double>(static_cast<const T*>(data_.get())[i]);
+        return convert_value<double>(static_cast<const T*>(raw())[i]);
     });
 }
 
@@ -345,6 +404,10 @@ double Tensor::item() const {
 }
 
 Tensor Tensor::clone() const {
+    // Device storage is never written after the call that filled it: the copy may share it, and
+    // only its host values are its own.
+    if (const DeviceStorage* d = device_storage(); d && d == device_->storage.get())
+        return on_device(dtype_, shape_, device_->storage);
     Tensor t(dtype_, shape_);
     if (nbytes()) std::memcpy(t.raw(), raw(), nbytes());
     return t;

@@ -51,5 +51,22 @@ TEST(FuzzJit, NativeTierBatches) {
     }
 }
 
+// The same on the GPU: CUDA's math functions are within 2 ulp of the host's, amplified alike.
+TEST(FuzzJit, CudaBatches) {
+    auto a = cuda_availability();
+    if (!a.available) GTEST_SKIP() << "no CUDA device: " << a.reason;
+    testing::RandomExpr gen(testing::fuzz_seed(404), {.max_depth = 5});
+    std::vector<Expr> vars = gen.variables();
+    int batches = testing::fuzz_iters(8);
+    for (int b = 0; b < batches; ++b) {
+        std::vector<Expr> outs;
+        for (int i = 0; i < 40; ++i) outs.push_back(gen());
+        Bindings at = gen.values();
+        SCOPED_TRACE("batch " + std::to_string(b));
+        testing::expect_matches_reference(vars, outs, at, testing::Tier(Backend::Auto, true), 1e-8);
+        if (::testing::Test::HasFailure()) return;
+    }
+}
+
 }  // namespace
 }  // namespace agnesi

@@ -251,7 +251,7 @@ TEST(CudaLaunch, PlansFlatVectorizedStridedAndReductionLaunches) {
     auto x = matrix("px", 64, 512, f32), b = vector("pb", 512, f32);
     jit::Program p = program_of({"plan", {x, b}, {exp(x) + b, sum(x, {1}), sum(x, {0})}});
     std::vector<std::int64_t> dims{64, 32};
-    alignas(16) static float buf[4];
+    alignas(16) static float buf[8];
     for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
         const jit::Group& g = p.groups[gi];
         std::vector<std::int64_t> strides;
@@ -279,7 +279,11 @@ TEST(CudaLaunch, PlansFlatVectorizedStridedAndReductionLaunches) {
         EXPECT_FALSE(plan.wide);
         if (g.kind == jit::GroupKind::Pointwise) {
             EXPECT_EQ(plan.params.count, 64 * 512);
-            EXPECT_EQ(plan.params.mode, 0);  // b broadcasts along rows: strided
+            // b broadcasts along rows; rows are 16-byte aligned: rows by 4.
+            EXPECT_EQ(plan.params.mode, 3);
+            EXPECT_EQ(plan.grid, 16u);  // 32 blocks of 4-value steps, capped at 16 per SM
+            ptrs[0] = buf + 1;  // x misaligned: element by element, strided
+            EXPECT_EQ(jit::cuda::plan_launch(p, g, a, 1).params.mode, 0);
         } else {
             ASSERT_EQ(g.kind, jit::GroupKind::Reduce);
             EXPECT_EQ(plan.params.count * plan.params.inner, 64 * 512);
@@ -335,7 +339,8 @@ TEST(CudaDevice, CorpusAgreesWithTheReferenceEvaluator) {
             at[v->name()] = t;
             args.push_back(t);
         }
-        std::vector<Tensor> got = jit::cuda::run_program(*ex, p, args, {}, {});
+        std::vector<Tensor> no_shared;
+        std::vector<Tensor> got = jit::cuda::run_program(*ex, p, args, no_shared, {});
         std::vector<Tensor> want = evaluate(c.outputs, at);
         ASSERT_EQ(got.size(), want.size());
         for (std::size_t i = 0; i < got.size(); ++i) {
@@ -344,6 +349,39 @@ TEST(CudaDevice, CorpusAgreesWithTheReferenceEvaluator) {
                 << "output " << i << ": " << to_string(c.outputs[i]);
         }
     }
+}
+
+TEST(CudaDevice, ResultsAndSharedVariablesStayOnTheDevice) {
+    auto avail = cuda_availability();
+    if (!avail.available) GTEST_SKIP() << "no CUDA device: " << avail.reason;
+    Expr w = shared("cuda_resident_w", Tensor::from_vector<float>({3}, {1, 2, 3}));
+    auto x = vector("x", 3, f32);
+    Function step = compile({x}, {w * x, sum(w)},
+                            {.updates = {{w, w + x}}, .device = Device::cuda(), .name = "step"});
+    Tensor one = Tensor::from_vector<float>({3}, {1, 1, 1});
+    auto r = step(one);
+    // Results are on the device until read; the updated value lives there too.
+    ASSERT_NE(r[0].device_storage(), nullptr);
+    EXPECT_NE(get_value(w).device_storage(), nullptr);
+    EXPECT_FLOAT_EQ(r[0].data<float>()[2], 3.0f);
+    EXPECT_DOUBLE_EQ(r[1].item(), 6.0);
+    // A result passed back in is used in place; a host write is seen by the next call.
+    Tensor y = r[0];
+    r = step(y);
+    EXPECT_DOUBLE_EQ(r[1].item(), 9.0);  // w was (2, 3, 4)
+    EXPECT_FLOAT_EQ(r[0].data<float>()[0], 2.0f);
+    y.data<float>()[0] = 10;  // y = (10, 2, 3) on the host now
+    EXPECT_EQ(y.device_storage(), nullptr);
+    r = step(y);  // w was (3, 5, 7)
+    EXPECT_FLOAT_EQ(r[0].data<float>()[0], 30.0f);
+    EXPECT_DOUBLE_EQ(r[1].item(), 15.0);
+    Tensor wv = get_value(w);
+    EXPECT_FLOAT_EQ(wv.data<float>()[0], 13.0f);
+    // set_value from the host, then a failing call changes nothing.
+    set_value(w, Tensor::from_vector<float>({3}, {0, 0, 0}));
+    EXPECT_THROW(step(Tensor(f32, {4})), ShapeError);
+    EXPECT_DOUBLE_EQ(step(one)[1].item(), 0.0);
+    EXPECT_DOUBLE_EQ(get_value(w).at(1), 1.0);
 }
 
 #endif  // AGNESI_WITH_CUDA

@@ -20,10 +20,19 @@ Tensor random_tensor(DType dt, Shape shape, std::mt19937& rng, double lo = -2, d
     return t.astype(dt);
 }
 
-class JitTest : public ::testing::TestWithParam<Backend> {
+class JitTest : public ::testing::TestWithParam<testing::Tier> {
   protected:
+    void SetUp() override {
+        if (GetParam().cuda) {
+            auto a = cuda_availability();
+            if (!a.available) GTEST_SKIP() << "no CUDA device: " << a.reason;
+        }
+    }
     std::mt19937 rng{42};
-    Backend backend() const { return GetParam(); }
+    Backend backend() const { return GetParam().backend; }
+    Device device() const { return GetParam().device(); }
+    bool cuda() const { return GetParam().cuda; }
+    const testing::Tier& tier() const { return GetParam(); }
 };
 
 TEST_P(JitTest, PointwiseChainWithBroadcasts) {
@@ -32,7 +41,7 @@ TEST_P(JitTest, PointwiseChainWithBroadcasts) {
     Bindings at{{"x", random_tensor(f64, {5, 7}, rng)},
                 {"w", random_tensor(f64, {7}, rng)},
                 {"b", Tensor(0.25)}};
-    expect_matches_reference({x, w, b}, {y}, at, backend());
+    expect_matches_reference({x, w, b}, {y}, at, tier());
 }
 
 TEST_P(JitTest, Float32AndIntegerDtypes) {
@@ -41,7 +50,7 @@ TEST_P(JitTest, Float32AndIntegerDtypes) {
     Expr c = where(x > 0.5, k * 3, -k);
     Expr cnt = sum(cast(x < 0, i64), {1});
     Bindings at{{"x", random_tensor(f32, {3, 4}, rng)}, {"k", random_tensor(i32, {4}, rng, -5, 5)}};
-    expect_matches_reference({x, k}, {y, c, cnt}, at, backend(), 1e-6);
+    expect_matches_reference({x, k}, {y, c, cnt}, at, tier(), 1e-6);
 }
 
 TEST_P(JitTest, ReductionsOverEveryAxis) {
@@ -52,7 +61,7 @@ TEST_P(JitTest, ReductionsOverEveryAxis) {
             for (bool keep : {false, true}) {
                 SCOPED_TRACE(std::string(op_info(op).name) + " keepdims " + std::to_string(keep));
                 Expr r = reduce(op, exp(t) - 1, axes, keep);
-                expect_matches_reference({t}, {r, sqrt(abs(r)) + 1}, at, backend());
+                expect_matches_reference({t}, {r, sqrt(abs(r)) + 1}, at, tier());
             }
 }
 
@@ -61,17 +70,16 @@ TEST_P(JitTest, SoftmaxAlongEachAxisWithEpilogue) {
     Bindings at{{"z", random_tensor(f64, {6, 9}, rng, -5, 5)},
                 {"y", random_tensor(f64, {6, 9}, rng)}};
     for (std::int64_t ax : {0, 1}) {
-        expect_matches_reference({z, y}, {softmax(z, ax) - y, log_softmax(z * 2, ax)}, at,
-                                 backend());
+        expect_matches_reference({z, y}, {softmax(z, ax) - y, log_softmax(z * 2, ax)}, at, tier());
     }
-    expect_matches_reference({z}, {logsumexp(z, {1}), logsumexp(z, {0}, true)}, at, backend());
+    expect_matches_reference({z}, {logsumexp(z, {1}), logsumexp(z, {0}, true)}, at, tier());
 }
 
 TEST_P(JitTest, SoftmaxOfNonFiniteRows) {
     auto z = matrix("z", 2, 3);
     double inf = std::numeric_limits<double>::infinity();
     Bindings at{{"z", Tensor::from_vector<double>({2, 3}, {-inf, -inf, -inf, 1, inf, 2})}};
-    expect_matches_reference({z}, {softmax(z), logsumexp(z, {1})}, at, backend());
+    expect_matches_reference({z}, {softmax(z), logsumexp(z, {1})}, at, tier());
 }
 
 TEST_P(JitTest, MatmulWithEpilogueAndTransposes) {
@@ -84,7 +92,7 @@ TEST_P(JitTest, MatmulWithEpilogueAndTransposes) {
     Expr h = relu(matmul(a, b) + bias);
     Expr g = matmul(transpose(a), a);  // a transposed view, no copy
     Expr bt = matmul(transpose(b), v);
-    expect_matches_reference({a, b, bias, v}, {h, g, bt, matmul(v, b)}, at, backend());
+    expect_matches_reference({a, b, bias, v}, {h, g, bt, matmul(v, b)}, at, tier());
 }
 
 // Products with one side a vector go to GEMV: every layout of the matrix (plain, transposed
@@ -101,7 +109,7 @@ TEST_P(JitTest, MatrixVectorProducts) {
         {a, w, u, s},
         {matmul(a, v), matmul(a, v1), matmul(transpose(a), u), matmul(u, a),
          matmul(v, transpose(a)), matmul(s, v1), matmul(u, u), matmul(expand_dims(u, 0), a)},
-        at, backend());
+        at, tier());
 }
 
 // X w and then X^T v over a matrix too large for the caches run together, block by block of
@@ -119,11 +127,11 @@ TEST_P(JitTest, ProductPairsOverOneMatrix) {
         Expr shifted = concat({slice(z, 0, 1, n), slice(z, 0, 0, 1)}, 0);  // rows out of step
         // float32: sums of 8-16 k terms, accumulated in another order than the reference's.
         double rel = t == f64 ? 1e-12 : 1e-3;
-        expect_matches_reference({X, y, w}, {loss, g}, at, backend(), rel, true);
+        expect_matches_reference({X, y, w}, {loss, g}, at, tier(), rel, true);
         expect_matches_reference({X, y, w},
                                  {matmul(transpose(X), sigmoid(z) - y), sum(z * y),
                                   matmul(sigmoid(z) * y, X), matmul(transpose(X), shifted)},
-                                 at, backend(), rel);
+                                 at, tier(), rel);
     }
 }
 
@@ -136,7 +144,7 @@ TEST_P(JitTest, ProductPairsInsideAParallelRegion) {
                 {"y", random_tensor(f64, {n}, rng, 0, 1)},
                 {"w", random_tensor(f64, {k}, rng, -0.1, 0.1)}};
     Expr g = matmul(transpose(X), sigmoid(matmul(X, w)) - y);
-    Function f = compile({X, y, w}, {g}, {.backend = backend()});
+    Function f = compile({X, y, w}, {g}, {.device = device(), .backend = backend()});
     Tensor want = evaluate(g, at);
     std::vector<Tensor> got(2);
 #pragma omp parallel num_threads(2)
@@ -151,7 +159,7 @@ TEST_P(JitTest, ProductPairsInsideAParallelRegion) {
 TEST_P(JitTest, BatchedMatmul) {
     auto a = tensor("a", {2, 3, 4}), b = matrix("b", 4, 2);
     Bindings at{{"a", random_tensor(f64, {2, 3, 4}, rng)}, {"b", random_tensor(f64, {4, 2}, rng)}};
-    expect_matches_reference({a, b}, {matmul(a, b), matmul(a, b) * 2}, at, backend());
+    expect_matches_reference({a, b}, {matmul(a, b), matmul(a, b) * 2}, at, tier());
 }
 
 TEST_P(JitTest, ShapeOpsAsViews) {
@@ -166,13 +174,13 @@ TEST_P(JitTest, ShapeOpsAsViews) {
                               concat({m, slice(m, 1, 0, 2)}, 1),
                               squeeze(expand_dims(m, 0), {0}) * m,
                               m};
-    expect_matches_reference({m}, outs, at, backend());
+    expect_matches_reference({m}, outs, at, tier());
 }
 
 TEST_P(JitTest, IdentityMatrices) {
     auto m = matrix("m", 3, 3);
     Bindings at{{"m", random_tensor(f64, {3, 3}, rng)}};
-    expect_matches_reference({m}, {eye(3) * 2 + m, eye(3), matmul(m, eye(3) + m)}, at, backend());
+    expect_matches_reference({m}, {eye(3) * 2 + m, eye(3), matmul(m, eye(3) + m)}, at, tier());
 }
 
 TEST_P(JitTest, OutputsFedToReductionsAndSoftmax) {
@@ -180,7 +188,7 @@ TEST_P(JitTest, OutputsFedToReductionsAndSoftmax) {
     auto m = matrix("m", 3, 5), v = vector("v", 5);
     Expr p = m * v;
     Bindings at{{"m", random_tensor(f64, {3, 5}, rng)}, {"v", random_tensor(f64, {5}, rng)}};
-    expect_matches_reference({m, v}, {p, log_softmax(p), sum(p, {1}), p * 2}, at, backend());
+    expect_matches_reference({m, v}, {p, log_softmax(p), sum(p, {1}), p * 2}, at, tier());
 }
 
 TEST_P(JitTest, ConstantsAndRepeatedOutputs) {
@@ -188,32 +196,32 @@ TEST_P(JitTest, ConstantsAndRepeatedOutputs) {
     Bindings at{{"x", random_tensor(f64, {3}, rng)}};
     Expr y = x * 3;
     expect_matches_reference({x}, {y, y, literal(Number(2), f64), x + literal(Number::pi())}, at,
-                             backend());
+                             tier());
 }
 
 TEST_P(JitTest, RandomExpressionsAgreeWithTheReference) {
     testing::RandomExpr gen(testing::fuzz_seed(7));
     // Native code costs one compiler run per expression: fewer of them here (the fuzz label
     // runs more).
-    int iters = testing::fuzz_iters(backend() == Backend::Native ? 20 : 300);
+    int iters = testing::fuzz_iters(backend() == Backend::Native || cuda() ? 20 : 300);
     std::vector<Expr> vars = gen.variables();
     for (int i = 0; i < iters; ++i) {
         Expr e = gen();
         Bindings at = gen.values();
         SCOPED_TRACE(to_string(e));
-        expect_matches_reference(vars, {e}, at, backend(), 1e-12);
+        expect_matches_reference(vars, {e}, at, tier(), 1e-12);
         if (::testing::Test::HasFailure()) break;
     }
 }
 
 TEST_P(JitTest, SharedVariablesAndUpdates) {
-    Expr w = shared("jit_w_" + std::to_string(static_cast<int>(backend())),
-                    Tensor::from_vector<double>({2}, {1.0, -1.0}));
+    Expr w = shared("jit_w_" + tier().name(), Tensor::from_vector<double>({2}, {1.0, -1.0}));
     auto x = vector("x", 2);
     Expr loss = sum((w - x) * (w - x));
     Expr gw = grad(loss, w);
     FixedFunction<2> step =
-        compile({x}, {loss, gw}, {.updates = {{w, w - 0.25 * gw}}, .backend = backend()});
+        compile({x}, {loss, gw},
+                {.updates = {{w, w - 0.25 * gw}}, .device = device(), .backend = backend()});
     Tensor target = Tensor::from_vector<double>({2}, {3.0, 5.0});
     auto [l0, g0] = step(target);
     EXPECT_DOUBLE_EQ(l0.item(), 4.0 + 36.0);
@@ -236,7 +244,7 @@ TEST_P(JitTest, SymbolicSizesBindAtCallTime) {
     Dim n = sym_dim("n");
     auto X = variable("X", {n, 3}), v = vector("v", 3);
     Expr y = sum(exp(X) * v, {1});
-    Function f = compile({X, v}, {y, softmax(X)}, {.backend = backend()});
+    Function f = compile({X, v}, {y, softmax(X)}, {.device = device(), .backend = backend()});
     for (std::int64_t rows : {1, 4, 9}) {
         Bindings at{{"X", random_tensor(f64, {rows, 3}, rng)}, {"v", random_tensor(f64, {3}, rng)}};
         auto got = f.call(at);
@@ -245,13 +253,13 @@ TEST_P(JitTest, SymbolicSizesBindAtCallTime) {
         EXPECT_TRUE(testing::tensors_close(got[1], want[1], 1e-12));
     }
     auto w = vector("w", 3);
-    Function g = compile({X, w}, {X + w}, {.backend = backend()});
+    Function g = compile({X, w}, {X + w}, {.device = device(), .backend = backend()});
     EXPECT_THROW(g(random_tensor(f64, {2, 4}, rng), random_tensor(f64, {3}, rng)), ShapeError);
 }
 
 TEST_P(JitTest, ClearErrorsForBadCalls) {
     auto x = vector("x", 3), y = vector("y", 3);
-    Function f = compile({x, y}, {x + y}, {.backend = backend()});
+    Function f = compile({x, y}, {x + y}, {.device = device(), .backend = backend()});
     try {
         f(random_tensor(f64, {3}, rng));
         FAIL() << "expected an error";
@@ -305,14 +313,14 @@ TEST_P(JitTest, MlpTrainingStepMatchesTheReference) {
                 {"W1", random_tensor(f32, {5, 6}, rng)}, {"b1", random_tensor(f32, {6}, rng)},
                 {"W2", random_tensor(f32, {6, 3}, rng)}, {"b2", random_tensor(f32, {3}, rng)}};
     // float32 with fused evaluation orders: a few ulp of float32.
-    expect_matches_reference({X, Y, W1, b1, W2, b2}, outs, at, backend(), 2e-5, true);
+    expect_matches_reference({X, Y, W1, b1, W2, b2}, outs, at, tier(), 2e-5, true);
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiers, JitTest, ::testing::Values(Backend::Evaluator, Backend::Native),
-                         [](const auto& info) {
-                             return info.param == Backend::Evaluator ? std::string("Evaluator")
-                                                                     : std::string("Native");
-                         });
+INSTANTIATE_TEST_SUITE_P(Tiers, JitTest,
+                         ::testing::Values(testing::Tier(Backend::Evaluator),
+                                           testing::Tier(Backend::Native),
+                                           testing::Tier(Backend::Auto, true)),
+                         [](const auto& info) { return info.param.name(); });
 
 TEST(Function, EvaluatesWhileNativeCodeCompiles) {
     auto x = vector("wx", 16);

@@ -388,3 +388,55 @@ TEST(Format, TensorsPrintLikeNumpyLists) {
     EXPECT_EQ(format_tensor(Tensor(f64, {0, 3})), "[]");
     EXPECT_EQ(format_tensor(Tensor::from_vector<double>({1, 1}, {std::nan("")})), "[[nan]]");
 }
+
+// ---- tensors on a device ----------------------------------------------------------------------
+
+// Device memory stood in for by host memory, counting the copies to the host.
+class FakeDeviceStorage : public DeviceStorage {
+  public:
+    explicit FakeDeviceStorage(std::vector<float> v) : values(std::move(v)) {}
+    int device_ordinal() const override { return 0; }
+    std::uint64_t address() const override {
+        return reinterpret_cast<std::uint64_t>(values.data());
+    }
+    void download(void* host, std::size_t bytes) const override {
+        ++downloads;
+        std::memcpy(host, values.data(), bytes);
+    }
+    std::vector<float> values;
+    mutable int downloads = 0;
+};
+
+TEST(DeviceTensor, CopiesToTheHostOnceOnFirstRead) {
+    auto dev = std::make_shared<FakeDeviceStorage>(std::vector<float>{1.5f, -2, 4});
+    Tensor t = Tensor::on_device(f32, {3}, dev);
+    Tensor alias = t;
+    EXPECT_EQ(dev->downloads, 0);
+    EXPECT_EQ(t.device_storage(), dev.get());
+    EXPECT_DOUBLE_EQ(t.at(1), -2.0);
+    EXPECT_FLOAT_EQ(alias.data<float>()[2], 4.0f);  // a writable access: the copies share it
+    EXPECT_EQ(dev->downloads, 1);
+    // Written on the host, the device copy is no longer the tensor's values.
+    EXPECT_EQ(t.device_storage(), nullptr);
+    EXPECT_EQ(alias.device_storage(), nullptr);
+    alias.data<float>()[0] = 7;
+    EXPECT_DOUBLE_EQ(t.at(0), 7.0);
+    EXPECT_FLOAT_EQ(dev->values[0], 1.5f);
+}
+
+TEST(DeviceTensor, ReadsKeepTheDeviceCopyAndConversionsMakeHostTensors) {
+    auto dev = std::make_shared<FakeDeviceStorage>(std::vector<float>{1, 2, 3, 4, 5, 6});
+    const Tensor t = Tensor::on_device(f32, {2, 3}, dev);
+    EXPECT_EQ(format_tensor(t), "[[1, 2, 3], [4, 5, 6]]");
+    EXPECT_EQ(t.device_storage(), dev.get());
+    Tensor r = t.reshaped({3, 2});
+    EXPECT_EQ(r.device_storage(), dev.get());
+    Tensor h = t.to_host();
+    EXPECT_EQ(h.device_storage(), nullptr);
+    h.data<float>()[0] = 9;  // a copy: t is unchanged and still on the device
+    EXPECT_DOUBLE_EQ(t.at(0), 1.0);
+    EXPECT_EQ(t.device_storage(), dev.get());
+    EXPECT_DOUBLE_EQ(t.astype(f64).at(5), 6.0);
+    EXPECT_EQ(dev->downloads, 1);
+    EXPECT_THROW(Tensor::on_device(f32, {2}, nullptr), ValueError);
+}

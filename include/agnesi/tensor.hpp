@@ -1,6 +1,8 @@
 // Tensor: a host array with a dtype, a static shape and a contiguous row-major buffer.
 //
 // Copies share the buffer (like a NumPy array view of the same memory); `clone()` copies.
+// A tensor may also live on a device (the results of a CUDA function): its values are copied to
+// the host on first host access, and a CUDA function takes it as an input without a copy.
 // A Tensor maps to Eigen without a copy (`map<T>()`, `matrix<T>()`), and can wrap memory it does
 // not own (`Tensor::view`) or take over an Eigen matrix. It reads and writes NumPy .npy files.
 #pragma once
@@ -18,6 +20,18 @@
 #include "agnesi/types.hpp"
 
 namespace agnesi {
+
+/// Memory that holds a tensor's values on a device. CUDA functions return their results in it and
+/// keep shared variables in it between calls.
+class DeviceStorage {
+  public:
+    virtual ~DeviceStorage() = default;
+    virtual int device_ordinal() const = 0;
+    /// The device address of the first element.
+    virtual std::uint64_t address() const = 0;
+    /// Copies the first `bytes` bytes to `host`, after the work that writes them has finished.
+    virtual void download(void* host, std::size_t bytes) const = 0;
+};
 
 template <class T>
 constexpr DType dtype_of() {
@@ -81,19 +95,30 @@ class Tensor {
     std::size_t rank() const { return shape_.size(); }
     std::int64_t size() const { return numel(shape_); }
     std::size_t nbytes() const { return static_cast<std::size_t>(size()) * dtype_size(dtype_); }
-    void* raw() { return data_.get(); }
-    const void* raw() const { return data_.get(); }
+    /// The host values. For a tensor on a device the first access copies them to the host; a
+    /// writable access means the device copy is no longer used.
+    void* raw() { return device_ ? host_for_write() : data_.get(); }
+    const void* raw() const { return device_ ? host_for_read() : data_.get(); }
 
     template <class T>
     T* data() {
         check_type(dtype_of<T>());
-        return static_cast<T*>(data_.get());
+        return static_cast<T*>(raw());
     }
     template <class T>
     const T* data() const {
         check_type(dtype_of<T>());
-        return static_cast<const T*>(data_.get());
+        return static_cast<const T*>(raw());
     }
+
+    /// A tensor whose values are in `storage`; `host`, when given, holds the same values.
+    static Tensor on_device(DType dtype, Shape shape, std::shared_ptr<DeviceStorage> storage,
+                            std::shared_ptr<void> host = nullptr);
+    /// The device storage holding this tensor's current values, or null: a host tensor, or one
+    /// written through a writable host access since.
+    const DeviceStorage* device_storage() const;
+    /// The same values as a host tensor: itself on the host, a copy of a tensor on a device.
+    Tensor to_host() const;
     /// Element i (row-major) converted to double, any dtype.
     double at(std::int64_t i) const;
     /// The only element of a one-element tensor, as double.
@@ -113,24 +138,28 @@ class Tensor {
         return {data<T>(), shape_[0], shape_[1]};
     }
 
-    /// A deep copy.
+    /// A deep copy (a tensor on a device shares its device memory, which is never written again).
     Tensor clone() const;
     /// A copy converted to another dtype.
     Tensor astype(DType dtype) const;
     /// Same buffer, new shape of the same size.
     Tensor reshaped(Shape shape) const;
     /// Whether no other Tensor shares this buffer (so its owner may reuse it).
-    bool unique() const { return data_.use_count() == 1; }
+    bool unique() const { return device_ ? device_.use_count() == 1 : data_.use_count() == 1; }
 
     /// Reads a .npy file (little-endian bool, int32, int64, float32, float64; C or Fortran order).
     static Tensor load_npy(const std::string& path);
     void save_npy(const std::string& path) const;
 
   private:
+    struct DeviceCopy;
     void check_type(DType t) const;
+    void* host_for_write();
+    const void* host_for_read() const;
     DType dtype_ = DType::Float64;
     Shape shape_;
     std::shared_ptr<void> data_;
+    std::shared_ptr<DeviceCopy> device_;  // set for a tensor on a device (data_ is then null)
 };
 
 /// NumPy-style text: "0.5", "[1, 2, 3]", "[[1, 2], [3, 4]]", 17 significant digits.

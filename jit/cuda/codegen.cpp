@@ -300,6 +300,7 @@ class GroupEmitter {
                     fmt::format("            const I o{0} = (P.bcast >> {0}) & 1 ? 0 : i;\n", k);
             out_ += "            " + call_at(post_, 0, n, true) +
                     "\n        }\n        return;\n    }\n";
+            emit_rows_by_4();
         }
         out_ +=
             "    if (P.mode == 1) {  // flat: contiguous or broadcast scalars\n"
@@ -311,6 +312,55 @@ class GroupEmitter {
         out_ += "    for (I i = first; i < n; i += step) {  // strided\n            ";
         out_ += offsets("i", all_slots(), 0, "P.rank");
         out_ += "            " + call_at(post_, 0, n, true) + "\n    }\n}\n";
+    }
+
+    // Mode 3: rows by 4. The last axis is contiguous (or broadcast) in every slot and each row
+    // starts 16 bytes aligned, so four neighbours along it are one 16-byte load or store; the
+    // row offset costs one division per four values.
+    void emit_rows_by_4() {
+        int n = static_cast<int>(g_.instrs.size());
+        auto v4 = [&](std::size_t k) {
+            return slots_[k].dtype == DType::Float32 ? std::string("float4") : std::string("int4");
+        };
+        out_ +=
+            "    if (P.mode == 3) {\n"
+            "        const int last = P.rank - 1;\n"
+            "        const I inner4 = (I)P.dims[last] >> 2;\n"
+            "        const I n4 = n >> 2;\n"
+            "        for (I q = first; q < n4; q += step) {\n"
+            "            I rem = q / inner4;\n"
+            "            const I j = (q - rem * inner4) << 2;\n";
+        for (std::size_t k = 0; k < nslots(); ++k)
+            out_ += fmt::format("            I o{0} = 0;\n", k);
+        out_ += "            if (P.rank == 2) {\n";
+        for (std::size_t k = 0; k < nslots(); ++k)
+            out_ += fmt::format("                o{0} = rem * (I)s{0}.s[0];\n", k);
+        out_ +=
+            "            } else {\n"
+            "                for (int d = last - 1; d >= 0; --d) {\n"
+            "                    const I c = rem % (I)P.dims[d];\n"
+            "                    rem /= (I)P.dims[d];\n";
+        for (std::size_t k = 0; k < nslots(); ++k)
+            out_ += fmt::format("                    o{0} += c * (I)s{0}.s[d];\n", k);
+        out_ += "                }\n            }\n";
+        for (std::size_t k : loads_in(0, n))
+            out_ += fmt::format(
+                "            const {0} l{1} = s{1}.s[last] ? *reinterpret_cast<const {0}*>(p{1} + "
+                "o{1} + j) : make_{0}(p{1}[o{1}], p{1}[o{1}], p{1}[o{1}], p{1}[o{1}]);\n",
+                v4(k), k);
+        for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
+            out_ += fmt::format("            {} y{};\n", v4(k), k);
+        for (const char* c : {"x", "y", "z", "w"}) {
+            std::vector<std::string> as;
+            for (std::size_t k : loads_in(0, n)) as.push_back(fmt::format("l{}.{}", k, c));
+            for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
+                as.push_back(fmt::format("y{}.{}", k, c));
+            out_ += fmt::format("            {}({});\n", post_, fmt::join(as, ", "));
+        }
+        for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
+            out_ += fmt::format("            *reinterpret_cast<{}*>(p{} + o{} + j) = y{};\n", v4(k),
+                                k, k, k);
+        out_ += "        }\n        return;\n    }\n";
     }
 
     std::string acc_type() const { return c_type(pre_dtype()); }
@@ -437,23 +487,34 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         std::string epilogue = fmt::format(
             "{{\n                const {} r = {};\n                {}\n            }}\n",
             c_type(red.dtype), final_value(red), call_at(post_, g_.reduce_at + 1, n, true, "r"));
-        // One output per iteration of `outer`; its reduced values over `inner_loop`.
-        auto per_output = [&](const std::string& outer, const std::string& inner_loop) {
+        // One output per iteration of `outer`; its reduced values over j from `start` by `step`.
+        // With one reduced axis (the common case) four values are loaded before any is used.
+        auto per_output = [&](const std::string& outer, const std::string& start,
+                              const std::string& step) {
             out_ += outer;
             out_ += offsets("row", all_slots(), 0, "P.nkept");
             for (std::size_t k : pre) out_ += fmt::format("            const I b{0} = o{0};\n", k);
             out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
-            out_ += inner_loop;
+            out_ += "            if (P.rank == P.nkept + 1) {\n";
+            for (std::size_t k : pre)
+                out_ += fmt::format("            const I t{0} = (I)s{0}.s[P.nkept];\n", k);
+            out_ +=
+                unrolled_loop(start, step, loads_in(0, g_.reduce_at), [&](const std::string& u) {
+                    return fmt::format("{}_push(a, {});", pfx_,
+                                       call_loaded(pre_, 0, g_.reduce_at, u));
+                });
+            out_ += "            } else {\n";
+            out_ += fmt::format("            for (I j = {}; j < inner; j += {}) {{\n", start, step);
             out_ += reduced_offsets(pre);
             out_ += fmt::format("                {}_push(a, {});\n", pfx_,
                                 call_expr(pre_, 0, g_.reduce_at));
-            out_ += "            }\n";
+            out_ += "            }\n            }\n";
         };
         // Rows: a block per output.
         per_output(
             "    if (P.mode == 0) {\n"
             "        for (I row = (I)blockIdx.x; row < rows; row += (I)gridDim.x) {\n            ",
-            "            for (I j = (I)threadIdx.x; j < inner; j += (I)blockDim.x) {\n");
+            "(I)threadIdx.x", "(I)blockDim.x");
         out_ += fmt::format("            a = {}_block(a);\n", pfx_);
         out_ += "            if (threadIdx.x == 0) " + epilogue;
         out_ += "        }\n        return;\n    }\n";
@@ -461,8 +522,42 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         per_output(
             "    for (I row = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; row < rows; row += "
             "(I)gridDim.x * (I)blockDim.x) {\n            ",
-            "            for (I j = 0; j < inner; ++j) {\n");
+            "(I)0", "(I)1");
         out_ += "            " + epilogue + "    }\n}\n";
+    }
+
+    // A loop over j from `start` by `step` below `inner` that loads the values of four steps
+    // (l<k>_<u> = p<k>[b<k> + j_u * t<k>] for the slots `ks`) before `use(suffix)` consumes them,
+    // so that each thread has four loads in flight; then the remaining steps one by one.
+    template <class Use>
+    std::string unrolled_loop(const std::string& start, const std::string& step,
+                              const std::vector<std::size_t>& ks, Use use) const {
+        std::string s = fmt::format(
+            "            {{\n            const I st = {1};\n            I j = {0};\n"
+            "            for (; j + 3 * st < inner; j += 4 * st) {{\n",
+            start, step);
+        for (int u = 0; u < 4; ++u)
+            for (std::size_t k : ks)
+                s += fmt::format(
+                    "                const {0} l{1}_{2} = p{1}[b{1} + (j + {2} * st) * t{1}];\n",
+                    ty(k), k, u);
+        for (int u = 0; u < 4; ++u)
+            s += fmt::format("                {{ const I ju = j + {} * st; (void)ju; {} }}\n", u,
+                             use(fmt::format("_{}", u)));
+        s += "            }\n            for (; j < inner; j += st) {\n";
+        for (std::size_t k : ks)
+            s +=
+                fmt::format("                const {0} l{1}_ = p{1}[b{1} + j * t{1}];\n", ty(k), k);
+        s += fmt::format("                {{ const I ju = j; (void)ju; {} }}\n", use("_"));
+        s += "            }\n            }\n";
+        return s;
+    }
+
+    // `fn` applied to the values loaded by unrolled_loop, step `u`.
+    std::string call_loaded(const std::string& fn, int lo, int hi, const std::string& u) const {
+        std::vector<std::string> as;
+        for (std::size_t k : loads_in(lo, hi)) as.push_back(fmt::format("l{}{}", k, u));
+        return fmt::format("{}({})", fn, fmt::join(as, ", "));
     }
 
     // Offsets o<k> of value j of the current output: one multiply when the reduced axes merged
@@ -512,10 +607,11 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         for (std::size_t k = 0; k < nslots(); ++k)
             at_j += fmt::format(" const I o{0} = b{0} + j * t{0};", k);
         out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
+        std::vector<std::size_t> pre_loads = loads_in(0, g_.reduce_at);
         out_ +=
-            "            for (I j = (I)threadIdx.x; j < inner; j += (I)blockDim.x) {" + at_j + "\n";
-        out_ += fmt::format("                {}_push(a, {});\n            }}\n", pfx_,
-                            call_expr(pre_, 0, g_.reduce_at));
+            unrolled_loop("(I)threadIdx.x", "(I)blockDim.x", pre_loads, [&](const std::string& u) {
+                return fmt::format("{}_push(a, {});", pfx_, call_loaded(pre_, 0, g_.reduce_at, u));
+            });
         out_ += fmt::format("            a = {}_block(a);\n", pfx_);
         // A non-finite max is not subtracted: the sum is then of plain exponentials.
         out_ += fmt::format("            const {0} shift = isfinite(a.m) ? a.m : {0}(0);\n", A);
@@ -531,14 +627,21 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                             call_expr(pre_, 0, g_.reduce_at));
         out_ += "                sum = agnesi_block_sum(t);\n            }\n";
         out_ += fmt::format("            if (a.nan) sum = agnesi_nan_{}();\n", sfx);
+        // log(sum) and 1 / sum once per row.
+        out_ += fmt::format("            const {0} lsum = log(sum), rsum = {0}(1) / sum;\n", A);
+        out_ += fmt::format("            (void)lsum; (void)rsum;\n");
         out_ +=
-            "            for (I j = (I)threadIdx.x; j < inner; j += (I)blockDim.x) {" + at_j + "\n";
-        out_ += fmt::format("                const {} z = {} - shift;\n", A,
-                            call_expr(pre_, 0, g_.reduce_at));
-        out_ += fmt::format("                const {} r = {};\n", A,
-                            nz.op == Op::LogSoftmax ? "z - log(sum)" : "exp(z) / sum");
-        out_ += "                " + call_at(post_, g_.reduce_at + 1, n, true, "r") + "\n";
-        out_ += "            }\n    }\n}\n";
+            unrolled_loop("(I)threadIdx.x", "(I)blockDim.x", pre_loads, [&](const std::string& u) {
+                std::string c;
+                for (std::size_t k = 0; k < nslots(); ++k)
+                    c += fmt::format(" const I o{0} = b{0} + ju * t{0};", k);
+                c += fmt::format(" const {} z = {} - shift;", A,
+                                 call_loaded(pre_, 0, g_.reduce_at, u));
+                c += fmt::format(" const {} r = {};", A,
+                                 nz.op == Op::LogSoftmax ? "z - lsum" : "exp(z) * rsum");
+                return c + " " + call_at(post_, g_.reduce_at + 1, n, true, "r");
+            });
+        out_ += "    }\n}\n";
     }
 
     void emit_entry() {

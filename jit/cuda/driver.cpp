@@ -123,6 +123,8 @@ struct Blas {
     decltype(&::cublasSetStream_v2) set_stream = nullptr;
     decltype(&::cublasSgemmStridedBatched) sgemm = nullptr;
     decltype(&::cublasDgemmStridedBatched) dgemm = nullptr;
+    decltype(&::cublasSgemv_v2) sgemv = nullptr;
+    decltype(&::cublasDgemv_v2) dgemv = nullptr;
     std::string error;
 };
 
@@ -141,6 +143,8 @@ const Blas& blas() {
         load(lib, r.set_stream, "cublasSetStream_v2", r.error);
         load(lib, r.sgemm, "cublasSgemmStridedBatched", r.error);
         load(lib, r.dgemm, "cublasDgemmStridedBatched", r.error);
+        load(lib, r.sgemv, "cublasSgemv_v2", r.error);
+        load(lib, r.dgemv, "cublasDgemv_v2", r.error);
         return r;
     }();
     return b;
@@ -344,6 +348,38 @@ void CudaDevice::gemm(DType dtype, std::int64_t m, std::int64_t n, std::int64_t 
     };
     Op oa = layout(a, m, k, "A"), ob = layout(b, k, n, "B");
     auto i = [](std::int64_t v) { return static_cast<int>(v); };
+    // A matrix times a vector: GEMV, which reads the matrix once at full bandwidth (GEMM with
+    // one column does not). C = A b reads A (op oa) against b's column; C = a B is C^T = B^T a^T.
+    std::int64_t vinc = n == 1 ? (k == 1 ? 1 : b.row) : (k == 1 ? 1 : a.col);
+    if (batch == 1 && (n == 1 || m == 1) && vinc > 0) {
+        bool right = n == 1;  // the matrix is A, else B
+        const GemmOperand& mat = right ? a : b;
+        const GemmOperand& vec = right ? b : a;
+        Op om = right ? oa : ob;
+        std::int64_t rows = right ? m : k, cols = right ? k : n;  // of the row-major matrix
+        std::int64_t inc = vinc;
+        // The column-major view of a row-major matrix (op N) is its transpose (cols x rows), of
+        // a column-major one (op T) the matrix itself. A b needs the matrix: op T on a
+        // transposed view; a B needs B^T: op N on it.
+        bool transposed_view = om.op == CUBLAS_OP_N;
+        std::int64_t cm_rows = transposed_view ? cols : rows;
+        std::int64_t cm_cols = transposed_view ? rows : cols;
+        cublasOperation_t op = transposed_view == right ? CUBLAS_OP_T : CUBLAS_OP_N;
+        if (dtype == DType::Float32) {
+            float one = 1, zero_v = 0;
+            AGNESI_CUBLAS(bl.sgemv(h, op, i(cm_rows), i(cm_cols), &one,
+                                   reinterpret_cast<const float*>(mat.ptr), i(om.ld),
+                                   reinterpret_cast<const float*>(vec.ptr), i(inc), &zero_v,
+                                   reinterpret_cast<float*>(c), 1));
+        } else {
+            double one = 1, zero_v = 0;
+            AGNESI_CUBLAS(bl.dgemv(h, op, i(cm_rows), i(cm_cols), &one,
+                                   reinterpret_cast<const double*>(mat.ptr), i(om.ld),
+                                   reinterpret_cast<const double*>(vec.ptr), i(inc), &zero_v,
+                                   reinterpret_cast<double*>(c), 1));
+        }
+        return;
+    }
     if (dtype == DType::Float32) {
         float one = 1, zero_v = 0;
         AGNESI_CUBLAS(bl.sgemm(h, ob.op, oa.op, i(n), i(m), i(k), &one,

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <thread>
+#include <utility>
 
 #include "agnesi/error.hpp"
 #include "jit/cuda/nvrtc.hpp"
@@ -142,7 +143,22 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
                     aligned = aligned && reinterpret_cast<std::uintptr_t>(a.ptrs[k]) % 16 == 0;
             if (aligned) P.mode = 2;
         }
-        std::int64_t work = P.mode == 2 ? std::max<std::int64_t>(count / 4, 1) : count;
+        // Rows by 4: the last axis a multiple of 4, contiguous or broadcast in every slot
+        // (contiguous in outputs), each contiguous slot's rows 16 bytes aligned.
+        if (!flat && vectorizable(p, g) && axes.back().size % 4 == 0) {
+            bool rows4 = true;
+            for (std::size_t k = 0; rows4 && k < nslots; ++k) {
+                std::int64_t last = axes.back().st[k];
+                bool output = k >= static_cast<std::size_t>(a.num_inputs);
+                rows4 = last == 1 || (last == 0 && !output);
+                if (last != 1) continue;
+                rows4 = rows4 && reinterpret_cast<std::uintptr_t>(a.ptrs[k]) % 16 == 0;
+                for (std::size_t i = 0; rows4 && i + 1 < axes.size(); ++i)
+                    rows4 = axes[i].st[k] % 4 == 0;
+            }
+            if (rows4) P.mode = 3;
+        }
+        std::int64_t work = P.mode >= 2 ? std::max<std::int64_t>(count / 4, 1) : count;
         plan.block = kBlockSize;
         plan.grid = blocks_for(work, plan.block, std::int64_t(sm_count) * 16);
         return plan;
@@ -199,6 +215,10 @@ class Exec final : public CudaExecutor {
     CudaDevice& device() override { return dev_; }
     Stream stream() const override { return stream_; }
     void synchronize() override { dev_.synchronize(stream_); }
+    std::shared_ptr<DeviceStorage>& constant(std::size_t b) override {
+        if (constants_.size() <= b) constants_.resize(b + 1);
+        return constants_[b];
+    }
 
     std::vector<Kernel> kernels;       // per group, 32-bit indices (null: no kernel)
     std::vector<Kernel> wide_kernels;  // per group, 64-bit indices, compiled on first need
@@ -277,6 +297,27 @@ class Exec final : public CudaExecutor {
     CudaDevice& dev_;
     Stream stream_ = nullptr;
     std::string source_;
+    std::vector<std::shared_ptr<DeviceStorage>> constants_;
+};
+
+class Block final : public DeviceStorage {
+  public:
+    Block(CudaDevice& dev, std::size_t bytes) : dev_(dev), ptr_(dev.alloc(bytes)) {}
+    ~Block() override { dev_.release(ptr_); }
+    Block(const Block&) = delete;
+    Block& operator=(const Block&) = delete;
+    int device_ordinal() const override { return dev_.ordinal(); }
+    std::uint64_t address() const override { return ptr_; }
+    void download(void* host, std::size_t bytes) const override {
+        // The call that wrote the block synchronized its stream before it returned.
+        dev_.make_current();
+        dev_.download(host, ptr_, bytes, nullptr);
+        dev_.synchronize(nullptr);
+    }
+
+  private:
+    CudaDevice& dev_;
+    DevicePtr ptr_;
 };
 
 }  // namespace
@@ -329,37 +370,77 @@ std::unique_ptr<CudaExecutor> make_cuda_executor(const Program& p, const Compile
     return ex;
 }
 
+std::shared_ptr<DeviceStorage> device_block(CudaDevice& dev, std::size_t bytes) {
+    return std::make_shared<Block>(dev, bytes);
+}
+
 std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
-                                const std::vector<Tensor>& inputs,
-                                const std::vector<Tensor>& shared, const DimEnv& env) {
+                                const std::vector<Tensor>& inputs, std::vector<Tensor>& shared,
+                                const DimEnv& env) {
     CudaDevice& dev = ex.device();
+    dev.make_current();
     Stream s = ex.stream();
     std::vector<DevicePtr> bufs(p.buffers.size(), 0);
-    struct Release {  // buffers go back to the pool however the call ends
+    // Blocks that outlive the call (outputs, uploaded shared values and constants), declared
+    // before the guard below so that they are released after it synchronized.
+    std::vector<std::shared_ptr<DeviceStorage>> blocks(p.buffers.size());
+    std::vector<DevicePtr> temps;
+    struct Release {  // temporaries go back to the pool however the call ends
         CudaDevice& dev;
         Stream s;
-        std::vector<DevicePtr>& bufs;
+        std::vector<DevicePtr>& temps;
         ~Release() {
             try {  // launches in flight may still use them
                 dev.synchronize(s);
             } catch (...) {
             }
-            for (DevicePtr b : bufs) dev.release(b);
+            for (DevicePtr b : temps) dev.release(b);
         }
-    } release{dev, s, bufs};
+    } release{dev, s, temps};
     for (std::size_t b = 0; b < p.buffers.size(); ++b) {
         const Buffer& buf = p.buffers[b];
         Shape shape = concrete(buf.shape, env);
         std::size_t bytes = static_cast<std::size_t>(numel(shape)) * dtype_size(buf.dtype);
-        bufs[b] = dev.alloc(bytes);
         const Tensor* host = nullptr;
         switch (buf.kind) {
             case BufferKind::Input: host = &inputs.at(static_cast<std::size_t>(buf.slot)); break;
             case BufferKind::Shared: host = &shared.at(static_cast<std::size_t>(buf.slot)); break;
-            case BufferKind::Constant: host = &buf.value; break;
-            default: break;
+            case BufferKind::Constant: {
+                auto& c = ex.constant(b);
+                if (!c) {
+                    c = device_block(dev, bytes);
+                    dev.upload(c->address(), buf.value.raw(), bytes, s);
+                }
+                bufs[b] = c->address();
+                continue;
+            }
+            case BufferKind::Output: {
+                blocks[b] = device_block(dev, bytes);
+                bufs[b] = blocks[b]->address();
+                continue;
+            }
+            case BufferKind::Temp: break;
         }
-        if (host) dev.upload(bufs[b], host->raw(), bytes, s);
+        if (host) {
+            const DeviceStorage* d = host->device_storage();
+            if (d && d->device_ordinal() == dev.ordinal()) {
+                bufs[b] = d->address();
+                continue;
+            }
+            const void* values = std::as_const(*host).raw();
+            if (buf.kind == BufferKind::Shared) {  // uploaded once, then kept on the device
+                blocks[b] = device_block(dev, bytes);
+                bufs[b] = blocks[b]->address();
+                dev.upload(bufs[b], values, bytes, s);
+                continue;
+            }
+            bufs[b] = dev.alloc(bytes);
+            temps.push_back(bufs[b]);
+            dev.upload(bufs[b], values, bytes, s);
+            continue;
+        }
+        bufs[b] = dev.alloc(bytes);
+        temps.push_back(bufs[b]);
     }
     std::vector<void*> dptrs;
     for (DevicePtr b : bufs) dptrs.push_back(reinterpret_cast<void*>(b));
@@ -397,15 +478,32 @@ std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
         a.num_outputs = static_cast<std::int64_t>(g.outputs.size());
         ex.run_group(p, gi, a);
     }
-    std::vector<Tensor> out;
-    for (int b : p.outputs) {
-        const Buffer& buf = p.buffers[static_cast<std::size_t>(b)];
-        Tensor t(buf.dtype, concrete(buf.shape, env));
-        dev.download(t.raw(), bufs[static_cast<std::size_t>(b)],
-                     static_cast<std::size_t>(t.size()) * dtype_size(buf.dtype), s);
-        out.push_back(std::move(t));
-    }
     ex.synchronize();
+    // A buffer returned twice gets a tensor of its own each time (its host copy is its own).
+    std::vector<Tensor> out;
+    std::vector<char> taken(p.buffers.size(), 0);
+    for (int ob : p.outputs) {
+        auto b = static_cast<std::size_t>(ob);
+        const Buffer& buf = p.buffers[b];
+        Shape shape = concrete(buf.shape, env);
+        if (buf.kind == BufferKind::Output) {
+            out.push_back(Tensor::on_device(buf.dtype, std::move(shape), blocks[b]));
+        } else {
+            Tensor t = buf.kind == BufferKind::Input ? inputs.at(static_cast<std::size_t>(buf.slot))
+                       : buf.kind == BufferKind::Shared
+                           ? shared.at(static_cast<std::size_t>(buf.slot))
+                           : buf.value;
+            out.push_back(taken[b] ? t.clone() : t);
+        }
+        taken[b] = 1;
+    }
+    for (std::size_t b = 0; b < p.buffers.size(); ++b) {
+        const Buffer& buf = p.buffers[b];
+        if (buf.kind != BufferKind::Shared || !blocks[b]) continue;
+        // No host values kept: the caller may still write to the tensor it gave.
+        shared.at(static_cast<std::size_t>(buf.slot)) =
+            Tensor::on_device(buf.dtype, concrete(buf.shape, env), blocks[b]);
+    }
     return out;
 }
 

@@ -43,6 +43,8 @@ class CudaExecutor : public Executor {
                           const DimEnv& env) = 0;
     virtual CudaDevice& device() = 0;
     virtual Stream stream() const = 0;
+    /// The device copy of constant buffer `b`, uploaded on the first call (null until then).
+    virtual std::shared_ptr<DeviceStorage>& constant(std::size_t b) = 0;
     /// Waits until every launch so far has finished (and reports asynchronous errors).
     virtual void synchronize() = 0;
 };
@@ -52,13 +54,17 @@ class CudaExecutor : public Executor {
 std::unique_ptr<CudaExecutor> make_cuda_executor(const Program& p, const CompileOptions& options,
                                                  CompileStats& stats);
 
-/// Runs the whole of `p` on the executor's device for one call: uploads `inputs` (per
-/// Program::inputs), `shared` (per Program::shared) and constants, allocates temporaries and
-/// outputs from the device pool, runs every group in order and returns the values of
-/// `p.outputs` (the outputs, then the update values) copied back to the host. This is the
-/// device-side counterpart of the buffer loop in Function's call.
+/// Device memory from the pool of `dev`, given back when the last tensor holding it is gone.
+std::shared_ptr<DeviceStorage> device_block(CudaDevice& dev, std::size_t bytes);
+
+/// Runs the whole of `p` on the executor's device for one call and returns the values of
+/// `p.outputs` (the outputs, then the update values) as tensors on the device, complete when it
+/// returns. Inputs and shared values already on this device are used in place; others are
+/// uploaded, and an uploaded shared value is replaced in `shared` by a device tensor that also
+/// keeps its host values, so that it stays on the device. Temporaries come from the device pool.
+/// This is the device-side counterpart of the buffer loop in Function's call.
 std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
-                                const std::vector<Tensor>& inputs,
-                                const std::vector<Tensor>& shared, const DimEnv& env);
+                                const std::vector<Tensor>& inputs, std::vector<Tensor>& shared,
+                                const DimEnv& env);
 
 }  // namespace agnesi::jit::cuda

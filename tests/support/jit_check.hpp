@@ -35,11 +35,27 @@ inline ::testing::AssertionResult tensors_close(const Tensor& got, const Tensor&
     return ::testing::AssertionSuccess();
 }
 
+/// Where a test's functions run: a CPU tier, or the CUDA device.
+struct Tier {
+    Backend backend = Backend::Auto;
+    bool cuda = false;
+    Tier(Backend b) : backend(b) {}  // NOLINT(google-explicit-constructor)
+    Tier(Backend b, bool on_cuda) : backend(b), cuda(on_cuda) {}
+    Device device() const { return cuda ? Device::cuda() : Device::cpu(); }
+    std::string name() const {
+        if (cuda) return "Cuda";
+        return backend == Backend::Evaluator ? "Evaluator"
+               : backend == Backend::Native  ? "Native"
+                                             : "Auto";
+    }
+};
+
 /// Compiles `outputs` over `inputs` and checks every output against evaluate().
 inline void expect_matches_reference(const std::vector<Expr>& inputs,
                                      const std::vector<Expr>& outputs, const Bindings& at,
-                                     Backend backend, double rel = 1e-12, bool simplify = false) {
-    Function f = compile(inputs, outputs, {.backend = backend, .simplify = simplify});
+                                     Tier tier, double rel = 1e-12, bool simplify = false) {
+    Function f = compile(inputs, outputs,
+                         {.device = tier.device(), .backend = tier.backend, .simplify = simplify});
     std::vector<Tensor> args;
     for (const Expr& v : inputs) args.push_back(at.at(v->name()));
     std::vector<Tensor> got = f.call(args);
