@@ -194,11 +194,15 @@ class GroupEmitter {
 
     // The parameter list of the run function and kernels: (pointer, strides) per slot.
     std::string slot_params(bool by_ref) const {
-        std::vector<std::string> ps{by_ref ? "const agnesi_params& P" : "const agnesi_params P"};
+        // The kernel's parameters are __grid_constant__: read in place where indexed at run
+        // time (P.dims[d]), where a plain parameter would be copied to local memory first.
+        std::vector<std::string> ps{by_ref ? "const agnesi_params& P"
+                                           : "const __grid_constant__ agnesi_params P"};
         for (std::size_t k = 0; k < nslots(); ++k) {
             ps.push_back(
                 fmt::format("{}{}* __restrict__ p{}", slots_[k].output ? "" : "const ", ty(k), k));
-            ps.push_back(fmt::format("const agnesi_strides{} s{}", by_ref ? "&" : "", k));
+            ps.push_back(fmt::format("const {}agnesi_strides{} s{}",
+                                     by_ref ? "" : "__grid_constant__ ", by_ref ? "&" : "", k));
         }
         return fmt::format("{}", fmt::join(ps, ", "));
     }
