@@ -1,5 +1,6 @@
 // The CUDA backend: generated kernels compile with NVRTC for sm_80 and sm_90 everywhere; on a
 // machine with a GPU they agree with the reference evaluator (skipped, with the reason, without).
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -141,8 +142,10 @@ TEST(CudaCodegen, EveryCorpusGroupGetsOneKernel) {
         jit::Program p = program_of(c);
         std::string src = jit::cuda::generate_cuda_source(p, c.name);
         for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
-            std::string k =
-                "void __launch_bounds__(256) " + jit::cuda::cuda_kernel_name(c.name, gi) + "(";
+            const jit::Group& g = p.groups[gi];
+            bool rows = g.kind == jit::GroupKind::Reduce || g.kind == jit::GroupKind::RowNormalize;
+            std::string k = fmt::format("void __launch_bounds__({}) {}(", rows ? 1024 : 256,
+                                        jit::cuda::cuda_kernel_name(c.name, gi));
             EXPECT_EQ(src.find(k) != std::string::npos, jit::cuda::has_kernel(p.groups[gi]))
                 << c.name << " group " << gi;
         }
@@ -282,7 +285,7 @@ TEST(CudaLaunch, PlansFlatVectorizedStridedAndReductionLaunches) {
             // b broadcasts along rows; rows are 16-byte aligned: rows by 4.
             EXPECT_EQ(plan.params.mode, 3);
             EXPECT_EQ(plan.grid, 16u);  // 32 blocks of 4-value steps, capped at 16 per SM
-            ptrs[0] = buf + 1;  // x misaligned: element by element, strided
+            ptrs[0] = buf + 1;          // x misaligned: element by element, strided
             EXPECT_EQ(jit::cuda::plan_launch(p, g, a, 1).params.mode, 0);
         } else {
             ASSERT_EQ(g.kind, jit::GroupKind::Reduce);

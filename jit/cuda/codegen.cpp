@@ -649,8 +649,10 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
     }
 
     void emit_entry() {
+        bool rows = g_.kind == GroupKind::Reduce || g_.kind == GroupKind::RowNormalize;
         out_ += fmt::format("extern \"C\" __global__ void __launch_bounds__({}) {}({}) {{\n",
-                            kBlockSize, cuda_kernel_name(fname_, gi_), slot_params(false));
+                            rows ? kRowBlockMax : kBlockSize, cuda_kernel_name(fname_, gi_),
+                            slot_params(false));
         out_ += fmt::format("    {}_run<agnesi_index>({});\n}}\n", pfx_, slot_args());
     }
 

@@ -32,6 +32,9 @@ inline constexpr int kMaxRank = 8;
 /// The most argument slots one kernel takes (the bcast mask is 64 bits).
 inline constexpr int kMaxSlots = 64;
 inline constexpr int kBlockSize = 256;
+/// The most threads of a block per row (row reductions and normalizations): a long row is read
+/// four values per thread, all in flight at once, and a re-read of it hits the L1 cache.
+inline constexpr int kRowBlockMax = 1024;
 /// Groups with more instrs than this get no flat-by-4 mode.
 inline constexpr std::size_t kMaxVectorInstrs = 24;
 

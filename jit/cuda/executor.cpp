@@ -55,14 +55,19 @@ unsigned blocks_for(std::int64_t work, unsigned block, std::int64_t cap) {
     return static_cast<unsigned>(std::clamp<std::int64_t>(b, 1, cap));
 }
 
-unsigned block_for_row(std::int64_t inner) {
-    std::int64_t b = (std::max<std::int64_t>(inner, 1) + 31) / 32 * 32;
-    return static_cast<unsigned>(std::min<std::int64_t>(b, kBlockSize));
+// Four values of the row per thread (the row loops load four steps at once), whole warps, at
+// most 256 threads; up to 1024 when there are too few rows to give each SM two blocks (a long
+// row summed by one block). Measured on an H100: 1024-thread blocks made 16384 rows of 4096
+// slower (softmax 0.24 -> 0.37 ms), and a sum of 2^20 values faster.
+unsigned block_for_row(std::int64_t inner, std::int64_t count, int sm_count) {
+    std::int64_t b = (std::max<std::int64_t>((inner + 3) / 4, 1) + 31) / 32 * 32;
+    std::int64_t cap = count < 2 * std::int64_t(sm_count) ? kRowBlockMax : kBlockSize;
+    return static_cast<unsigned>(std::min<std::int64_t>(b, cap));
 }
 
 // A block per row of `inner` values, rows in a grid-stride loop over at most 64 blocks per SM.
 void row_blocks(LaunchPlan& plan, std::int64_t inner, std::int64_t count, int sm_count) {
-    plan.block = block_for_row(inner);
+    plan.block = block_for_row(inner, count, sm_count);
     plan.grid = static_cast<unsigned>(std::min<std::int64_t>(count, std::int64_t(sm_count) * 64));
 }
 
