@@ -62,10 +62,11 @@ for f in ("agnesi.tsv", "torch.tsv", "cupy.tsv"):
             rows[(w, impl)] = (None, None, p[2])
             continue
         rate = float(p[3]) if len(p) > 3 else None
-        rows[(w, impl)] = (ms, rate, "")
+        unit = p[4] if len(p) > 4 else ("GFLOP/s" if w == "mlp_step" else "GB/s")
+        rows[(w, impl)] = (ms, rate, unit)
         if w not in order and w != "copy":
             order.append(w)
-copy = rows.get(("copy", "d2d"), (None, None, ""))[1]
+copy = rows.get(("copy", "d2d"), (None, None, "GB/s"))[1]
 if copy:
     print(f"copy bandwidth (device-to-device): {copy:.0f} GB/s\n")
 print("| workload | implementation | median ms | rate | of copy bw | vs torch.compile |")
@@ -78,7 +79,7 @@ for w in order:
         if ms is None:
             print(f"| {w} | {impl} | {note} | | | |")
             continue
-        unit = "GFLOP/s" if w == "mlp_step" else "GB/s"
+        unit = note
         frac = f"{rate / copy:.2f}" if copy and rate and unit == "GB/s" else ""
         rel = f"{ms / ref:.2f}x" if ref else ""
         print(f"| {w} | {impl} | {ms:.3f} | {rate:.0f} {unit} | {frac} | {rel} |")
