@@ -334,7 +334,6 @@ struct Tensor::DeviceCopy {
 
     void* materialize() {
         std::call_once(once, [&] {
-            if (host) return;
             std::shared_ptr<void> h = allocate(bytes);
             storage->download(h.get(), bytes);
             host = std::move(h);
@@ -343,8 +342,7 @@ struct Tensor::DeviceCopy {
     }
 };
 
-Tensor Tensor::on_device(DType dtype, Shape shape, std::shared_ptr<DeviceStorage> storage,
-                         std::shared_ptr<void> host) {
+Tensor Tensor::on_device(DType dtype, Shape shape, std::shared_ptr<DeviceStorage> storage) {
     check_static("Tensor::on_device", shape);
     if (!storage) throw ValueError("Tensor::on_device: no storage");
     Tensor t;
@@ -354,7 +352,6 @@ Tensor Tensor::on_device(DType dtype, Shape shape, std::shared_ptr<DeviceStorage
     t.device_ = std::make_shared<DeviceCopy>();
     t.device_->storage = std::move(storage);
     t.device_->bytes = t.nbytes();
-    t.device_->host = std::move(host);
     return t;
 }
 
@@ -406,8 +403,7 @@ double Tensor::item() const {
 Tensor Tensor::clone() const {
     // Device storage is never written after the call that filled it: the copy may share it, and
     // only its host values are its own.
-    if (const DeviceStorage* d = device_storage(); d && d == device_->storage.get())
-        return on_device(dtype_, shape_, device_->storage);
+    if (device_storage()) return on_device(dtype_, shape_, device_->storage);
     Tensor t(dtype_, shape_);
     if (nbytes()) std::memcpy(t.raw(), raw(), nbytes());
     return t;

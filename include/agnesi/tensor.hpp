@@ -111,9 +111,8 @@ class Tensor {
         return static_cast<const T*>(raw());
     }
 
-    /// A tensor whose values are in `storage`; `host`, when given, holds the same values.
-    static Tensor on_device(DType dtype, Shape shape, std::shared_ptr<DeviceStorage> storage,
-                            std::shared_ptr<void> host = nullptr);
+    /// A tensor whose values are in `storage`.
+    static Tensor on_device(DType dtype, Shape shape, std::shared_ptr<DeviceStorage> storage);
     /// The device storage holding this tensor's current values, or null: a host tensor, or one
     /// written through a writable host access since.
     const DeviceStorage* device_storage() const;

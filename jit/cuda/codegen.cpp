@@ -275,27 +275,13 @@ class GroupEmitter {
                 "    if (P.mode == 2) {  // flat, by 4: 16-byte loads and stores\n"
                 "        const I n4 = n >> 2;\n"
                 "        for (I q = first; q < n4; q += step) {\n";
-            for (std::size_t k : loads_in(0, n)) {
-                std::string v4 = slots_[k].dtype == DType::Float32 ? "float4" : "int4";
+            for (std::size_t k : loads_in(0, n))
                 out_ += fmt::format(
                     "            const {0} l{1} = (P.bcast >> {1}) & 1 ? make_{0}(p{1}[0], "
                     "p{1}[0], "
                     "p{1}[0], p{1}[0]) : reinterpret_cast<const {0}*>(p{1})[q];\n",
-                    v4, k);
-            }
-            for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
-                out_ += fmt::format("            {} y{};\n",
-                                    slots_[k].dtype == DType::Float32 ? "float4" : "int4", k);
-            for (const char* c : {"x", "y", "z", "w"}) {
-                std::vector<std::string> as;
-                for (std::size_t k : loads_in(0, n)) as.push_back(fmt::format("l{}.{}", k, c));
-                for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
-                    as.push_back(fmt::format("y{}.{}", k, c));
-                out_ += fmt::format("            {}({});\n", post_, fmt::join(as, ", "));
-            }
-            for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
-                out_ += fmt::format("            reinterpret_cast<{}*>(p{})[q] = y{};\n",
-                                    slots_[k].dtype == DType::Float32 ? "float4" : "int4", k, k);
+                    vec4(k), k);
+            emit_lanes("reinterpret_cast<{0}*>(p{1})[q] = y{1};");
             out_ +=
                 "        }\n"
                 "        for (I i = (n4 << 2) + first; i < n; i += step) {\n";
@@ -323,9 +309,6 @@ class GroupEmitter {
     // row offset costs one division per four values.
     void emit_rows_by_4() {
         int n = static_cast<int>(g_.instrs.size());
-        auto v4 = [&](std::size_t k) {
-            return slots_[k].dtype == DType::Float32 ? std::string("float4") : std::string("int4");
-        };
         out_ +=
             "    if (P.mode == 3) {\n"
             "        const int last = P.rank - 1;\n"
@@ -351,9 +334,22 @@ class GroupEmitter {
             out_ += fmt::format(
                 "            const {0} l{1} = s{1}.s[last] ? *reinterpret_cast<const {0}*>(p{1} + "
                 "o{1} + j) : make_{0}(p{1}[o{1}], p{1}[o{1}], p{1}[o{1}], p{1}[o{1}]);\n",
-                v4(k), k);
+                vec4(k), k);
+        emit_lanes("*reinterpret_cast<{0}*>(p{1} + o{1} + j) = y{1};");
+        out_ += "        }\n        return;\n    }\n";
+    }
+
+    // The 4-wide type of slot k's elements (float32 or int32).
+    std::string vec4(std::size_t k) const {
+        return slots_[k].dtype == DType::Float32 ? "float4" : "int4";
+    }
+
+    // The body of a by-4 loop once its loads l<k> are declared: the epilogue for each of the four
+    // lanes into y<k>, then `store` (a format of the vector type {0} and the slot {1}) per output.
+    void emit_lanes(const std::string& store) {
+        int n = static_cast<int>(g_.instrs.size());
         for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
-            out_ += fmt::format("            {} y{};\n", v4(k), k);
+            out_ += fmt::format("            {} y{};\n", vec4(k), k);
         for (const char* c : {"x", "y", "z", "w"}) {
             std::vector<std::string> as;
             for (std::size_t k : loads_in(0, n)) as.push_back(fmt::format("l{}.{}", k, c));
@@ -362,9 +358,7 @@ class GroupEmitter {
             out_ += fmt::format("            {}({});\n", post_, fmt::join(as, ", "));
         }
         for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
-            out_ += fmt::format("            *reinterpret_cast<{}*>(p{} + o{} + j) = y{};\n", v4(k),
-                                k, k, k);
-        out_ += "        }\n        return;\n    }\n";
+            out_ += "            " + fmt::format(fmt::runtime(store), vec4(k), k) + "\n";
     }
 
     std::string acc_type() const { return c_type(pre_dtype()); }
@@ -631,9 +625,10 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                             call_expr(pre_, 0, g_.reduce_at));
         out_ += "                sum = agnesi_block_sum(t);\n            }\n";
         out_ += fmt::format("            if (a.nan) sum = agnesi_nan_{}();\n", sfx);
-        // log(sum) and 1 / sum once per row.
-        out_ += fmt::format("            const {0} lsum = log(sum), rsum = {0}(1) / sum;\n", A);
-        out_ += fmt::format("            (void)lsum; (void)rsum;\n");
+        // log(sum) or 1 / sum once per row.
+        bool log_softmax = nz.op == Op::LogSoftmax;
+        out_ += log_softmax ? fmt::format("            const {} lsum = log(sum);\n", A)
+                            : fmt::format("            const {0} rsum = {0}(1) / sum;\n", A);
         out_ +=
             unrolled_loop("(I)threadIdx.x", "(I)blockDim.x", pre_loads, [&](const std::string& u) {
                 std::string c;
@@ -641,8 +636,8 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                     c += fmt::format(" const I o{0} = b{0} + ju * t{0};", k);
                 c += fmt::format(" const {} z = {} - shift;", A,
                                  call_loaded(pre_, 0, g_.reduce_at, u));
-                c += fmt::format(" const {} r = {};", A,
-                                 nz.op == Op::LogSoftmax ? "z - lsum" : "exp(z) * rsum");
+                c +=
+                    fmt::format(" const {} r = {};", A, log_softmax ? "z - lsum" : "exp(z) * rsum");
                 return c + " " + call_at(post_, g_.reduce_at + 1, n, true, "r");
             });
         out_ += "    }\n}\n";

@@ -357,7 +357,6 @@ void CudaDevice::gemm(DType dtype, std::int64_t m, std::int64_t n, std::int64_t 
         const GemmOperand& vec = right ? b : a;
         Op om = right ? oa : ob;
         std::int64_t rows = right ? m : k, cols = right ? k : n;  // of the row-major matrix
-        std::int64_t inc = vinc;
         // The column-major view of a row-major matrix (op N) is its transpose (cols x rows), of
         // a column-major one (op T) the matrix itself. A b needs the matrix: op T on a
         // transposed view; a B needs B^T: op N on it.
@@ -369,13 +368,13 @@ void CudaDevice::gemm(DType dtype, std::int64_t m, std::int64_t n, std::int64_t 
             float one = 1, zero_v = 0;
             AGNESI_CUBLAS(bl.sgemv(h, op, i(cm_rows), i(cm_cols), &one,
                                    reinterpret_cast<const float*>(mat.ptr), i(om.ld),
-                                   reinterpret_cast<const float*>(vec.ptr), i(inc), &zero_v,
+                                   reinterpret_cast<const float*>(vec.ptr), i(vinc), &zero_v,
                                    reinterpret_cast<float*>(c), 1));
         } else {
             double one = 1, zero_v = 0;
             AGNESI_CUBLAS(bl.dgemv(h, op, i(cm_rows), i(cm_cols), &one,
                                    reinterpret_cast<const double*>(mat.ptr), i(om.ld),
-                                   reinterpret_cast<const double*>(vec.ptr), i(inc), &zero_v,
+                                   reinterpret_cast<const double*>(vec.ptr), i(vinc), &zero_v,
                                    reinterpret_cast<double*>(c), 1));
         }
         return;
