@@ -144,7 +144,7 @@ TEST(CudaCodegen, EveryCorpusGroupGetsOneKernel) {
         for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
             const jit::Group& g = p.groups[gi];
             bool rows = g.kind == jit::GroupKind::Reduce || g.kind == jit::GroupKind::RowNormalize;
-            std::string k = fmt::format("void __launch_bounds__({}) {}(", rows ? 1024 : 256,
+            std::string k = fmt::format("void __launch_bounds__({}) {}(", rows ? "1024, 1" : "256",
                                         jit::cuda::cuda_kernel_name(c.name, gi));
             EXPECT_EQ(src.find(k) != std::string::npos, jit::cuda::has_kernel(p.groups[gi]))
                 << c.name << " group " << gi;
@@ -250,43 +250,51 @@ TEST(CudaCompile, DiskCacheHitsAndRebuildsCorruptEntries) {
     std::filesystem::remove_all(dir);
 }
 
-TEST(CudaLaunch, PlansFlatVectorizedStridedAndReductionLaunches) {
-    auto x = matrix("px", 64, 512, f32), b = vector("pb", 512, f32);
-    jit::Program p = program_of({"plan", {x, b}, {exp(x) + b, sum(x, {1}), sum(x, {0})}});
-    std::vector<std::int64_t> dims{64, 32};
-    alignas(16) static float buf[8];
-    for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
+// The arguments of group `gi` of `p` for plan_launch, every slot at `buf`.
+struct PlanArgs {
+    std::vector<std::int64_t> dims, edims, strides;
+    std::vector<void*> ptrs;
+    agnesi_group_args a{};
+    PlanArgs(const jit::Program& p, std::size_t gi, void* buf) {
         const jit::Group& g = p.groups[gi];
-        std::vector<std::int64_t> strides;
-        std::vector<void*> ptrs;
         jit::DimEnv env;
         Shape d = jit::concrete(g.domain, env), e = jit::concrete(g.epilogue_domain(), env);
-        std::vector<std::int64_t> dd(d.begin(), d.end()), ee(e.begin(), e.end());
+        dims.assign(d.begin(), d.end());
+        edims.assign(e.begin(), e.end());
         std::vector<bool> epi = jit::cuda::epilogue_inputs(g);
-        auto add = [&](const jit::Access& a, bool ep) {
-            auto r = jit::resolve_in_group(p, g, a, ep, env);
+        auto add = [&](const jit::Access& acc, bool ep) {
+            auto r = jit::resolve_in_group(p, g, acc, ep, env);
             strides.insert(strides.end(), r.strides.begin(), r.strides.end());
             ptrs.push_back(buf);
         };
         for (std::size_t k = 0; k < g.inputs.size(); ++k) add(g.inputs[k], epi[k]);
         for (const auto& o : g.outputs) add(o.target, true);
-        agnesi_group_args a{};
-        a.rank = static_cast<std::int64_t>(dd.size());
-        a.dims = dd.data();
-        a.edims = ee.data();
+        a.rank = static_cast<std::int64_t>(dims.size());
+        a.dims = dims.data();
+        a.edims = edims.data();
         a.ptrs = ptrs.data();
         a.strides = strides.data();
         a.num_inputs = static_cast<std::int64_t>(g.inputs.size());
         a.num_outputs = static_cast<std::int64_t>(g.outputs.size());
-        auto plan = jit::cuda::plan_launch(p, g, a, 1);
+    }
+};
+
+TEST(CudaLaunch, PlansFlatVectorizedStridedAndReductionLaunches) {
+    auto x = matrix("px", 64, 512, f32), b = vector("pb", 512, f32);
+    jit::Program p = program_of({"plan", {x, b}, {exp(x) + b, sum(x, {1}), sum(x, {0})}});
+    alignas(16) static float buf[8];
+    for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
+        const jit::Group& g = p.groups[gi];
+        PlanArgs args(p, gi, buf);
+        auto plan = jit::cuda::plan_launch(p, g, args.a, 1);
         EXPECT_FALSE(plan.wide);
         if (g.kind == jit::GroupKind::Pointwise) {
             EXPECT_EQ(plan.params.count, 64 * 512);
             // b broadcasts along rows; rows are 16-byte aligned: rows by 4.
             EXPECT_EQ(plan.params.mode, 3);
             EXPECT_EQ(plan.grid, 16u);  // 32 blocks of 4-value steps, capped at 16 per SM
-            ptrs[0] = buf + 1;          // x misaligned: element by element, strided
-            EXPECT_EQ(jit::cuda::plan_launch(p, g, a, 1).params.mode, 0);
+            args.ptrs[0] = buf + 1;     // x misaligned: element by element, strided
+            EXPECT_EQ(jit::cuda::plan_launch(p, g, args.a, 1).params.mode, 0);
         } else {
             ASSERT_EQ(g.kind, jit::GroupKind::Reduce);
             EXPECT_EQ(plan.params.count * plan.params.inner, 64 * 512);
@@ -295,6 +303,20 @@ TEST(CudaLaunch, PlansFlatVectorizedStridedAndReductionLaunches) {
             bool rows = g.axes == std::vector<int>{1};
             EXPECT_EQ(plan.params.mode, rows ? 0 : 1) << "axes " << g.axes.size();
         }
+    }
+}
+
+TEST(CudaLaunch, SoftmaxRowsStayInRegistersWhenTheyFit) {
+    alignas(16) static float buf[4];
+    for (std::int64_t cols : {512, 4096, 8192}) {
+        auto z = matrix("pz" + std::to_string(cols), 512, cols, f32);  // rows to fill 132 SMs
+        jit::Program p = program_of({"rows", {z}, {softmax(z, 1)}});
+        ASSERT_EQ(p.groups.size(), 1u);
+        PlanArgs args(p, 0, buf);
+        auto plan = jit::cuda::plan_launch(p, p.groups[0], args.a, 132);
+        // Four values per thread, at most 256 threads: 16 kept per thread at most.
+        EXPECT_EQ(plan.block, cols == 512 ? 128u : 256u) << cols;
+        EXPECT_EQ(plan.params.mode, cols <= 16 * 256 ? 1 : 0) << cols;
     }
 }
 

@@ -191,6 +191,16 @@ TEST_P(JitTest, OutputsFedToReductionsAndSoftmax) {
     expect_matches_reference({m, v}, {p, log_softmax(p), sum(p, {1}), p * 2}, at, tier());
 }
 
+TEST_P(JitTest, LongRowsReduceAndNormalize) {
+    // Rows longer than a CUDA block keeps in registers (16 values by 256 threads), and a row
+    // count that leaves the device idle (one block per row, up to 1024 threads).
+    auto z = matrix("z_long", 3, 10007, f32);
+    Bindings at{{"z_long", random_tensor(f32, {3, 10007}, rng)}};
+    expect_matches_reference(
+        {z}, {softmax(z, 1), log_softmax(z, 1), logsumexp(z, {1}), sum(z, {1}), amax(z, {1})}, at,
+        tier(), 1e-4);  // float32 sums of 10^4 terms in another order: ~1e-5 apart
+}
+
 TEST_P(JitTest, ConstantsAndRepeatedOutputs) {
     auto x = vector("x", 3);
     Bindings at{{"x", random_tensor(f64, {3}, rng)}};
