@@ -31,6 +31,10 @@
 
 #include "agnesi/agnesi.hpp"
 #include "agnesi/jit.hpp"
+#ifdef AGNESI_WITH_CUDA
+#include "jit/cuda/driver.hpp"
+#include "jit/cuda/nvrtc.hpp"
+#endif
 
 namespace po = boost::program_options;
 using namespace agnesi;
@@ -352,6 +356,27 @@ void gpu_call_overhead(const Config& cfg) {
         sum_first);
 }
 
+// The floor under that: one launch of an empty kernel and a wait for it, through the driver.
+void gpu_launch_floor(const Config& cfg) {
+#ifdef AGNESI_WITH_CUDA
+    namespace cu = jit::cuda;
+    cu::CudaDevice& dev = cu::CudaDevice::get(0);
+    cu::NvrtcOptions o;
+    o.arch = dev.arch();
+    auto r = cu::nvrtc_compile("extern \"C\" __global__ void empty() {}\n", "floor", o);
+    cu::Kernel k = dev.kernel(dev.load_module(*r.cubin), "empty");
+    cu::Stream s = dev.create_stream();
+    double ms = median_ms(3, cfg.quick ? 20 : 200, [&] {
+        dev.launch(k, 1, 32, s, nullptr);
+        dev.synchronize(s);
+    });
+    dev.destroy_stream(s);
+    report("launch_floor", "driver", ms, ms * 1000, "us");
+#else
+    (void)cfg;
+#endif
+}
+
 void gpu_workloads(const Config& cfg) {
     auto want = [&](const std::string& name) { return name.find(cfg.filter) != std::string::npos; };
     if (want("chain"))
@@ -381,6 +406,7 @@ void gpu_workloads(const Config& cfg) {
     if (want("logreg")) gpu_logreg(cfg);
     if (want("mlp_step")) gpu_mlp(cfg);
     if (want("call_overhead")) gpu_call_overhead(cfg);
+    if (want("launch_floor")) gpu_launch_floor(cfg);
 }
 
 // One native compile of the MLP step in this process, in ms (the cache directory comes from

@@ -34,6 +34,27 @@ def main():
                 continue
             print(f"{w.name}\t{impl}\t{ms:.4f}\t{w.rate(args, ms):.1f}")
         sys.stdout.flush()
+    # The host's cost of one small call (1024 values) with a wait for it, timed on the host as
+    # agnesi-bench's call_overhead is.
+    x = torch.randn(1024, device=dev)
+    small = lambda v: v * 2 + 1
+    for impl, f in (("torch-eager", small), ("torch-compile", torch.compile(small))):
+        ms = host_median_ms(lambda: (f(x), torch.cuda.synchronize()))
+        print(f"call_overhead\t{impl}\t{ms:.4f}\t{ms * 1000:.3f}\tus")
+
+
+def host_median_ms(f, reps=200, warmup=5):
+    import time
+
+    for _ in range(warmup):
+        f()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        f()
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return times[len(times) // 2]
 
 
 if __name__ == "__main__":

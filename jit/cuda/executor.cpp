@@ -237,16 +237,31 @@ class Exec final : public CudaExecutor {
         const Group& g = p.groups[gi];
         if (!has_kernel(g)) return;
         LaunchPlan plan = plan_launch(p, g, a, dev_.sm_count());
-        if (!plan.launch) return;
-        auto nslots = static_cast<std::size_t>(a.num_inputs + a.num_outputs);
-        std::vector<void*> ptrs(a.ptrs, a.ptrs + nslots);
-        std::vector<void*> params{&plan.params};
+        launch(gi, plan, a.ptrs);
+    }
+
+    void launch_group(const Program& p, std::size_t gi, const DevicePtr* bufs,
+                      const DimEnv& env) override {
+        const Group& g = p.groups[gi];
+        if (!has_kernel(g)) return;
+        if (prepared_.size() < p.groups.size()) prepared_.resize(p.groups.size());
+        Prepared& pr = prepared_[gi];
+        if (!pr.valid || pr.env != env) prepare(p, gi, env, pr);
+        std::size_t nslots = pr.buffer.size();
+        pr.ptrs.resize(nslots);
+        std::uint64_t aligned = 0;
         for (std::size_t k = 0; k < nslots; ++k) {
-            params.push_back(&ptrs[k]);
-            params.push_back(&plan.strides[k]);
+            DevicePtr ptr = bufs[pr.buffer[k]] + static_cast<DevicePtr>(pr.byte_offset[k]);
+            pr.ptrs[k] = reinterpret_cast<void*>(ptr);
+            aligned |= std::uint64_t(ptr % 16 == 0) << k;
         }
-        dev_.launch(plan.wide ? wide_kernel(gi) : kernels[gi], plan.grid, plan.block, stream_,
-                    params.data());
+        // The plan depends on the pointers only through their alignment (by-4 modes).
+        if (aligned != pr.aligned) {
+            pr.args.ptrs = pr.ptrs.data();
+            pr.plan = plan_launch(p, g, pr.args, dev_.sm_count());
+            pr.aligned = aligned;
+        }
+        launch(gi, pr.plan, pr.ptrs.data());
     }
 
     void run_gemm(const Program& p, const Group& g, void* const* buffers,
@@ -286,6 +301,61 @@ class Exec final : public CudaExecutor {
     }
 
   private:
+    // A group's launch for one binding of the symbolic sizes: which buffer and byte offset each
+    // slot has, its dims and strides, and the plan, so that a call only adds the buffers'
+    // addresses (prepared on the first call, again when the sizes or alignments change).
+    struct Prepared {
+        bool valid = false;
+        DimEnv env;
+        std::vector<std::size_t> buffer;
+        std::vector<std::int64_t> byte_offset, dims, edims, strides;
+        std::vector<void*> ptrs;
+        agnesi_group_args args{};
+        std::uint64_t aligned = ~std::uint64_t(0);
+        LaunchPlan plan;
+    };
+    std::vector<Prepared> prepared_;
+
+    void prepare(const Program& p, std::size_t gi, const DimEnv& env, Prepared& pr) {
+        const Group& g = p.groups[gi];
+        pr = Prepared{};
+        pr.env = env;
+        Shape d = concrete(g.domain, env), e = concrete(g.epilogue_domain(), env);
+        pr.dims.assign(d.begin(), d.end());
+        pr.edims.assign(e.begin(), e.end());
+        auto add = [&](const Access& a, bool epi) {
+            Resolved r = resolve_in_group(p, g, a, epi, env);
+            auto b = static_cast<std::size_t>(a.buffer);
+            pr.buffer.push_back(b);
+            pr.byte_offset.push_back(r.offset *
+                                     static_cast<std::int64_t>(dtype_size(p.buffers[b].dtype)));
+            pr.strides.insert(pr.strides.end(), r.strides.begin(), r.strides.end());
+        };
+        std::vector<bool> epi = epilogue_inputs(g);
+        for (std::size_t k = 0; k < g.inputs.size(); ++k) add(g.inputs[k], epi[k]);
+        for (const auto& o : g.outputs) add(o.target, true);
+        pr.args.rank = static_cast<std::int64_t>(pr.dims.size());
+        pr.args.dims = pr.dims.data();
+        pr.args.edims = pr.edims.data();
+        pr.args.strides = pr.strides.data();
+        pr.args.num_inputs = static_cast<std::int64_t>(g.inputs.size());
+        pr.args.num_outputs = static_cast<std::int64_t>(g.outputs.size());
+        pr.valid = true;
+    }
+
+    void launch(std::size_t gi, LaunchPlan& plan, void* const* ptrs) {
+        if (!plan.launch) return;
+        std::size_t nslots = plan.strides.size();
+        params_.assign({&plan.params});
+        for (std::size_t k = 0; k < nslots; ++k) {
+            params_.push_back(const_cast<void**>(ptrs + k));
+            params_.push_back(&plan.strides[k]);
+        }
+        dev_.launch(plan.wide ? wide_kernel(gi) : kernels[gi], plan.grid, plan.block, stream_,
+                    params_.data());
+    }
+    std::vector<void*> params_;
+
     Kernel wide_kernel(std::size_t gi) {
         if (!wide_kernels[gi]) {  // the module's 64-bit variant, on first need
             std::size_t mi = module_of[gi];
@@ -450,39 +520,13 @@ std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
     }
     std::vector<void*> dptrs;
     for (DevicePtr b : bufs) dptrs.push_back(reinterpret_cast<void*>(b));
-    std::vector<std::int64_t> dims, edims, strides;
-    std::vector<void*> gptrs;
     for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
         const Group& g = p.groups[gi];
         if (g.kind == GroupKind::Matmul) {
             ex.run_gemm(p, g, dptrs.data(), env);
             if (g.outputs.empty()) continue;
         }
-        Shape d = concrete(g.domain, env), e = concrete(g.epilogue_domain(), env);
-        dims.assign(d.begin(), d.end());
-        edims.assign(e.begin(), e.end());
-        strides.clear();
-        gptrs.clear();
-        auto add = [&](const Access& a, bool epi) {
-            Resolved r = resolve_in_group(p, g, a, epi, env);
-            auto es = static_cast<std::int64_t>(
-                dtype_size(p.buffers[static_cast<std::size_t>(a.buffer)].dtype));
-            gptrs.push_back(reinterpret_cast<void*>(bufs[static_cast<std::size_t>(a.buffer)] +
-                                                    static_cast<DevicePtr>(r.offset * es)));
-            strides.insert(strides.end(), r.strides.begin(), r.strides.end());
-        };
-        std::vector<bool> epi = epilogue_inputs(g);
-        for (std::size_t k = 0; k < g.inputs.size(); ++k) add(g.inputs[k], epi[k]);
-        for (const auto& o : g.outputs) add(o.target, true);
-        agnesi_group_args a{};
-        a.rank = static_cast<std::int64_t>(dims.size());
-        a.dims = dims.data();
-        a.edims = edims.data();
-        a.ptrs = gptrs.data();
-        a.strides = strides.data();
-        a.num_inputs = static_cast<std::int64_t>(g.inputs.size());
-        a.num_outputs = static_cast<std::int64_t>(g.outputs.size());
-        ex.run_group(p, gi, a);
+        ex.launch_group(p, gi, bufs.data(), env);
     }
     ex.synchronize();
     // A buffer returned twice gets a tensor of its own each time (its host copy is its own).

@@ -37,6 +37,10 @@ class CudaExecutor : public Executor {
   public:
     /// Launches group `gi`'s kernel; a.ptrs are device addresses.
     void run_group(const Program& p, std::size_t gi, const agnesi_group_args& a) override = 0;
+    /// Launches group `gi`'s kernel for one call: `bufs` holds the device address of every
+    /// buffer of `p`. The launch is prepared once per binding of the symbolic sizes.
+    virtual void launch_group(const Program& p, std::size_t gi, const DevicePtr* bufs,
+                              const DimEnv& env) = 0;
     /// The product of Matmul group `g` into its buffer; `buffers` holds the device address of
     /// every buffer of `p`.
     virtual void run_gemm(const Program& p, const Group& g, void* const* buffers,
