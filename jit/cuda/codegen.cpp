@@ -488,7 +488,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         // One output per iteration of `outer`; its reduced values over j from `start` by `step`.
         // With one reduced axis (the common case) four values are loaded before any is used.
         auto per_output = [&](const std::string& outer, const std::string& start,
-                              const std::string& step, bool block_rows) {
+                              const std::string& step) {
             out_ += outer;
             out_ += offsets("row", all_slots(), 0, "P.nkept");
             for (std::size_t k : pre) out_ += fmt::format("            const I b{0} = o{0};\n", k);
@@ -496,20 +496,11 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             out_ += "            if (P.rank == P.nkept + 1) {\n";
             for (std::size_t k : pre)
                 out_ += fmt::format("            const I t{0} = (I)s{0}.s[P.nkept];\n", k);
-            // A block's row short enough to load at once (kRowCache values per thread).
-            bool cache = block_rows && g_.instrs.size() <= kMaxVectorInstrs;
-            if (cache)
-                out_ +=
-                    fmt::format(
-                        "            if (inner <= {} * (I)blockDim.x) {{\n            {} v[{}];\n",
-                        kRowCache, c_type(pre_dtype()), kRowCache) +
-                    cached_push() + "            } else {\n";
             out_ +=
                 unrolled_loop(start, step, loads_in(0, g_.reduce_at), [&](const std::string& u) {
                     return fmt::format("{}_push(a, {});", pfx_,
                                        call_loaded(pre_, 0, g_.reduce_at, u));
                 });
-            if (cache) out_ += "            }\n";
             out_ += "            } else {\n";
             out_ += fmt::format("            for (I j = {}; j < inner; j += {}) {{\n", start, step);
             out_ += reduced_offsets(pre);
@@ -521,7 +512,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         per_output(
             "    if (P.mode == 0) {\n"
             "        for (I row = (I)blockIdx.x; row < rows; row += (I)gridDim.x) {\n            ",
-            "(I)threadIdx.x", "(I)blockDim.x", true);
+            "(I)threadIdx.x", "(I)blockDim.x");
         out_ += fmt::format("            a = {}_block(a);\n", pfx_);
         out_ += "            if (threadIdx.x == 0) " + epilogue;
         out_ += "        }\n        return;\n    }\n";
@@ -529,28 +520,8 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         per_output(
             "    for (I row = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; row < rows; row += "
             "(I)gridDim.x * (I)blockDim.x) {\n            ",
-            "(I)0", "(I)1", false);
+            "(I)0", "(I)1");
         out_ += "            " + epilogue + "    }\n}\n";
-    }
-
-    // A loop over the kRowCache values of the row a thread keeps (value ju of the row), unrolled
-    // so that v[u] is a register; the body follows, for ju < inner.
-    static std::string cache_loop() {
-        return fmt::format(
-            "_Pragma(\"unroll\") for (int u = 0; u < {}; ++u) {{ const I ju = (I)threadIdx.x + u "
-            "* (I)blockDim.x; if (ju < inner) ",
-            kRowCache);
-    }
-
-    // The pre values of the thread's kRowCache values of the row into v[u] (offsets b<k> +
-    // ju * t<k>), all loads at once, then pushed.
-    std::string cached_push() const {
-        std::vector<std::string> as;
-        for (std::size_t k : loads_in(0, g_.reduce_at))
-            as.push_back(fmt::format("p{0}[b{0} + ju * t{0}]", k));
-        return fmt::format(
-            "            {0} v[u] = {1}({2}); }}\n            {0} {3}_push(a, v[u]); }}\n",
-            cache_loop(), pre_, fmt::join(as, ", "), pfx_);
     }
 
     // A loop over j from `start` by `step` below `inner` that loads the values of four steps
@@ -635,18 +606,10 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             at_j += fmt::format(" const I o{0} = b{0} + j * t{0};", k);
         out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
         std::vector<std::size_t> pre_loads = loads_in(0, g_.reduce_at);
-        // Mode 1: the row's values stay in registers, kRowCache per thread, all loaded at once;
-        // the second pass reads them there.
-        bool cached = cached_rows(g_);
-        if (cached) {
-            out_ += fmt::format("            {} v[{}];\n", c_type(pre_dtype()), kRowCache);
-            out_ += "            if (P.mode == 1) {\n" + cached_push() + "            } else {\n";
-        }
         out_ +=
             unrolled_loop("(I)threadIdx.x", "(I)blockDim.x", pre_loads, [&](const std::string& u) {
                 return fmt::format("{}_push(a, {});", pfx_, call_loaded(pre_, 0, g_.reduce_at, u));
             });
-        if (cached) out_ += "            }\n";
         out_ += fmt::format("            a = {}_block(a);\n", pfx_);
         // A non-finite max is not subtracted: the sum is then of plain exponentials.
         out_ += fmt::format("            const {0} shift = isfinite(a.m) ? a.m : {0}(0);\n", A);
@@ -666,34 +629,25 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         bool log_softmax = nz.op == Op::LogSoftmax;
         out_ += log_softmax ? fmt::format("            const {} lsum = log(sum);\n", A)
                             : fmt::format("            const {0} rsum = {0}(1) / sum;\n", A);
-        // The output of value ju, its pre value being `x`.
-        auto output = [&](const std::string& x) {
-            std::string c;
-            for (std::size_t k = 0; k < nslots(); ++k)
-                c += fmt::format(" const I o{0} = b{0} + ju * t{0};", k);
-            c += fmt::format(" const {} z = {} - shift;", A, x);
-            c += fmt::format(" const {} r = {};", A, log_softmax ? "z - lsum" : "exp(z) * rsum");
-            return c + " " + call_at(post_, g_.reduce_at + 1, n, true, "r");
-        };
-        if (cached) {
-            out_ += "            if (P.mode == 1) {\n";
-            out_ += fmt::format("            {} {{{} }} }}\n", cache_loop(), output("v[u]"));
-            out_ += "            } else {\n";
-        }
-        out_ += unrolled_loop(
-            "(I)threadIdx.x", "(I)blockDim.x", pre_loads,
-            [&](const std::string& u) { return output(call_loaded(pre_, 0, g_.reduce_at, u)); });
-        if (cached) out_ += "            }\n";
+        out_ +=
+            unrolled_loop("(I)threadIdx.x", "(I)blockDim.x", pre_loads, [&](const std::string& u) {
+                std::string c;
+                for (std::size_t k = 0; k < nslots(); ++k)
+                    c += fmt::format(" const I o{0} = b{0} + ju * t{0};", k);
+                c += fmt::format(" const {} z = {} - shift;", A,
+                                 call_loaded(pre_, 0, g_.reduce_at, u));
+                c +=
+                    fmt::format(" const {} r = {};", A, log_softmax ? "z - lsum" : "exp(z) * rsum");
+                return c + " " + call_at(post_, g_.reduce_at + 1, n, true, "r");
+            });
         out_ += "    }\n}\n";
     }
 
     void emit_entry() {
         bool rows = g_.kind == GroupKind::Reduce || g_.kind == GroupKind::RowNormalize;
-        // Row kernels: up to 1024 threads, one block per SM at least, so that ptxas may give a
-        // thread the registers for a cached row (it spilled them at 32 without the second bound).
         out_ += fmt::format("extern \"C\" __global__ void __launch_bounds__({}) {}({}) {{\n",
-                            rows ? fmt::format("{}, 1", kRowBlockMax) : std::to_string(kBlockSize),
-                            cuda_kernel_name(fname_, gi_), slot_params(false));
+                            rows ? kRowBlockMax : kBlockSize, cuda_kernel_name(fname_, gi_),
+                            slot_params(false));
         out_ += fmt::format("    {}_run<agnesi_index>({});\n}}\n", pfx_, slot_args());
     }
 
@@ -732,11 +686,6 @@ bool vectorizable(const Program& p, const Group& g) {
     for (const auto& o : g.outputs)
         if (!ok(o.target)) return false;
     return true;
-}
-
-bool cached_rows(const Group& g) {
-    // Each cached value costs a register and an unrolled copy of the fused body: short bodies.
-    return g.kind == GroupKind::RowNormalize && g.instrs.size() <= kMaxVectorInstrs;
 }
 
 std::vector<bool> epilogue_inputs(const Group& g) {

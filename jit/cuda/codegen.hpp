@@ -35,8 +35,6 @@ inline constexpr int kBlockSize = 256;
 /// The most threads of a block per row (row reductions and normalizations): a long row is read
 /// four values per thread, all in flight at once, and a re-read of it hits the L1 cache.
 inline constexpr int kRowBlockMax = 1024;
-/// Values of a row each thread keeps in registers between the two passes of a row softmax.
-inline constexpr int kRowCache = 16;
 /// Groups with more instrs than this get no flat-by-4 mode.
 inline constexpr std::size_t kMaxVectorInstrs = 24;
 
@@ -77,9 +75,6 @@ bool has_kernel(const Group& g);
 
 /// Whether the group's kernels include the flat-by-4 mode (every slot a 4-byte dtype).
 bool vectorizable(const Program& p, const Group& g);
-/// Whether a RowNormalize group's kernel can keep a row in registers (mode 1), kRowCache
-/// values per thread, when the row is short enough for its block.
-bool cached_rows(const Group& g);
 
 /// For each input of `g`: whether its Loads are in the epilogue (after reduce_at).
 std::vector<bool> epilogue_inputs(const Group& g);

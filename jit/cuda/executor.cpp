@@ -199,7 +199,6 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
         return plan;
     }
     row_blocks(plan, inner, count, sm_count);
-    P.mode = cached_rows(g) && inner <= std::int64_t(kRowCache) * plan.block ? 1 : 0;
     return plan;
 }
 
