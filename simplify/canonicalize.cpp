@@ -728,7 +728,10 @@ class Canonicalizer {
                 return;
             }
             const ProductForm* it = form_of(a.node(), true);
-            if (it && !alone(*it, a.node()) && !shared(src)) {
+            // A product of one factor (2*x) is copied even when shared: a copy adds at most one
+            // node, and the product built begins with the shared node when its factor comes
+            // first, so the next run sees the same sharing.
+            if (it && !alone(*it, a.node()) && (it->factors.size() == 1 || !shared(src))) {
                 const ProductForm f = *it;
                 auto p = exact_pow(f.coef, e.r);
                 auto c = p ? exact_mul(coef, *p) : std::nullopt;
@@ -836,7 +839,13 @@ class Canonicalizer {
         for (const auto& [b, e] : factors)
             if (!e.in_numerator()) times(den, power(b, e.times(Number(-1))));
         Expr out = den ? num / den : num;
-        if (negate_all) return -out;
+        if (negate_all) {
+            // The product inside the negation has a form too: a later term or factor that is
+            // this product copies its factors rather than nesting it.
+            form.coef = Number(1);
+            record_form(out.node(), std::move(form));
+            return -out;
+        }
         record_form(out.node(), std::move(form));
         return out;
     }
@@ -923,7 +932,17 @@ class Canonicalizer {
     }
     void record_form(const Node* n, ProductForm&& f) {
         FormEntry& entry = forms_[n];
-        if (entry.form) return;  // the first form recorded for a node stays
+        if (entry.form) {
+            // The first form recorded for a node stays. The visit still logs its own: where a
+            // replay finds no form recorded before it, it must record this one.
+            if (log_ && entry.owner != visit_) {
+                log_->forms.push_back(std::make_shared<const ProductForm>(std::move(f)));
+                log_->reads.push_back(Read{
+                    Read::Write, false,
+                    static_cast<std::uint32_t>(log_->forms.size()) - forms_begin_, n, nullptr});
+            }
+            return;
+        }
         entry.form = std::make_shared<const ProductForm>(std::move(f));
         if (log_) {
             entry.owner = visit_;
@@ -1039,6 +1058,15 @@ void pythagoras(detail::SumForm& f) {
 Expr Canonicalizer::build_sum(const detail::SumForm& form) {
     detail::SumForm f = form;
     pythagoras(f);
+    // A sum term with a coefficient other than 1 or -1 is built as a product, which orients the
+    // sum (2*(1 - y) is -2*(y - 1)): oriented here, the term also goes with the terms of its sign.
+    for (auto& [c, m] : f.terms) {
+        if ((m.op() == Op::Add || m.op() == Op::Sub) && !c.is_one() && !(c == Number(-1)) &&
+            leads_negative(m)) {
+            m = negate(m);
+            c = -c;
+        }
+    }
     // y - x rather than -x + y: positive terms lead, each group in term order.
     auto negative = std::stable_partition(f.terms.begin(), f.terms.end(),
                                           [](const auto& t) { return t.first.sign() > 0; });

@@ -47,6 +47,36 @@ TEST(SimplifyCanonicalize, SumsAndProducts) {
     EXPECT_EQ(simp("sqrt(x)*sqrt(x)"), "x");
 }
 
+TEST(SimplifyCanonicalize, SharedSubexpressionsSettleInOneRun) {
+    // (1 - y) is shared, so it stays whole; with a coefficient it is a product, oriented as
+    // -2*(y - 1), and goes with the negative terms.
+    EXPECT_EQ(simp("x + (1 - y) + (1 - y) + z*(1 - y)"), "x - 2*(y - 1) - z*(y - 1)");
+    // A shared product of one factor is copied into its users, not nested in them.
+    EXPECT_EQ(simp("(a + b)*(2*c) + (d + f)*(2*c)"), "2*c*(a + b) + 2*c*(d + f)");
+    for (const char* text :
+         {"x + (1 - y) + (1 - y) + z*(1 - y)", "(a + b)*(2*c) + (d + f)*(2*c)"}) {
+        Expr once = canonicalize(parse(text));
+        EXPECT_EQ(canonicalize(once), once) << text;
+    }
+    // The product inside a negation has a form: 3 times it is not nested, even in one run.
+    EXPECT_EQ(to_string(canonicalize(parse("(a + b)*((1 - x)*(y - 1)) + 3*((1 - x)*(y - 1))"))),
+              "-3*(x - 1)*(y - 1) - (a + b)*((x - 1)*(y - 1))");
+    EXPECT_EQ(simp("(a + b)*((1 - x)*(y - 1)) + 3*((1 - x)*(y - 1))"),
+              "-3*(x - 1)*(y - 1) - (a + b)*(x - 1)*(y - 1)");
+}
+
+TEST(SimplifyCanonicalize, CachedRunsGiveTheFreshResult) {
+    // The second run replays the first one's visits. One of them built 4*x16*x49 after another
+    // visit had recorded its form; the replay must record that form too, or a later visit finds
+    // none and nests the product: 4*(x16*x49).
+    Expr e = parse("4*x49*x16 + (x37 + x43)*(sigmoid(x50 - x39)*2 + 4*x16*x49)");
+    detail::CanonicalCache cache;
+    Expr once = detail::canonicalize(e, cache);
+    Expr cached = detail::canonicalize(once, cache);
+    EXPECT_EQ(cached, canonicalize(once)) << to_string(cached);
+    EXPECT_EQ(to_string(cached), "4*x16*x49 + (x37 + x43)*(4*x16*x49 + 2*sigmoid(x50 - x39))");
+}
+
 TEST(SimplifyCanonicalize, KeepsSqrtOfProductsWhole) {
     // sqrt(x*y) is finite where sqrt(x)*sqrt(y) is not: it must stay.
     EXPECT_EQ(simp("sqrt(x*y)"), "sqrt(x*y)");
