@@ -512,9 +512,9 @@ class Canonicalizer {
 
     void add_term(Accumulator& acc, const Expr& t, const Number& c) {
         auto [k, mono] = split(t);
-        // c*(1 - y) is the term -c*(y - 1); a sum standing alone keeps its form, so that a
-        // shared one is not rebuilt into a twin.
-        if (mono && mono != t && leads_negative(mono)) {
+        // c*(1 - y) is the term -c*(y - 1), and so is a shared (1 - y) standing alone: a product
+        // that has it as a factor orients it the same way, so every user shares one node.
+        if (mono && leads_negative(mono)) {
             mono = negate(mono);
             k = -k;
         }
