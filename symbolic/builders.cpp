@@ -82,8 +82,13 @@ NodeList unify(Op op, std::span<const Expr> xs) {
         if (&n->context() != &ctx) {
             if (!n->is_constant())
                 throw ValueError(op_label(op) + ": operands come from different contexts");
-            NodeDesc d = n->desc();
-            n = ctx.intern(std::move(d));  // a constant has no operands to carry over
+            NodeDesc d;  // a constant has no operands to carry over
+            d.op = Op::Constant;
+            d.dtype = n->dtype();
+            d.weak = n->weak();
+            d.shape = n->shape();
+            d.value = n->value();
+            n = ctx.intern(std::move(d));
         }
         out.push_back(n);
     }

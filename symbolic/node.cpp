@@ -26,15 +26,26 @@ std::size_t structural_hash(const NodeDesc& d) {
 }
 
 bool same_content(const Node& n, const NodeDesc& d) {
-    const NodeDesc& a = n.desc();
-    return a.op == d.op && a.dtype == d.dtype && a.weak == d.weak && a.shape == d.shape &&
-           a.operands == d.operands && a.value == d.value && a.name == d.name &&
-           a.assume == d.assume && a.ints == d.ints && a.keepdims == d.keepdims;
+    return n.op() == d.op && n.dtype() == d.dtype && n.weak() == d.weak && n.shape() == d.shape &&
+           n.operands() == d.operands && n.value() == d.value && n.name() == d.name &&
+           n.assumptions() == d.assume && n.ints() == d.ints && n.keepdims() == d.keepdims;
 }
 
 Node::Node(NodeDesc&& d, std::size_t hash, Context* ctx)
-    : NodeDesc(std::move(d)), hash_(hash), height_(0), ctx_(ctx) {
-    for (const Node* o : NodeDesc::operands) height_ = std::max(height_, o->height() + 1);
+    : op_(d.op),
+      dtype_(d.dtype),
+      weak_(d.weak),
+      keepdims_(d.keepdims),
+      height_(0),
+      hash_(hash),
+      operands_(std::move(d.operands)),
+      ctx_(ctx),
+      assume_(d.assume),
+      shape_(std::move(d.shape)),
+      value_(std::move(d.value)),
+      name_(std::move(d.name)),
+      ints_(std::move(d.ints)) {
+    for (const Node* o : operands_) height_ = std::max(height_, o->height() + 1);
 }
 
 const OpInfo& Node::info() const {

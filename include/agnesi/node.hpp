@@ -77,23 +77,25 @@ struct NodeDesc {
     bool keepdims = false;  ///< reductions
 };
 
-class Node : private NodeDesc {
+// The fields a traversal reads (op, arity, operands, height) and those interning reads of an
+// operand (hash) share the first cache line of a node; the payload of leaves and attributes
+// follow. Walks of large DAGs are bound by these loads.
+class alignas(64) Node {
   public:
-    Op op() const { return NodeDesc::op; }
-    DType dtype() const { return NodeDesc::dtype; }
+    Op op() const { return op_; }
+    DType dtype() const { return dtype_; }
     /// Whether the dtype was taken from a literal and yields to a typed operand.
-    bool weak() const { return NodeDesc::weak; }
-    const Shape& shape() const { return NodeDesc::shape; }
-    std::size_t rank() const { return NodeDesc::shape.size(); }
-    const Operands& operands() const { return NodeDesc::operands; }
-    const Node* operand(std::size_t i) const { return NodeDesc::operands[i]; }
-    std::size_t arity() const { return NodeDesc::operands.size(); }
-    const Number& value() const { return NodeDesc::value; }
-    const std::string& name() const { return NodeDesc::name; }
-    std::uint8_t assumptions() const { return NodeDesc::assume; }
-    const Ints& ints() const { return NodeDesc::ints; }
-    bool keepdims() const { return NodeDesc::keepdims; }
-    const NodeDesc& desc() const { return *this; }
+    bool weak() const { return weak_; }
+    const Shape& shape() const { return shape_; }
+    std::size_t rank() const { return shape_.size(); }
+    const Operands& operands() const { return operands_; }
+    const Node* operand(std::size_t i) const { return operands_[i]; }
+    std::size_t arity() const { return operands_.size(); }
+    const Number& value() const { return value_; }
+    const std::string& name() const { return name_; }
+    std::uint8_t assumptions() const { return assume_; }
+    const Ints& ints() const { return ints_; }
+    bool keepdims() const { return keepdims_; }
 
     std::size_t hash() const { return hash_; }
     /// Longest path to a leaf (leaves are 0).
@@ -106,9 +108,19 @@ class Node : private NodeDesc {
     Node(NodeDesc&& d, std::size_t hash, Context* ctx);
 
   private:
-    std::size_t hash_;
+    Op op_;
+    DType dtype_;
+    bool weak_;
+    bool keepdims_;
     std::uint32_t height_;
+    std::size_t hash_;
+    Operands operands_;
     Context* ctx_;
+    std::uint8_t assume_;
+    Shape shape_;
+    Number value_;
+    std::string name_;
+    Ints ints_;
 };
 
 /// Structural hash of a description (the hash its node will have).
