@@ -763,16 +763,18 @@ class Canonicalizer {
 
     // A sum factor to an integer power has one orientation, its leading term positive:
     // 2*(1 - y) is -2*(y - 1), so that (y - 1)/(1 - y) meets as one base.
-    ProductForm oriented(ProductForm out) {
-        bool changed = false;
-        for (auto& [b, e] : out.factors) {
+    // Copies the form only when a factor turns (most need not).
+    std::optional<ProductForm> oriented(const ProductForm& in) {
+        std::optional<ProductForm> out;
+        for (std::size_t i = 0; i < in.factors.size(); ++i) {
+            const auto& [b, e] = in.factors[i];
             if (e.s || !e.r.is_integer() || !leads_negative(b)) continue;
-            b = negate(b);
-            out.coef = *exact_mul(out.coef, *exact_pow(Number(-1), e.r));
-            changed = true;
+            if (!out) out = in;
+            out->factors[i].first = negate(b);
+            out->coef = *exact_mul(out->coef, *exact_pow(Number(-1), e.r));
         }
-        if (changed)
-            std::sort(out.factors.begin(), out.factors.end(),
+        if (out)
+            std::sort(out->factors.begin(), out->factors.end(),
                       [](const auto& x, const auto& y) { return order(x.first, y.first) < 0; });
         return out;
     }
@@ -801,7 +803,8 @@ class Canonicalizer {
   public:
     Expr build_product(const ProductForm& given) {
         if (given.coef.is_zero()) return literal(Number(0), ctx_);
-        ProductForm form = oriented(given);
+        std::optional<ProductForm> turned = oriented(given);
+        const ProductForm& form = turned ? *turned : given;
         const auto& factors = form.factors;
         Number coef = form.coef;
         auto is_sum = [](const Expr& b) {
@@ -842,11 +845,12 @@ class Canonicalizer {
         if (negate_all) {
             // The product inside the negation has a form too: a later term or factor that is
             // this product copies its factors rather than nesting it.
-            form.coef = Number(1);
-            record_form(out.node(), std::move(form));
+            ProductForm positive = form;
+            positive.coef = Number(1);
+            record_form(out.node(), positive);
             return -out;
         }
-        record_form(out.node(), std::move(form));
+        record_form(out.node(), form);
         return out;
     }
 
@@ -930,20 +934,22 @@ class Canonicalizer {
         }
         return f ? f->get() : nullptr;
     }
-    void record_form(const Node* n, ProductForm&& f) {
+    void record_form(const Node* n, const ProductForm& f) {
         FormEntry& entry = forms_[n];
         if (entry.form) {
             // The first form recorded for a node stays. The visit still logs its own: where a
             // replay finds no form recorded before it, it must record this one.
             if (log_ && entry.owner != visit_) {
-                log_->forms.push_back(std::make_shared<const ProductForm>(std::move(f)));
+                log_->forms.push_back(same_form(*entry.form, f)
+                                          ? entry.form
+                                          : std::make_shared<const ProductForm>(f));
                 log_->reads.push_back(Read{
                     Read::Write, false,
                     static_cast<std::uint32_t>(log_->forms.size()) - forms_begin_, n, nullptr});
             }
             return;
         }
-        entry.form = std::make_shared<const ProductForm>(std::move(f));
+        entry.form = std::make_shared<const ProductForm>(f);
         if (log_) {
             entry.owner = visit_;
             log_->forms.push_back(entry.form);
