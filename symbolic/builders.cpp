@@ -271,6 +271,20 @@ Expr el(Op op, const Expr& a) {
     return elementwise_impl(op, {&a, 1});
 }
 Expr el(Op op, const Expr& a, const Expr& b) {
+    // Most arithmetic the simplifier and the gradients build: two operands of one float dtype
+    // and shape in one context. Nothing to promote, broadcast or retype; the result is what the
+    // general path gives.
+    if (a && b && a.dtype() == b.dtype() && is_float(a.dtype()) &&
+        (op == Op::Add || op == Op::Sub || op == Op::Mul || op == Op::Div) &&
+        &a->context() == &b->context() && a.shape() == b.shape()) {
+        NodeDesc d;
+        d.op = op;
+        d.dtype = a.dtype();
+        d.weak = a->weak() && b->weak();
+        d.shape = a.shape();
+        d.operands = {a.node(), b.node()};
+        return make(std::move(d), a->context());
+    }
     const Expr xs[] = {a, b};
     return elementwise_impl(op, xs);
 }

@@ -26,9 +26,11 @@ std::size_t structural_hash(const NodeDesc& d) {
 }
 
 bool same_content(const Node& n, const NodeDesc& d) {
-    return n.op() == d.op && n.dtype() == d.dtype && n.weak() == d.weak && n.shape() == d.shape &&
-           n.operands() == d.operands && n.value() == d.value && n.name() == d.name &&
-           n.assumptions() == d.assume && n.ints() == d.ints && n.keepdims() == d.keepdims;
+    // The fields in the node's first cache line first; a payload only where the op has one.
+    return n.op() == d.op && n.dtype() == d.dtype && n.weak() == d.weak &&
+           n.keepdims() == d.keepdims && n.operands() == d.operands && n.shape() == d.shape &&
+           n.ints() == d.ints && (d.op != Op::Constant || n.value() == d.value) &&
+           n.name() == d.name && n.assumptions() == d.assume;
 }
 
 Node::Node(NodeDesc&& d, std::size_t hash, Context* ctx)

@@ -58,6 +58,27 @@ TEST(Builders, WeakLiteralsTakeTheTypedOperandsDtype) {
     EXPECT_FALSE((x + 3)->weak());
 }
 
+TEST(Builders, ArithmeticOperatorsAgreeWithTheGeneralBuilder) {
+    // +, -, * and / take a short path for operands of one dtype and shape; it must build the
+    // node the general one does, weak literals and mixed dtypes included.
+    Context ctx;
+    std::vector<Expr> xs = {scalar("x", f64, kNone, ctx), scalar("y", f32, kNone, ctx),
+                            vector("v", 3, f32, ctx),     scalar("n", i64, kNone, ctx),
+                            literal(Number(2), ctx),      literal(Number::rational(1, 3), ctx),
+                            constant(2, f32, ctx)};
+    for (Op op : {Op::Add, Op::Sub, Op::Mul, Op::Div})
+        for (const Expr& a : xs)
+            for (const Expr& b : xs) {
+                Expr by_operator = op == Op::Add   ? a + b
+                                   : op == Op::Sub ? a - b
+                                   : op == Op::Mul ? a * b
+                                                   : a / b;
+                Expr general = elementwise(op, {a, b});
+                EXPECT_EQ(by_operator, general) << to_string(general);
+                EXPECT_EQ(by_operator->weak(), general->weak()) << to_string(general);
+            }
+}
+
 TEST(Builders, BroadcastingFollowsNumPy) {
     auto M = matrix("M", 3, 4);
     auto v = vector("v", 4);
