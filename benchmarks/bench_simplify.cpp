@@ -64,6 +64,36 @@ BENCHMARK(BM_Simplify)
     ->Arg(100'000)
     ->Unit(benchmark::kMillisecond);
 
+// The gradient of a residual chain e = tanh(w*e)*2 + e of n layers, simplified: its adjoints
+// are sums that each hold the next one, a shape that once made simplify cubic.
+void BM_SimplifyResidualGradient(benchmark::State& state) {
+    Context ctx;
+    Expr x = scalar("x", f64, kNone, ctx);
+    std::vector<Expr> w;
+    for (int i = 0; i < 8; ++i) w.push_back(scalar("w" + std::to_string(i), f64, kNone, ctx));
+    Expr e = x;
+    for (int i = 0; i < state.range(0); ++i)
+        e = tanh(w[static_cast<std::size_t>(i % 8)] * e) * 2 + e;
+    Expr g = grad(e, x);
+    std::size_t out_nodes = 0;
+    for (auto _ : state) {
+        Expr s = simplify(g);
+        out_nodes = count_nodes({s});
+        benchmark::DoNotOptimize(s.node());
+    }
+    auto in_nodes = static_cast<double>(count_nodes({g}));
+    state.counters["nodes_in"] = in_nodes;
+    state.counters["nodes_out"] = static_cast<double>(out_nodes);
+    state.counters["ns_per_node"] =
+        benchmark::Counter(in_nodes * static_cast<double>(state.iterations()),
+                           benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_SimplifyResidualGradient)
+    ->Arg(100)
+    ->Arg(1000)
+    ->Arg(10'000)
+    ->Unit(benchmark::kMillisecond);
+
 }  // namespace
 
 BENCHMARK_MAIN();

@@ -433,8 +433,6 @@ class Canonicalizer {
 
   private:
     Expr visit(const Node* n) {
-        lead_index_ = IndexOf();
-        lead_answers_.clear();
         Kind k = kind_of(n);
         std::optional<Expr> out;
         try {
@@ -745,20 +743,112 @@ class Canonicalizer {
         add_factor(a, e);
     }
 
-    // Whether a sum's leading term (in term order) has a negative coefficient.
-    // Within one visit the answer for a sum is kept: a product asks it for each sum factor
-    // while flattening and again while orienting, and each time collects the sum's terms.
+    // Whether a sum's leading term (in term order) has a negative coefficient: the orientation
+    // of a sum as a factor or term. It is read from the structure alone, one node at a time
+    // (the lead of x + y is the lesser of the leads of x and y), so the answer for a node is
+    // computed once and is the same in every visit and run: collecting the terms of every
+    // sum nested in it, in every visit, made the gradients of deep residual chains cubic.
+    // A sum of more than kOrientTerms terms is left as it is: turning it builds all its terms
+    // again, and long sums nest in gradients (the adjoint of a residual chain holds the next
+    // one), which made turning them quadratic.
     bool leads_negative(const Expr& b) {
         if (!(b.op() == Op::Add || b.op() == Op::Sub || b.op() == Op::Neg)) return false;
-        auto [pos, fresh] = lead_index_.emplace(b.node(), lead_answers_.size());
-        if (!fresh) return lead_answers_[pos];
-        detail::SumForm sf = terms_of(b);
-        auto lead = std::min_element(
-            sf.terms.begin(), sf.terms.end(),
-            [](const auto& x, const auto& y) { return term_order(x.second, y.second); });
-        bool negative = lead != sf.terms.end() && lead->first.sign() < 0;
-        lead_answers_.push_back(negative);
-        return negative;
+        const Lead& lead = lead_of(b.node());
+        return lead.sign < 0 && lead.terms <= kOrientTerms;
+    }
+
+    static constexpr std::uint32_t kOrientTerms = 32;
+    struct Lead {
+        Expr mono;                // the least monomial, in term order
+        int sign = 0;             // the sign of its coefficient; 0: no term but numbers
+        std::uint32_t terms = 0;  // terms counted with repeats, up to kOrientTerms + 1
+    };
+
+    // The parts of a node as a sum, with their signs: x - y is x and -y, 2*(x + y) is x + y.
+    static int sum_parts(const Node* m, std::array<std::pair<const Node*, int>, 2>& parts) {
+        if (!is_float(m->dtype())) return 0;
+        switch (m->op()) {
+            case Op::Add: parts = {{{m->operand(0), 1}, {m->operand(1), 1}}}; return 2;
+            case Op::Sub: parts = {{{m->operand(0), 1}, {m->operand(1), -1}}}; return 2;
+            case Op::Neg: parts[0] = {m->operand(0), -1}; return 1;
+            case Op::Mul:
+                if (rational_constant(m->operand(0)) && !m->operand(0)->value().is_zero()) {
+                    parts[0] = {m->operand(1), m->operand(0)->value().sign()};
+                    return 1;
+                }
+                return 0;
+            default: return 0;
+        }
+    }
+
+    // A term as coefficient * monomial by its structure: 2*x*y, x*y*2, x/2, -x.
+    static std::pair<Number, Expr> structural_split(const Expr& t) {
+        if (const Node* c = filled_number(t.node())) return {c->value(), Expr()};
+        if (t.op() == Op::Neg) {
+            auto [k, m] = structural_split(t.operand(0));
+            return {-k, m};
+        }
+        if (t.op() == Op::Div && rational_constant(t->operand(1)) &&
+            !t->operand(1)->value().is_zero()) {
+            auto [k, m] = structural_split(t.operand(0));
+            if (auto q = exact_div(k, t->operand(1)->value())) return {*q, m};
+        }
+        if (t.op() == Op::Mul) {
+            if (rational_constant(t->operand(1))) {
+                auto [k, m] = structural_split(t.operand(0));
+                if (auto q = exact_mul(k, t->operand(1)->value())) return {*q, m};
+            }
+            std::vector<Expr> right;
+            Expr left = t;
+            while (left.op() == Op::Mul) {
+                right.push_back(left.operand(1));
+                left = left.operand(0);
+            }
+            if (rational_constant(left.node()) && !right.empty()) {
+                Expr rest = right.back();
+                for (std::size_t i = right.size() - 1; i-- > 0;) rest = rest * right[i];
+                return {left->value(), rest};
+            }
+        }
+        return {Number(1), t};
+    }
+
+    const Lead& lead_of(const Node* b) {
+        if (const Lead* l = leads_.find(b)) return *l;
+        // Post-order without recursion: sums nest as deep as the DAG.
+        std::vector<std::pair<const Node*, bool>> stack{{b, false}};
+        std::array<std::pair<const Node*, int>, 2> parts;
+        while (!stack.empty()) {
+            auto [m, expanded] = stack.back();
+            if (leads_.find(m)) {
+                stack.pop_back();
+                continue;
+            }
+            int n = sum_parts(m, parts);
+            if (n > 0 && !expanded) {
+                stack.back().second = true;
+                for (int i = 0; i < n; ++i)
+                    if (!leads_.find(parts[i].first)) stack.emplace_back(parts[i].first, false);
+                continue;
+            }
+            stack.pop_back();
+            Lead out;
+            if (n == 0) {
+                auto [k, mono] = structural_split(Expr(m));
+                if (mono && !k.is_zero()) out = {mono, k.sign(), 1};
+            }
+            std::uint32_t terms = out.terms;
+            for (int i = 0; i < n; ++i) {
+                Lead part = *leads_.find(parts[i].first);
+                terms = std::min(terms + part.terms, kOrientTerms + 1);
+                part.sign *= parts[i].second;
+                if (part.sign != 0 && (out.sign == 0 || term_order(part.mono, out.mono)))
+                    out = part;
+            }
+            out.terms = terms;
+            leads_.insert(m, out);
+        }
+        return *leads_.find(b);
     }
 
     // A sum factor to an integer power has one orientation, its leading term positive:
@@ -1022,8 +1112,7 @@ class Canonicalizer {
     detail::NodeMap<NodeState> state_;
     detail::NodeMap<FormEntry> forms_;
 
-    IndexOf lead_index_;  // leads_negative's answers in the current visit
-    std::vector<bool> lead_answers_;
+    detail::NodeMap<Lead> leads_;    // leads of sums, by node
     VisitLog* log_ = nullptr;        // where the visit being recorded, if any, goes
     std::uint32_t forms_begin_ = 0;  // the recorded visit's first form in log_
     VisitLog* previous_log_ = nullptr;

@@ -14,22 +14,37 @@ std::optional<Expr> cancel_into_sum(const Node* n) {
     for (std::size_t i = 0; i < 2; ++i) {
         Expr f(n->operand(i)), s(n->operand(1 - i));
         if (s.op() != Op::Add && s.op() != Op::Sub) continue;
-        detail::SumForm form = detail::sum_form(s);
+        // t = num/den with f a factor of den, looked for among the first kLook nodes of the sum:
+        // collecting every term of every sum nested in it, at every product, made the
+        // gradients of deep residual chains quadratic.
+        constexpr int kLook = 256;
+        auto divided = [&](const Node* t) {
+            if (t->op() != Op::Div) return false;
+            const Node* den = t->operand(1);
+            for (int k = 0; k < 8; ++k) {
+                if (den == f.node()) return true;
+                if (den->op() != Op::Mul) return false;
+                den = den->operand(1) == f.node() ? f.node() : den->operand(0);
+            }
+            return false;
+        };
         bool divides = false;
-        for (const auto& [c, t] : form.terms) {
-            // t = num/den with f a factor of den
-            if (t.op() != Op::Div) continue;
-            Expr den = t.operand(1);
-            for (int k = 0; k < 8 && !divides; ++k) {
-                if (den == f)
-                    divides = true;
-                else if (den.op() == Op::Mul)
-                    den = den.operand(1) == f ? f : den.operand(0);
-                else
+        std::vector<const Node*> stack{s.node()};
+        for (int seen = 0; !stack.empty() && !divides && seen < kLook; ++seen) {
+            const Node* m = stack.back();
+            stack.pop_back();
+            switch (m->op()) {
+                case Op::Add:
+                case Op::Sub: stack.push_back(m->operand(1)); [[fallthrough]];
+                case Op::Neg: stack.push_back(m->operand(0)); break;
+                case Op::Mul:
+                    if (m->operand(0)->is_constant()) stack.push_back(m->operand(1));
                     break;
+                default: divides = divided(m);
             }
         }
         if (!divides) continue;
+        detail::SumForm form = detail::sum_form(s);
         Expr out = literal(form.constant, n->context()) * f;
         for (const auto& [c, t] : form.terms) out = out + literal(c, n->context()) * t * f;
         return out;
