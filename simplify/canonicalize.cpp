@@ -569,6 +569,7 @@ class Canonicalizer {
                 if (auto q = exact_mul(k, t->operand(1)->value())) return {*q, m};
             }
             // The leftmost factor of a chain ((c*a)*b)*d.
+            if (!rational_constant(leftmost(t.node()))) return {Number(1), t};
             std::vector<Expr> right;
             Expr left = t;
             while (left.op() == Op::Mul) {
@@ -781,8 +782,27 @@ class Canonicalizer {
         }
     }
 
+    // The first factor of a chain of products ((c*a)*b)*d, kept for every node of the chain:
+    // walking the chain from each of its nodes is quadratic in its length.
+    const Node* leftmost(const Node* t) {
+        std::vector<const Node*> path;
+        const Node* m = t;
+        const Node* found = nullptr;
+        while (m->op() == Op::Mul) {
+            if (const Node* const* l = leftmost_.find(m)) {
+                found = *l;
+                break;
+            }
+            path.push_back(m);
+            m = m->operand(0);
+        }
+        if (!found) found = m;
+        for (const Node* p : path) leftmost_.insert(p, found);
+        return found;
+    }
+
     // A term as coefficient * monomial by its structure: 2*x*y, x*y*2, x/2, -x.
-    static std::pair<Number, Expr> structural_split(const Expr& t) {
+    std::pair<Number, Expr> structural_split(const Expr& t) {
         if (const Node* c = filled_number(t.node())) return {c->value(), Expr()};
         if (t.op() == Op::Neg) {
             auto [k, m] = structural_split(t.operand(0));
@@ -798,6 +818,7 @@ class Canonicalizer {
                 auto [k, m] = structural_split(t.operand(0));
                 if (auto q = exact_mul(k, t->operand(1)->value())) return {*q, m};
             }
+            if (!rational_constant(leftmost(t.node()))) return {Number(1), t};
             std::vector<Expr> right;
             Expr left = t;
             while (left.op() == Op::Mul) {
@@ -1112,9 +1133,10 @@ class Canonicalizer {
     detail::NodeMap<NodeState> state_;
     detail::NodeMap<FormEntry> forms_;
 
-    detail::NodeMap<Lead> leads_;    // leads of sums, by node
-    VisitLog* log_ = nullptr;        // where the visit being recorded, if any, goes
-    std::uint32_t forms_begin_ = 0;  // the recorded visit's first form in log_
+    detail::NodeMap<Lead> leads_;            // leads of sums, by node
+    detail::NodeMap<const Node*> leftmost_;  // first factors of product chains
+    VisitLog* log_ = nullptr;                // where the visit being recorded, if any, goes
+    std::uint32_t forms_begin_ = 0;          // the recorded visit's first form in log_
     VisitLog* previous_log_ = nullptr;
     std::uint32_t visit_ = 0;
 };
