@@ -543,29 +543,30 @@ class Canonicalizer {
     }
 
     // coefficient * monomial; an empty monomial means a rational constant.
-    std::pair<Number, Expr> split(const Expr& t) {
+    // Without `forms`, by the structure alone: 2*x*y, x*y*2, x/2, -x.
+    std::pair<Number, Expr> split(const Expr& t, bool forms = true) {
         if (const Node* c = filled_number(t.node())) return {c->value(), Expr()};
         // Past the cases below, no form reads as {1, t}, the same as a form of t alone.
         bool loose = t.op() != Op::Neg && t.op() != Op::Div && t.op() != Op::Mul;
-        if (const ProductForm* it = form_of(t.node(), loose)) {
+        if (const ProductForm* it = forms ? form_of(t.node(), loose) : nullptr) {
             const ProductForm& f = *it;
             if (f.coef.is_one()) return {Number(1), t};
             ProductForm unit{Number(1), f.factors};
             return {f.coef, build_product(unit)};
         }
         if (t.op() == Op::Neg) {
-            auto [k, m] = split(t.operand(0));
+            auto [k, m] = split(t.operand(0), forms);
             return {-k, m};
         }
         // Products from earlier passes: x/2, 5*x*y, x*-2.5.
         if (t.op() == Op::Div && rational_constant(t->operand(1)) &&
             !t->operand(1)->value().is_zero()) {
-            auto [k, m] = split(t.operand(0));
+            auto [k, m] = split(t.operand(0), forms);
             if (auto q = exact_div(k, t->operand(1)->value())) return {*q, m};
         }
         if (t.op() == Op::Mul) {
             if (rational_constant(t->operand(1))) {
-                auto [k, m] = split(t.operand(0));
+                auto [k, m] = split(t.operand(0), forms);
                 if (auto q = exact_mul(k, t->operand(1)->value())) return {*q, m};
             }
             // The leftmost factor of a chain ((c*a)*b)*d.
@@ -579,7 +580,7 @@ class Canonicalizer {
             if (rational_constant(left.node()) && !right.empty()) {
                 Expr rest = right.back();
                 for (std::size_t i = right.size() - 1; i-- > 0;) rest = rest * right[i];
-                auto [k, m] = split(rest);
+                auto [k, m] = split(rest, forms);
                 if (auto q = exact_mul(k, left->value())) return {*q, m};
             }
         }
@@ -801,39 +802,6 @@ class Canonicalizer {
         return found;
     }
 
-    // A term as coefficient * monomial by its structure: 2*x*y, x*y*2, x/2, -x.
-    std::pair<Number, Expr> structural_split(const Expr& t) {
-        if (const Node* c = filled_number(t.node())) return {c->value(), Expr()};
-        if (t.op() == Op::Neg) {
-            auto [k, m] = structural_split(t.operand(0));
-            return {-k, m};
-        }
-        if (t.op() == Op::Div && rational_constant(t->operand(1)) &&
-            !t->operand(1)->value().is_zero()) {
-            auto [k, m] = structural_split(t.operand(0));
-            if (auto q = exact_div(k, t->operand(1)->value())) return {*q, m};
-        }
-        if (t.op() == Op::Mul) {
-            if (rational_constant(t->operand(1))) {
-                auto [k, m] = structural_split(t.operand(0));
-                if (auto q = exact_mul(k, t->operand(1)->value())) return {*q, m};
-            }
-            if (!rational_constant(leftmost(t.node()))) return {Number(1), t};
-            std::vector<Expr> right;
-            Expr left = t;
-            while (left.op() == Op::Mul) {
-                right.push_back(left.operand(1));
-                left = left.operand(0);
-            }
-            if (rational_constant(left.node()) && !right.empty()) {
-                Expr rest = right.back();
-                for (std::size_t i = right.size() - 1; i-- > 0;) rest = rest * right[i];
-                return {left->value(), rest};
-            }
-        }
-        return {Number(1), t};
-    }
-
     const Lead& lead_of(const Node* b) {
         if (const Lead* l = leads_.find(b)) return *l;
         // Post-order without recursion: sums nest as deep as the DAG.
@@ -855,7 +823,7 @@ class Canonicalizer {
             stack.pop_back();
             Lead out;
             if (n == 0) {
-                auto [k, mono] = structural_split(Expr(m));
+                auto [k, mono] = split(Expr(m), false);
                 if (mono && !k.is_zero()) out = {mono, k.sign(), 1};
             }
             std::uint32_t terms = out.terms;

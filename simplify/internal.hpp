@@ -1,6 +1,7 @@
 // Internals shared by the simplifier's files: matching, and sums and products as term lists.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -59,6 +60,28 @@ class CanonicalCache {
 /// canonicalize(e), reusing and updating what earlier runs over related DAGs recorded; the
 /// result is the same as without the cache.
 Expr canonicalize(const Expr& e, CanonicalCache& cache);
+
+/// Whether `pred` holds for a term of the sum `s` (through +, -, unary - and c*t), looking at
+/// no more than `limit` nodes: a quick test before the terms are collected.
+template <class Pred>
+bool any_term(const Node* s, Pred pred, std::size_t limit = SIZE_MAX) {
+    std::vector<const Node*> stack{s};
+    for (std::size_t seen = 0; !stack.empty() && seen < limit; ++seen) {
+        const Node* m = stack.back();
+        stack.pop_back();
+        switch (m->op()) {
+            case Op::Add:
+            case Op::Sub: stack.push_back(m->operand(1)); [[fallthrough]];
+            case Op::Neg: stack.push_back(m->operand(0)); break;
+            case Op::Mul:
+                if (m->operand(0)->is_constant()) stack.push_back(m->operand(1));
+                break;
+            default:
+                if (pred(m)) return true;
+        }
+    }
+    return false;
+}
 
 /// A sum as coefficient * term pairs plus a constant: 2*x - y + 3.
 struct SumForm {

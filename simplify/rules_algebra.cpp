@@ -17,7 +17,7 @@ std::optional<Expr> cancel_into_sum(const Node* n) {
         // t = num/den with f a factor of den, looked for among the first kLook nodes of the sum:
         // collecting every term of every sum nested in it, at every product, made the
         // gradients of deep residual chains quadratic.
-        constexpr int kLook = 256;
+        constexpr std::size_t kLook = 256;
         auto divided = [&](const Node* t) {
             if (t->op() != Op::Div) return false;
             const Node* den = t->operand(1);
@@ -28,22 +28,7 @@ std::optional<Expr> cancel_into_sum(const Node* n) {
             }
             return false;
         };
-        bool divides = false;
-        std::vector<const Node*> stack{s.node()};
-        for (int seen = 0; !stack.empty() && !divides && seen < kLook; ++seen) {
-            const Node* m = stack.back();
-            stack.pop_back();
-            switch (m->op()) {
-                case Op::Add:
-                case Op::Sub: stack.push_back(m->operand(1)); [[fallthrough]];
-                case Op::Neg: stack.push_back(m->operand(0)); break;
-                case Op::Mul:
-                    if (m->operand(0)->is_constant()) stack.push_back(m->operand(1));
-                    break;
-                default: divides = divided(m);
-            }
-        }
-        if (!divides) continue;
+        if (!detail::any_term(s.node(), divided, kLook)) continue;
         detail::SumForm form = detail::sum_form(s);
         Expr out = literal(form.constant, n->context()) * f;
         for (const auto& [c, t] : form.terms) out = out + literal(c, n->context()) * t * f;

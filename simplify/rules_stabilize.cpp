@@ -17,22 +17,7 @@ std::optional<Expr> expm1_in_sum(const Node* n) {
         !is_float(n->dtype()))
         return std::nullopt;
     // Most sums have no exponential term: look for one before collecting the terms.
-    bool has_exp = false;
-    std::vector<const Node*> stack{n};
-    while (!stack.empty() && !has_exp) {
-        const Node* m = stack.back();
-        stack.pop_back();
-        switch (m->op()) {
-            case Op::Add:
-            case Op::Sub: stack.push_back(m->operand(1)); [[fallthrough]];
-            case Op::Neg: stack.push_back(m->operand(0)); break;
-            case Op::Mul:  // c*exp(u)
-                if (m->operand(0)->is_constant()) stack.push_back(m->operand(1));
-                break;
-            default: has_exp = m->op() == Op::Exp;
-        }
-    }
-    if (!has_exp) return std::nullopt;
+    if (!detail::any_term(n, [](const Node* m) { return m->op() == Op::Exp; })) return std::nullopt;
     detail::SumForm f = detail::sum_form(Expr(n));
     for (auto& [c, m] : f.terms) {
         if (m.op() != Op::Exp) continue;
