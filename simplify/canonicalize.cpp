@@ -908,6 +908,14 @@ class Canonicalizer {
         Expr num, den;
         auto times = [](Expr& acc, const Expr& x) { acc = acc ? acc * x : x; };
         Number p = coef.numerator(), q = coef.denominator();
+        // A fraction of small integers reads as one (3*x/4, x/(2*y)). Any other coefficient,
+        // a decimal such as 0.7071067811865476 above all, stays one number: its numerator
+        // times x would overflow where the product does not, and would print unreadably.
+        auto within = [](const Number& k, int bound) {
+            auto hi = exact_compare(k, Number(bound)), lo = exact_compare(k, Number(-bound));
+            return hi && *hi <= 0 && lo && *lo >= 0;
+        };
+        if (!q.is_one() && !(within(p, 16) && within(q, 1024))) p = coef, q = Number(1);
         bool has_num = std::any_of(factors.begin(), factors.end(),
                                    [](const auto& fe) { return fe.second.in_numerator(); });
         if (!has_num || !(p.is_one() || negate_first)) num = literal(p, ctx_);

@@ -77,6 +77,26 @@ TEST(SimplifyCanonicalize, CachedRunsGiveTheFreshResult) {
     EXPECT_EQ(to_string(cached), "4*x16*x49 + (x37 + x43)*(4*x16*x49 + 2*sigmoid(x50 - x39))");
 }
 
+TEST(SimplifyCanonicalize, DecimalCoefficientsStayOneNumber) {
+    // 0.7071067811865476 is the exact rational 1767766952966369/2500000000000000; as p*x/q the
+    // product overflowed for large x (to inf at x = 1e300 in float64, 1e30 in float32) where
+    // the original is finite. Fractions of small integers still read as fractions.
+    EXPECT_EQ(simp("x*0.7071067811865476"), "0.7071067811865476*x");
+    EXPECT_EQ(simp("x*1.5e-20"), "1.5e-20*x");
+    EXPECT_EQ(simp("3*x/4"), "3*x/4");
+    EXPECT_EQ(simp("x/(2*y)"), "x/(2*y)");
+    for (DType t : {f64, f32}) {
+        Expr x = scalar("x", t);
+        Expr e = x * 0.7071067811865476;
+        Expr s = simplify(e);
+        Tensor big = t == f64 ? Tensor::scalar(1e300) : Tensor::scalar(1e30f);
+        double want = evaluate(e, {{"x", big}}).item();
+        ASSERT_TRUE(std::isfinite(want));
+        EXPECT_NEAR(evaluate(s, {{"x", big}}).item(), want, 1e-6 * want) << to_string(s);
+        EXPECT_EQ(simplify(s), s);
+    }
+}
+
 TEST(SimplifyCanonicalize, KeepsSqrtOfProductsWhole) {
     // sqrt(x*y) is finite where sqrt(x)*sqrt(y) is not: it must stay.
     EXPECT_EQ(simp("sqrt(x*y)"), "sqrt(x*y)");
