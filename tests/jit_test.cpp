@@ -201,6 +201,21 @@ TEST_P(JitTest, LongRowsReduceAndNormalize) {
         tier(), 1e-4);  // float32 sums of 10^4 terms in another order: ~1e-5 apart
 }
 
+TEST_P(JitTest, Float32RowsAroundTheSumBlock) {
+    // Native code adds a float32 row in float within blocks of 256 values and the blocks in
+    // double, and fetches the next row ahead: rows shorter than, equal to and just past a
+    // block, and many blocks, with an epilogue input read beside the normalized row.
+    for (std::int64_t len : {1, 255, 256, 257, 1000, 4099}) {
+        auto z = matrix("z", 5, len, f32), y = matrix("y", 5, len, f32);
+        Bindings at{{"z", random_tensor(f32, {5, len}, rng, 0.5, 2.0)},
+                    {"y", random_tensor(f32, {5, len}, rng, 0.5, 2.0)}};
+        expect_matches_reference({z, y},
+                                 {sum(z, {1}), mean(z * y, {1}), logsumexp(z, {1}),
+                                  softmax(z, 1) * y, log_softmax(z + y, 1)},
+                                 at, tier(), 2e-6);
+    }
+}
+
 TEST_P(JitTest, ConstantsAndRepeatedOutputs) {
     auto x = vector("x", 3);
     Bindings at{{"x", random_tensor(f64, {3}, rng)}};

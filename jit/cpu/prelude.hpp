@@ -227,6 +227,7 @@ static inline bool agnesi_contig(const int64_t* s, const int64_t* d, int64_t r) 
 static const int64_t kChunk = 8192;     // elements per parallel chunk of a flat loop
 static const int64_t kParMin = 32768;   // smallest domain worth more than one thread
 static const int64_t kCol = 256;        // columns per block when reducing leading axes
+static const int64_t kSumBlock = 256;   // float32 values summed in float before a double add
 )agnesi_prelude";
 
 }  // namespace agnesi::jit::cpu
