@@ -359,22 +359,43 @@ class GroupEmitter {
         bool prefix =
             !reduced.empty() && !kept.empty() && kept.front() == static_cast<int>(reduced.size());
 
+        // What is known before any call: an input without views is its buffer, contiguous, so
+        // over the domain's shape its rows and columns are too; and the number of outputs when the
+        // kept sizes are static. Code for the other cases is not generated: it was most of a cold
+        // compile.
+        bool contiguous = true;
+        for (int k = 0; k < ni_; ++k) {
+            const Access& acc = g_.inputs[static_cast<std::size_t>(k)];
+            if (pro(k) && !is_scalar(k) && (!acc.views.empty() || acc.shape != g_.domain))
+                contiguous = false;
+        }
+        std::int64_t outputs = 1;  // -1: not known before the call
+        for (int r : kept) {
+            Dim dk = g_.domain[static_cast<std::size_t>(r)];
+            outputs = is_symbolic(dk) || outputs < 0 ? -1 : outputs * dk;
+        }
+        const bool may_be_one = outputs < 0 || outputs == 1, may_be_more = outputs != 1;
+
         if (suffix) {
             // Reduced axes are the last ones: each output reduces one contiguous row.
-            s += fmt::format("if ({}) {{\n", all_of(pro, [&](int k) {
-                                 return fmt::format("agnesi_contig(s{0} + {1}, d + {1}, {2})", k,
-                                                    nk, rank_ - nk);
-                             }));
+            if (!contiguous)
+                s += fmt::format("if ({}) {{\n", all_of(pro, [&](int k) {
+                                     return fmt::format("agnesi_contig(s{0} + {1}, d + {1}, {2})",
+                                                        k, nk, rank_ - nk);
+                                 }));
             // One output: the row itself is split across threads.
-            s += "if (m == 1) {\n" + offsets("0", {});
-            s += reduce_point(
-                [&](const std::string& clause, const std::string& step, const std::string&) {
-                    return "#pragma omp parallel for simd num_threads(nt) if(par) " + clause +
-                           "\nfor (int64_t j = 0; j < cnt; ++j) {\n" +
-                           prologue(strided_index("o", "j", true)) + step + "\n}\n";
-                },
-                strided_index("o", "0", true));
-            s += "return;\n}\n";
+            if (may_be_one) s += "if (m == 1) {\n" + offsets("0", {});
+            if (may_be_one)
+                s += reduce_point(
+                    [&](const std::string& clause, const std::string& step, const std::string&) {
+                        return "#pragma omp parallel for simd num_threads(nt) if(par) " + clause +
+                               "\nfor (int64_t j = 0; j < cnt; ++j) {\n" +
+                               prologue(strided_index("o", "j", true)) + step + "\n}\n";
+                    },
+                    strided_index("o", "0", true));
+            if (may_be_one) s += "return;\n}\n";
+        }
+        if (suffix && may_be_more) {
             s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
             s += "for (int64_t o = 0; o < m; ++o) {\n" + offsets("o", kept);
             std::string fetch;
@@ -389,13 +410,18 @@ class GroupEmitter {
                            "\nfor (int64_t j = 0; j < cnt; ++j) {\n" + pro + step + "\n}\n";
                 },
                 strided_index("o", "0", true));
-            s += "}\nreturn;\n}\n";
+            s += "}\nreturn;\n";
+        }
+        if (suffix) {
+            if (contiguous) return s;
+            s += "}\n";
         }
         if (prefix) {
             // Leading axes reduced (column sums): vectorize over a block of kept columns.
-            s += fmt::format("if ({}) {{\n", all_of(pro, [&](int k) {
-                                 return fmt::format("agnesi_contig(s{}, d, {})", k, rank_);
-                             }));
+            if (!contiguous)
+                s += fmt::format("if ({}) {{\n", all_of(pro, [&](int k) {
+                                     return fmt::format("agnesi_contig(s{}, d, {})", k, rank_);
+                                 }));
             const Instr& ri = g_.instrs.at(static_cast<std::size_t>(g_.reduce_at));
             Reducer r = reducer(ri);
             s += "const int64_t nb = (m + kCol - 1) / kCol;\n";
@@ -421,7 +447,9 @@ class GroupEmitter {
             s += offsets("j0 + jj", kept);
             Index eix = strided_index("o", "0", true);
             s += body(g_.reduce_at + 1, num_instrs(), eix) + stores(eix);
-            s += "}\n}\nreturn;\n}\n";
+            s += "}\n}\nreturn;\n";
+            if (contiguous) return s;
+            s += "}\n";
         }
         // Any axes: per output, the last reduced axis is the inner loop.
         std::string inner_len = "1";
