@@ -54,15 +54,23 @@ TEST_P(JitTest, Float32AndIntegerDtypes) {
 }
 
 TEST_P(JitTest, ReductionsOverEveryAxis) {
-    auto t = tensor("t", {3, 4, 5});
-    Bindings at{{"t", random_tensor(f64, {3, 4, 5}, rng)}};
-    for (Op op : {Op::Sum, Op::Mean, Op::Prod, Op::ReduceMax, Op::ReduceMin, Op::Logsumexp})
-        for (Axes axes : {Axes{0}, Axes{1}, Axes{2}, Axes{0, 2}, Axes{1, 2}, Axes{}})
-            for (bool keep : {false, true}) {
-                SCOPED_TRACE(std::string(op_info(op).name) + " keepdims " + std::to_string(keep));
-                Expr r = reduce(op, exp(t) - 1, axes, keep);
-                expect_matches_reference({t}, {r, sqrt(abs(r)) + 1}, at, tier());
-            }
+    auto t = tensor("t", {3, 4, 5}), u = tensor("u", {5, 4, 3}), b = vector("b", 5);
+    Bindings at{{"t", random_tensor(f64, {3, 4, 5}, rng)},
+                {"u", random_tensor(f64, {5, 4, 3}, rng)},
+                {"b", random_tensor(f64, {5}, rng)}};
+    // Inputs over the domain's shape are contiguous before any call; a transposed view and a
+    // broadcast one are not, and take the code that checks the layout at the call.
+    for (bool views : {false, true})
+        for (Op op : {Op::Sum, Op::Mean, Op::Prod, Op::ReduceMax, Op::ReduceMin, Op::Logsumexp})
+            for (Axes axes : {Axes{0}, Axes{1}, Axes{2}, Axes{0, 2}, Axes{1, 2}, Axes{}})
+                for (bool keep : {false, true}) {
+                    SCOPED_TRACE(std::string(op_info(op).name) + " keepdims " +
+                                 std::to_string(keep) + " views " + std::to_string(views));
+                    Expr src = views ? exp(transpose(u)) * b : exp(t) - 1;
+                    Expr r = reduce(op, src, axes, keep);
+                    std::vector<Expr> in = views ? std::vector<Expr>{u, b} : std::vector<Expr>{t};
+                    expect_matches_reference(in, {r, sqrt(abs(r)) + 1}, at, tier());
+                }
 }
 
 TEST_P(JitTest, SoftmaxAlongEachAxisWithEpilogue) {
