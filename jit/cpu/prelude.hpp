@@ -138,15 +138,17 @@ AGNESI_INLINE float agnesi_tanhf(float x) {
 AGNESI_INLINE float agnesi_erff(float x) {
     // erf(x) = x P(x^2) / Q(x^2) on |x| <= 3.92 (relative error of the fit 2e-9, within 6.5 ulp
     // after float rounding: a third of the cost of an exp-based erf, which gelu needs). Beyond,
-    // erf rounds to +-1.
-    float xc = x < -3.92f ? -3.92f : x;
-    xc = xc > 3.92f ? 3.92f : xc;
-    float z = xc * xc;
+    // erf rounds to +-1. |x| is clamped as an integer (one vector min; a float select takes
+    // a compare and a blend) and the sign put back: the same result bit for bit.
+    int32_t ai = agnesi_bi(x) & 0x7fffffff;
+    float a = agnesi_bf(ai < 0x407ae148 ? ai : 0x407ae148);  // 3.92f
+    float z = a * a;
     float p = agnesi_horner(z, 1.128379226e+00f, 1.851352453e-01f, 5.424307659e-02f,
         3.838503500e-03f, 3.767197195e-04f, 4.608190011e-06f, -1.279441353e-08f);
     float q = agnesi_horner(z, 1.0f, 4.974052310e-01f, 1.138729453e-01f, 1.542967185e-02f,
         1.301447861e-03f, 6.238926289e-05f);
-    return xc * p / q;
+    float r = agnesi_bf(agnesi_bi(a * p / q) | (agnesi_bi(x) & (int32_t)0x80000000));
+    return x != x ? x : r;  // the clamp took NaN to 3.92
 }
 )agnesi_prelude";
 
