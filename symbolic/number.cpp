@@ -18,6 +18,7 @@ using Int = mp::cpp_int;
 
 struct Number::Big {
     Rat v;
+    std::size_t hash = 0;  // computed once: hashing a big rational formats it
 };
 
 // Exact results larger than this many bits are not formed: folding gives up instead.
@@ -38,9 +39,12 @@ struct NumberAccess {
             n.p_ = static_cast<std::int64_t>(num);
             n.q_ = static_cast<std::int64_t>(den);
         } else {
-            n.big_ = std::make_shared<const Number::Big>(Number::Big{r});
+            std::size_t h =
+                static_cast<std::size_t>(Number::Kind::Rational) * 0x9e3779b97f4a7c15ull;
+            boost::hash_combine(h, mp::numerator(r).str());
+            boost::hash_combine(h, mp::denominator(r).str());
+            n.big_ = std::make_shared<const Number::Big>(Number::Big{r, h});
         }
-        n.rehash();
         return n;
     }
     static bool too_big(const Rat& r) {
@@ -49,16 +53,11 @@ struct NumberAccess {
     }
 };
 
-Number::Number() {
-    rehash();
-}
+Number::Number() = default;
 Number::Number(std::int64_t v) : p_(v) {
     if (v == std::numeric_limits<std::int64_t>::min()) *this = NumberAccess::make(Rat(v));
-    rehash();
 }
-Number::Number(Kind k) : kind_(k) {
-    rehash();
-}
+Number::Number(Kind k) : kind_(k) {}
 
 Number Number::rational(std::int64_t p, std::int64_t q) {
     if (q == 0) throw ValueError("Number::rational: zero denominator");
@@ -130,19 +129,15 @@ std::optional<Number> Number::from_decimal(std::string_view s) {
     return NumberAccess::make(neg ? Rat(-r) : r);
 }
 
-void Number::rehash() {
+// Computed when asked, not kept: numbers are built far more often than hashed (every node
+// description holds one).
+std::size_t Number::hash() const {
     std::size_t h = static_cast<std::size_t>(kind_) * 0x9e3779b97f4a7c15ull;
-    if (kind_ == Kind::Rational) {
-        if (big_) {
-            boost::hash_combine(h, mp::numerator(big_->v).str());
-            boost::hash_combine(h, mp::denominator(big_->v).str());
-        } else {
-            // A cheap mix: numbers are hashed on every constant built.
-            h ^= static_cast<std::size_t>(p_) * 0xff51afd7ed558ccdull;
-            h ^= static_cast<std::size_t>(q_) * 0xc4ceb9fe1a85ec53ull + (h << 6) + (h >> 2);
-        }
-    }
-    hash_ = h;
+    if (kind_ != Kind::Rational) return h;
+    if (big_) return big_->hash;
+    h ^= static_cast<std::size_t>(p_) * 0xff51afd7ed558ccdull;
+    h ^= static_cast<std::size_t>(q_) * 0xc4ceb9fe1a85ec53ull + (h << 6) + (h >> 2);
+    return h;
 }
 
 bool Number::is_integer() const {
@@ -288,7 +283,6 @@ Number Number::operator-() const {
             if (!big_ && p_ != std::numeric_limits<std::int64_t>::min()) {
                 Number n = *this;
                 n.p_ = -p_;
-                n.rehash();
                 return n;
             }
             return NumberAccess::make(-NumberAccess::rat(*this));
@@ -320,7 +314,6 @@ struct NumberFast {
         Number n;
         n.p_ = static_cast<std::int64_t>(p);
         n.q_ = static_cast<std::int64_t>(q);
-        n.rehash();
         return n;
     }
     static std::optional<Number> add(const Number& a, const Number& b) {
@@ -381,11 +374,11 @@ std::optional<int> exact_compare(const Number& a, const Number& b) {
 }
 
 bool operator==(const Number& a, const Number& b) {
-    if (a.kind_ != b.kind_ || a.hash_ != b.hash_) return false;
+    if (a.kind_ != b.kind_) return false;
     if (a.kind_ != Number::Kind::Rational) return true;
     if (!a.big_ && !b.big_) return a.p_ == b.p_ && a.q_ == b.q_;
     if (!a.big_ || !b.big_) return false;
-    return a.big_->v == b.big_->v;
+    return a.big_->hash == b.big_->hash && a.big_->v == b.big_->v;
 }
 
 }  // namespace agnesi

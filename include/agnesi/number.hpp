@@ -54,7 +54,7 @@ class Number {
     std::string to_string() const;
     /// LaTeX: "\frac{1}{3}", "\pi", "\infty".
     std::string to_latex() const;
-    std::size_t hash() const { return hash_; }
+    std::size_t hash() const;
 
     // Exact arithmetic on rationals; nullopt where the result is not an exact rational
     // (pi, e, non-finite operands, division by zero, a non-integer power, a result too large).
@@ -73,13 +73,11 @@ class Number {
 
   private:
     explicit Number(Kind k);
-    void rehash();
     Kind kind_ = Kind::Rational;
     // A rational is p_/q_ in lowest terms with q_ > 0 when it fits in int64; otherwise big_.
     std::int64_t p_ = 0;
     std::int64_t q_ = 1;
     std::shared_ptr<const Big> big_;
-    std::size_t hash_ = 0;
     friend struct NumberAccess;
     friend struct NumberFast;
 };
