@@ -1,6 +1,8 @@
 #include "agnesi/context.hpp"
 
+#include <atomic>
 #include <new>
+#include <thread>
 
 #include <vector>
 
@@ -8,8 +10,25 @@
 
 namespace agnesi {
 
+namespace {
+// The lock around one probe of a shard's table. With 16 shards it is nearly always free, and
+// there a pthread mutex's lock and unlock cost more instructions than the probe; a waiter
+// yields rather than spins, since the holder may be growing the table.
+class ShardLock {
+  public:
+    void lock() noexcept {
+        while (held_.exchange(true, std::memory_order_acquire))
+            while (held_.load(std::memory_order_relaxed)) std::this_thread::yield();
+    }
+    void unlock() noexcept { held_.store(false, std::memory_order_release); }
+
+  private:
+    std::atomic<bool> held_{false};
+};
+}  // namespace
+
 struct Context::Shard {
-    mutable std::mutex mu;
+    mutable ShardLock mu;
     // Open addressing with linear probing over (hash, node) pairs: a probe compares hashes in
     // this contiguous array and touches a node only when the hash matches, which keeps interning
     // cheap at millions of nodes. Nodes live in fixed-size chunks that never move; the destructor

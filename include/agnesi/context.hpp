@@ -9,7 +9,6 @@
 #include <array>
 #include <cstddef>
 #include <memory>
-#include <mutex>
 
 #include "agnesi/node.hpp"
 
