@@ -59,16 +59,17 @@ TEST(Builders, WeakLiteralsTakeTheTypedOperandsDtype) {
 }
 
 TEST(Builders, ArithmeticOperatorsAgreeWithTheGeneralBuilder) {
-    // +, -, * and / take a short path for operands of one dtype and shape; it must build the
-    // node the general one does, weak literals and mixed dtypes included.
+    // Operators and functions take a short path for float operands of one dtype and shape; it
+    // must build the node the general one does, weak literals and mixed dtypes included.
     Context ctx;
     std::vector<Expr> xs = {scalar("x", f64, kNone, ctx), scalar("y", f32, kNone, ctx),
                             vector("v", 3, f32, ctx),     scalar("n", i64, kNone, ctx),
                             literal(Number(2), ctx),      literal(Number::rational(1, 3), ctx),
-                            constant(2, f32, ctx)};
+                            constant(2, f32, ctx),        scalar("b", DType::Bool, kNone, ctx)};
     for (Op op : {Op::Add, Op::Sub, Op::Mul, Op::Div})
         for (const Expr& a : xs)
             for (const Expr& b : xs) {
+                if (a.dtype() == DType::Bool || b.dtype() == DType::Bool) continue;
                 Expr by_operator = op == Op::Add   ? a + b
                                    : op == Op::Sub ? a - b
                                    : op == Op::Mul ? a * b
@@ -77,6 +78,30 @@ TEST(Builders, ArithmeticOperatorsAgreeWithTheGeneralBuilder) {
                 EXPECT_EQ(by_operator, general) << to_string(general);
                 EXPECT_EQ(by_operator->weak(), general->weak()) << to_string(general);
             }
+    // Every elementwise op of one or two operands, through rebuild (the simplifier's builder).
+    int checked = 0;
+    for (std::size_t k = 0; k < kNumOps; ++k) {
+        Op op = static_cast<Op>(k);
+        const OpInfo& info = op_info(op);
+        if (info.kind != OpKind::Elementwise || op == Op::Cast || info.arity > 2) continue;
+        for (const Expr& a : xs)
+            for (const Expr& b : xs) {
+                if (info.arity == 1 && &b != &xs.front()) continue;
+                std::vector<Expr> args =
+                    info.arity == 1 ? std::vector<Expr>{a} : std::vector<Expr>{a, b};
+                Expr general, built;
+                try {
+                    general = elementwise(op, args);
+                } catch (const Error&) {
+                    continue;  // operands this op does not take
+                }
+                built = rebuild(general.node(), args);
+                EXPECT_EQ(built, general) << to_string(general);
+                EXPECT_EQ(built->weak(), general->weak()) << to_string(general);
+                ++checked;
+            }
+    }
+    EXPECT_GT(checked, 200);
 }
 
 TEST(Builders, BroadcastingFollowsNumPy) {
