@@ -252,7 +252,8 @@ struct Exponent {
 
 struct ProductForm {
     Number coef{1};
-    std::vector<std::pair<Expr, Exponent>> factors;  // base, exponent (nonzero), ordered
+    // base, exponent (nonzero), ordered; most products have few factors: no allocation then
+    boost::container::small_vector<std::pair<Expr, Exponent>, 4> factors;
 };
 
 int order(const Expr& a, const Expr& b) {
