@@ -462,7 +462,7 @@ class Canonicalizer {
 
     detail::SumForm flatten_sum(const Node* root) {
         Accumulator acc;
-        std::vector<std::pair<const Node*, Number>> stack{{root, Number(1)}};
+        boost::container::small_vector<std::pair<const Node*, Number>, 16> stack{{root, Number(1)}};
         while (!stack.empty()) {
             auto [m, c] = stack.back();
             stack.pop_back();
@@ -806,7 +806,7 @@ class Canonicalizer {
     const Lead& lead_of(const Node* b) {
         if (const Lead* l = leads_.find(b)) return *l;
         // Post-order without recursion: sums nest as deep as the DAG.
-        std::vector<std::pair<const Node*, bool>> stack{{b, false}};
+        boost::container::small_vector<std::pair<const Node*, bool>, 16> stack{{b, false}};
         std::array<std::pair<const Node*, int>, 2> parts;
         while (!stack.empty()) {
             auto [m, expanded] = stack.back();
