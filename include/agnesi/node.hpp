@@ -58,7 +58,9 @@ inline constexpr Assumption integer{kInteger};
 inline constexpr Assumption simplex{kSimplex | kNonnegative};
 
 using Operands = boost::container::small_vector<const class Node*, 3>;
-using Ints = boost::container::small_vector<std::int64_t, 4>;
+// Three attribute values inline (reduction axes, an axis, a permutation of up to three axes)
+// keep a node within four cache lines; a slice's four values live on the heap.
+using Ints = boost::container::small_vector<std::int64_t, 3>;
 
 /// Everything that makes a node, before it is interned. Builders fill one in and hand it to
 /// Context::intern, which returns the unique node with that content.
