@@ -250,8 +250,8 @@ class GroupEmitter {
         std::string clause1, step1;
         std::string clause2, step2;  // empty: one pass
         std::string result;
-        // float32 sums: the addend of pass 1 or 2 (empty: not a float32 sum). A row adds it in
-        // float within blocks of kSumBlock values and the blocks' sums in double.
+        // Float sums: the addend of pass 1 or 2 (empty: not a float sum). A row adds it in its
+        // own dtype within blocks of kSumBlock values and the blocks' sums in double.
         std::string addend1, addend2;
     };
 
@@ -261,7 +261,6 @@ class GroupEmitter {
         bool fl = is_float(t);
         std::string A = fl ? "double" : "int64_t";
         Reducer r{A, T, "", "", "", "", "", "", "", ""};
-        bool f32 = t == DType::Float32;
         std::string lowest =
             fl ? "(-INFINITY)" : fmt::format("(({})INT{}_MIN)", T, t == DType::Int32 ? 32 : 64);
         std::string highest =
@@ -273,7 +272,7 @@ class GroupEmitter {
                 r.init = "acc{s} = 0;";
                 r.clause1 = "reduction(+:acc)";
                 r.step1 = "acc{s} += (" + A + ")x;";
-                if (f32) r.addend1 = "x";
+                if (fl) r.addend1 = "x";
                 r.result = "(" + T + ")acc{s}";
                 if (red.op == Op::Mean && fl)
                     r.result = "(" + T + ")(cnt ? acc{s} / (double)cnt : NAN)";
@@ -302,7 +301,7 @@ class GroupEmitter {
                 r.step1 = "mx{s} = x > mx{s} ? x : mx{s}; nan{s} |= x != x;";
                 r.clause2 = "reduction(+:acc)";
                 r.step2 = "acc{s} += (double)exp(x - mx{s});";
-                if (f32) r.addend2 = "exp(x - mx{s})";
+                r.addend2 = "exp(x - mx{s})";
                 r.result = "(nan{s} ? (" + T +
                            ")NAN : __builtin_isinf(mx{s}) ? mx{s} : mx{s} + log((" + T +
                            ")acc{s}))";
@@ -375,6 +374,7 @@ class GroupEmitter {
             outputs = is_symbolic(dk) || outputs < 0 ? -1 : outputs * dk;
         }
         const bool may_be_one = outputs < 0 || outputs == 1, may_be_more = outputs != 1;
+        const DType red_dtype = g_.instrs.at(static_cast<std::size_t>(g_.reduce_at)).dtype;
 
         if (suffix) {
             // Reduced axes are the last ones: each output reduces one contiguous row.
@@ -384,8 +384,8 @@ class GroupEmitter {
                                                         k, nk, rank_ - nk);
                                  }));
             // One output: the row itself is split across threads.
-            if (may_be_one) s += "if (m == 1) {\n" + offsets("0", {});
-            if (may_be_one)
+            if (may_be_one) {
+                s += "if (m == 1) {\n" + offsets("0", {});
                 s += reduce_point(
                     [&](const std::string& clause, const std::string& step, const std::string&) {
                         return "#pragma omp parallel for simd num_threads(nt) if(par) " + clause +
@@ -393,7 +393,8 @@ class GroupEmitter {
                                prologue(strided_index("o", "j", true)) + step + "\n}\n";
                     },
                     strided_index("o", "0", true));
-            if (may_be_one) s += "return;\n}\n";
+                s += "return;\n}\n";
+            }
         }
         if (suffix && may_be_more) {
             s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
@@ -405,7 +406,8 @@ class GroupEmitter {
             s += reduce_point(
                 [&](const std::string& clause, const std::string& step, const std::string& addend) {
                     std::string pro = prologue(strided_index("o", "j", true));
-                    if (!addend.empty()) return blocked_sum("cnt", pro, addend, "acc", "", fetch);
+                    if (!addend.empty())
+                        return blocked_sum("cnt", c_type(red_dtype), pro, addend, "acc", "", fetch);
                     return "#pragma omp simd " + clause +
                            "\nfor (int64_t j = 0; j < cnt; ++j) {\n" + pro + step + "\n}\n";
                 },
@@ -479,16 +481,17 @@ class GroupEmitter {
         return s + "}\n";
     }
 
-    // acc += the float32 `addend` over j < len: in float within blocks of kSumBlock values
-    // (vector lanes of kSumBlock / 8 terms each) and in double across blocks. Converting every
-    // term to double cost a fifth of a row softmax; the blocks keep the error near NumPy's
-    // pairwise sums. `fetch` runs once per block, with j0 and j1 its bounds.
-    static std::string blocked_sum(const std::string& len, const std::string& pro,
-                                   const std::string& addend, const std::string& acc,
-                                   const std::string& extra, const std::string& fetch) {
+    // acc += `addend` (of C type T) over j < len: in T within blocks of kSumBlock values (a
+    // float32 vector lane adds kSumBlock / 8 terms) and in double across blocks. Converting
+    // every float32 term to double cost a fifth of a row softmax; the blocks keep the error near
+    // NumPy's pairwise sums. `fetch` runs once per block, with j0 and j1 its bounds.
+    static std::string blocked_sum(const std::string& len, const std::string& T,
+                                   const std::string& pro, const std::string& addend,
+                                   const std::string& acc, const std::string& extra,
+                                   const std::string& fetch) {
         return "for (int64_t j0 = 0; j0 < " + len + "; j0 += kSumBlock) {\n" +
                "const int64_t j1 = " + len + " - j0 < kSumBlock ? " + len + " : j0 + kSumBlock;\n" +
-               fetch + "float facc = 0;\n#pragma omp simd reduction(+:facc)\n" +
+               fetch + T + " facc = 0;\n#pragma omp simd reduction(+:facc)\n" +
                "for (int64_t j = j0; j < j1; ++j) {\n" + pro + extra + "facc += " + addend +
                ";\n}\n" + acc + " += (double)facc;\n}\n";
     }
@@ -539,32 +542,20 @@ class GroupEmitter {
         // A non-finite maximum is not subtracted (as the reference evaluator, and JAX).
         s += fmt::format("const {0} shift = __builtin_isfinite(mx) ? mx : ({0})0;\n", T);
         s += "double sum = 0;\n";
-        bool f32 = nz.dtype == DType::Float32;
         // While a row's exps run: the next row's inputs, and this row's epilogue inputs and
         // outputs, are fetched.
         std::string fetch;
         for (int k = 0; k < ni_ + no_; ++k)
             if (!is_scalar(k) && unit_[static_cast<std::size_t>(k)])
                 fetch += prefetch_block(k, k < ni_ && !is_epi(k) ? "n" : "o", k >= ni_);
-        if (f32 && !fetch.empty()) s += offsets("r + 1 < rows ? r + 1 : r", outer, "n");
+        if (!fetch.empty()) s += offsets("r + 1 < rows ? r + 1 : r", outer, "n");
         if (log) {
-            if (f32)
-                s += blocked_sum("len", "", "exp(" + row + " - shift)", "sum", "", fetch);
-            else
-                s += "#pragma omp simd reduction(+:sum)\nfor (int64_t j = 0; j < len; ++j) "
-                     "sum += (double)exp(" +
-                     row + " - shift);\n";
+            s += blocked_sum("len", T, "", "exp(" + row + " - shift)", "sum", "", fetch);
             s += fmt::format("const {0} ls = log(({0})sum);\n", T);
         } else {
-            if (f32)
-                s += blocked_sum("len", "", "ex", "sum",
-                                 "const float ex = exp(" + row + " - shift);\nbuf[j] = ex;\n",
-                                 fetch);
-            else
-                s += fmt::format(
-                    "#pragma omp simd reduction(+:sum)\nfor (int64_t j = 0; j < len; ++j) {{ "
-                    "const {} ex = exp({} - shift); buf[j] = ex; sum += (double)ex; }}\n",
-                    T, row);
+            s += blocked_sum("len", T, "", "ex", "sum",
+                             fmt::format("const {} ex = exp({} - shift);\nbuf[j] = ex;\n", T, row),
+                             fetch);
             // One reciprocal and a product per element (within an ulp of the quotient): a
             // vector division costs more than the exp before it.
             s += fmt::format("const {0} inv = ({0})(1.0 / sum);\n", T);
