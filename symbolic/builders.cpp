@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <numeric>
 #include <span>
 
@@ -278,29 +279,29 @@ bool keeps_float_dtype(Op op, std::size_t arity) {
            (info.type == TypeRule::Same || info.type == TypeRule::Float);
 }
 
-Expr el(Op op, const Expr& a) {
-    if (a && is_float(a.dtype()) && keeps_float_dtype(op, 1)) {
-        NodeDesc d;
-        d.op = op;
-        d.dtype = a.dtype();
-        d.weak = a->weak();
-        d.shape = a.shape();
-        d.operands = {a.node()};
-        return make(std::move(d), a->context());
+// The node of `op` over `ops`, which share a float dtype, a shape and a context.
+Expr same_typed(Op op, std::initializer_list<const Expr*> ops) {
+    const Expr& a = **ops.begin();
+    NodeDesc d;
+    d.op = op;
+    d.dtype = a.dtype();
+    d.weak = true;
+    for (const Expr* x : ops) {
+        d.weak = d.weak && (*x)->weak();
+        d.operands.push_back(x->node());
     }
+    d.shape = a.shape();
+    return make(std::move(d), a->context());
+}
+
+Expr el(Op op, const Expr& a) {
+    if (a && is_float(a.dtype()) && keeps_float_dtype(op, 1)) return same_typed(op, {&a});
     return elementwise_impl(op, {&a, 1});
 }
 Expr el(Op op, const Expr& a, const Expr& b) {
     if (a && b && a.dtype() == b.dtype() && is_float(a.dtype()) && keeps_float_dtype(op, 2) &&
-        &a->context() == &b->context() && a.shape() == b.shape()) {
-        NodeDesc d;
-        d.op = op;
-        d.dtype = a.dtype();
-        d.weak = a->weak() && b->weak();
-        d.shape = a.shape();
-        d.operands = {a.node(), b.node()};
-        return make(std::move(d), a->context());
-    }
+        &a->context() == &b->context() && a.shape() == b.shape())
+        return same_typed(op, {&a, &b});
     const Expr xs[] = {a, b};
     return elementwise_impl(op, xs);
 }
