@@ -104,6 +104,23 @@ Rule rule(std::string name, std::function<std::optional<Expr>(const Node*)> appl
     return r;
 }
 
+Rule rule(std::string name, std::vector<Op> ops,
+          std::function<std::optional<Expr>(const Node*)> apply) {
+    if (ops.empty())
+        throw ValueError(
+            fmt::format("rule '{}': an empty list of ops (omit it for every op)", name));
+    Rule r = rule(std::move(name), std::move(apply));
+    r.ops = std::move(ops);
+    return r;
+}
+
+std::vector<Op> ops_of_kind(OpKind kind) {
+    std::vector<Op> out;
+    for (std::size_t i = 0; i < kNumOps; ++i)
+        if (op_info(static_cast<Op>(i)).kind == kind) out.push_back(static_cast<Op>(i));
+    return out;
+}
+
 namespace detail {
 
 std::optional<Match> match(const Expr& pattern, const Node* target) {
@@ -175,6 +192,11 @@ RulePass::RulePass(std::vector<const RuleSet*> sets, bool fold, bool trace)
         for (const Rule& r : set->rules) {
             if (r.lhs && !is_wildcard(r.lhs.node())) {
                 ix.by_op[static_cast<std::size_t>(r.lhs.op())].push_back(&r);
+            } else if (!r.lhs && !r.ops.empty()) {
+                for (Op op : r.ops) {
+                    auto& v = ix.by_op[static_cast<std::size_t>(op)];
+                    if (std::find(v.begin(), v.end(), &r) == v.end()) v.push_back(&r);
+                }
             } else {
                 for (auto& v : ix.by_op) v.push_back(&r);  // code rules see every node
             }

@@ -86,7 +86,7 @@ const RuleSet& algebra_rules() {
                            rule(cosh(acosh(x)), x),
                            rule(tanh(atanh(x)), x),
                            rule(asinh(sinh(x)), x),
-                           rule("x*(a/x + b) -> a + x*b", cancel_into_sum),
+                           rule("x*(a/x + b) -> a + x*b", {Op::Mul}, cancel_into_sum),
                        }};
     }();
     return set;

@@ -71,14 +71,15 @@ const RuleSet& stabilize_rules() {
                 rule(log1p(-sigmoid(x)), -softplus(x)),
                 rule(log(1 - sigmoid(x)), -softplus(x)),
                 rule(exp(x) - 1, expm1(x)),
-                rule("c*exp(u) + ... - c -> c*expm1(u) + ...", expm1_in_sum),
+                rule("c*exp(u) + ... - c -> c*expm1(u) + ...", {Op::Add, Op::Sub}, expm1_in_sum),
                 rule(exp(x) / (exp(x) + 1), sigmoid(x)),
                 rule(y / (exp(x) + 1), y * sigmoid(-x)),
                 rule(sqrt(pow(x, 2)), abs(x)),
                 rule("log(sum(exp(x))) -> logsumexp(x), log(softmax(x)) -> log_softmax(x)",
-                     log_of_reduction),
-                rule("exp(x)/sum(exp(x), a, keepdims=true) -> softmax(x, a)", softmax_by_hand),
-                rule("exp(log_softmax(x)) -> softmax(x)", exp_of_log_softmax),
+                     {Op::Log}, log_of_reduction),
+                rule("exp(x)/sum(exp(x), a, keepdims=true) -> softmax(x, a)", {Op::Div},
+                     softmax_by_hand),
+                rule("exp(log_softmax(x)) -> softmax(x)", {Op::Exp}, exp_of_log_softmax),
             }};
     }();
     return set;

@@ -167,14 +167,15 @@ std::optional<Expr> identity_matmul(const Node* n) {
 }  // namespace
 
 const RuleSet& tensor_rules() {
-    static const RuleSet set{"tensor",
-                             {
-                                 rule("shape op chains", shape_chains),
-                                 rule("reductions of constants and of sums", reductions),
-                                 rule("matmul with zeros", trivial_matmul),
-                                 rule("matmul with an identity", identity_matmul),
-                                 rule("sum(y, -1) of probabilities -> 1", sum_of_simplex),
-                             }};
+    static const RuleSet set{
+        "tensor",
+        {
+            rule("shape op chains", ops_of_kind(OpKind::Shape), shape_chains),
+            rule("reductions of constants and of sums", ops_of_kind(OpKind::Reduction), reductions),
+            rule("matmul with zeros", {Op::Matmul}, trivial_matmul),
+            rule("matmul with an identity", {Op::Matmul}, identity_matmul),
+            rule("sum(y, -1) of probabilities -> 1", {Op::Sum}, sum_of_simplex),
+        }};
     return set;
 }
 

@@ -199,6 +199,34 @@ TEST(Simplify, UserRulesAndRuleSets) {
     EXPECT_THROW(register_rule_set({"algebra", {}}), ValueError);
 }
 
+TEST(Simplify, CodeRulesThatNameTheirOpsSeeOnlyThose) {
+    auto y = scalar("y"), z = scalar("z");
+    std::vector<Op> offered;
+    // sin(u) -> cos(u), written as code and offered only sines.
+    auto sin_to_cos = [&](const Node* n) -> std::optional<Expr> {
+        offered.push_back(n->op());
+        if (n->op() != Op::Sin) return std::nullopt;
+        return cos(Expr(n->operand(0)));
+    };
+    RuleSet only_sin{"only_sin", {rule("sin to cos", {Op::Sin}, sin_to_cos)}};
+    Expr out = apply_rules(sin(y) + exp(z) * sin(z), only_sin);
+    EXPECT_EQ(to_string(out), "cos(y) + exp(z)*cos(z)");
+    ASSERT_EQ(offered.size(), 2u);
+    EXPECT_EQ(offered[0], Op::Sin);
+    EXPECT_EQ(offered[1], Op::Sin);
+    // Without ops, every node is offered, and so is each rule's result: y, sin(y), cos(y), z,
+    // sin(z), cos(z), exp(z), * and +.
+    offered.clear();
+    RuleSet every{"every", {rule("sin to cos", sin_to_cos)}};
+    EXPECT_EQ(apply_rules(sin(y) + exp(z) * sin(z), every), out);
+    EXPECT_EQ(offered.size(), 9u);
+    // The ops of a kind, for rules over a family.
+    std::vector<Op> reductions = ops_of_kind(OpKind::Reduction);
+    EXPECT_NE(std::find(reductions.begin(), reductions.end(), Op::Sum), reductions.end());
+    EXPECT_EQ(std::find(reductions.begin(), reductions.end(), Op::Add), reductions.end());
+    EXPECT_THROW(rule("none", std::vector<Op>{}, sin_to_cos), ValueError);
+}
+
 TEST(Simplify, ALoopingRuleSetStopsWithAnError) {
     Expr x = wildcard("x");
     // Each pass undoes the last: a cycle of period two never reaches a fixpoint.

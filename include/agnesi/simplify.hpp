@@ -61,12 +61,20 @@ struct Rule {
     Expr lhs, rhs;                                          ///< a pattern rule, or
     std::function<std::optional<Expr>(const Node*)> apply;  ///< a rule written as code
     Condition condition;
+    /// The ops of the nodes a code rule can rewrite; empty: every node. A pass offers a rule
+    /// only the nodes it can rewrite, so a rule that names its ops costs nothing elsewhere.
+    std::vector<Op> ops;
 };
 
 /// A pattern rule: rule(log(1 + x), log1p(x)), rule(x / x, 1, when(nonzero(x))).
 Rule rule(const Expr& lhs, const Expr& rhs, Condition condition = {});
-/// A rule written as code: returns the replacement of a node, or nullopt.
+/// A rule written as code: returns the replacement of a node, or nullopt. With `ops`, it is
+/// offered only nodes of those ops.
 Rule rule(std::string name, std::function<std::optional<Expr>(const Node*)> apply);
+Rule rule(std::string name, std::vector<Op> ops,
+          std::function<std::optional<Expr>(const Node*)> apply);
+/// The ops of one kind (OpKind::Shape, OpKind::Reduction, ...), for a code rule's `ops`.
+std::vector<Op> ops_of_kind(OpKind kind);
 
 struct RuleSet {
     std::string name;
