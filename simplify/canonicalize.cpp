@@ -272,12 +272,28 @@ bool same_form(const ProductForm& a, const ProductForm& b) {
 
 // One read a visit made of the canonicalizer's state (besides the immutable DAG), or one product
 // form it recorded. A visit is a function of these reads.
-struct Read {
-    enum Kind : std::uint8_t { Memo, Shared, Interior, Form, Write } kind;
-    bool flag;           // Shared, Interior: the answer; Form: read loosely (see form_of)
-    std::uint32_t form;  // Form, Write: 1 + index into the visit's forms; 0: no form
-    const Node* key;
-    const Node* value;  // Memo: the memoized node, or null
+// 16 bytes, as logs hold several a node: the kind and flag sit in the low bits of the key
+// (nodes are 64-byte aligned), and a read has a value or a form, not both.
+class Read {
+  public:
+    enum Kind : std::uint8_t { Memo, Shared, Interior, Form, Write };
+    /// `flag`: Shared, Interior: the answer; Form: read loosely (see form_of). `form`: Form,
+    /// Write: 1 + index into the visit's forms, 0: no form. `value`: Memo: the memoized node,
+    /// or null.
+    Read(Kind kind, bool flag, std::uint32_t form, const Node* key, const Node* value)
+        : key_(reinterpret_cast<std::uintptr_t>(key) | kind | (flag ? kFlag : 0)),
+          payload_(value ? reinterpret_cast<std::uintptr_t>(value) : form) {}
+    Kind kind() const { return static_cast<Kind>(key_ & kKind); }
+    bool flag() const { return key_ & kFlag; }
+    std::uint32_t form() const { return static_cast<std::uint32_t>(payload_); }
+    const Node* key() const { return reinterpret_cast<const Node*>(key_ & ~kTags); }
+    const Node* value() const { return reinterpret_cast<const Node*>(payload_); }
+
+  private:
+    static constexpr std::uintptr_t kKind = 7, kFlag = 8, kTags = 15;
+    static_assert(alignof(Node) > kTags);
+    std::uintptr_t key_;
+    std::uintptr_t payload_;
 };
 
 // What the visits of one run read, back to back: one allocation for a run rather than two a
@@ -302,13 +318,15 @@ struct FormEntry {
 };
 
 // Per node of the DAG: its users, whether it is flattened into its one user, and its result.
+// 16 bytes: the maps of these are the largest a run touches.
 struct NodeState {
     static constexpr std::uint32_t kNoRecord = UINT32_MAX;
-    std::uint32_t uses = 0;
+    std::uint32_t uses : 31 = 0;
+    std::uint32_t interior : 1 = 0;
     std::uint32_t record = kNoRecord;  // this run's record of the node's visit, if any
-    bool interior = false;
     Expr memo;
 };
+static_assert(sizeof(NodeState) == 16);
 
 }  // namespace
 
@@ -367,7 +385,7 @@ class Canonicalizer {
             states.push_back(state_.find(n));
             for (const Node* o : n->operands()) {
                 NodeState& so = *state_.find(o);
-                if (so.uses == 1 && joins(n, o)) so.interior = true;
+                if (so.uses == 1 && joins(n, o)) so.interior = 1;
             }
         }
         if (cache) {
@@ -948,7 +966,7 @@ class Canonicalizer {
     // Everything a visit reads besides the immutable DAG goes through these accessors, which
     // log the read while a visit is being recorded for the cache.
     void note(Read::Kind k, const Node* key, const Node* value, bool flag = false) {
-        if (log_) log_->reads.push_back(Read{k, flag, 0, key, value});
+        if (log_) log_->reads.emplace_back(k, flag, 0, key, value);
     }
     const Expr* memo_lookup(const Node* n) const {
         const NodeState* s = state_.find(n);
@@ -1053,35 +1071,35 @@ class Canonicalizer {
         const VisitLog& log = *previous_log_;
         auto reads = std::span(log.reads).subspan(c.reads_begin, c.reads_end - c.reads_begin);
         auto form = [&](const Read& r) -> const auto& {
-            return log.forms[c.forms_begin + r.form - 1];
+            return log.forms[c.forms_begin + r.form() - 1];
         };
         for (const Read& r : reads) {
-            switch (r.kind) {
+            switch (r.kind()) {
                 case Read::Memo: {
-                    const Expr* v = memo_lookup(r.key);
-                    if ((v ? v->node() : nullptr) != r.value) return false;
+                    const Expr* v = memo_lookup(r.key());
+                    if ((v ? v->node() : nullptr) != r.value()) return false;
                     break;
                 }
                 case Read::Shared:
-                    if (is_shared(r.key) != r.flag) return false;
+                    if (is_shared(r.key()) != r.flag()) return false;
                     break;
                 case Read::Interior:
-                    if (is_interior(r.key) != r.flag) return false;
+                    if (is_interior(r.key()) != r.flag()) return false;
                     break;
                 case Read::Form: {
-                    const FormEntry* entry = forms_.find(r.key);
+                    const FormEntry* entry = forms_.find(r.key());
                     const std::shared_ptr<const ProductForm>* f = entry ? &entry->form : nullptr;
-                    if (r.flag) {
-                        if (f && !alone(**f, r.key)) return false;
+                    if (r.flag()) {
+                        if (f && !alone(**f, r.key())) return false;
                         break;
                     }
-                    if (!f != !r.form) return false;
+                    if (!f != !r.form()) return false;
                     if (f && *f != form(r) && !same_form(**f, *form(r))) return false;
                     break;
                 }
                 case Read::Write: {
                     // A form already there replays if it is the one the visit recorded.
-                    const FormEntry* entry = forms_.find(r.key);
+                    const FormEntry* entry = forms_.find(r.key());
                     const std::shared_ptr<const ProductForm>* f = entry ? &entry->form : nullptr;
                     if (f && !same_form(**f, *form(r))) return false;
                     break;
@@ -1089,7 +1107,7 @@ class Canonicalizer {
             }
         }
         for (const Read& r : reads)
-            if (r.kind == Read::Write) forms_.insert(r.key, FormEntry{form(r), 0});
+            if (r.kind() == Read::Write) forms_.insert(r.key(), FormEntry{form(r), 0});
         return true;
     }
     // A replayed visit's record, moved to this run's log.

@@ -84,7 +84,7 @@ const Node* Context::intern(NodeDesc&& desc) {
     std::size_t h = structural_hash(desc);
     Shard& s = *shards_[(h >> 59) % kShards];
     std::lock_guard lock(s.mu);
-    if ((s.count + 1) * 2 > s.table.size()) s.grow();
+    if ((s.count + 1) * 4 > s.table.size() * 3) s.grow();
     std::size_t mask = s.table.size() - 1;
     std::size_t i = s.start(h);
     for (; s.table[i].second; i = (i + 1) & mask)

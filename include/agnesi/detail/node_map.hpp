@@ -23,7 +23,7 @@ class NodeMap {
     V& operator[](const Node* key) {
         std::size_t i = find_slot(key);
         if (!slots_[i].first) {
-            if ((size_ + 1) * 4 > slots_.size() * 3) {
+            if ((size_ + 1) * 5 > slots_.size() * 4) {
                 rehash(slots_.size() * 2);
                 i = find_slot(key);
             }
@@ -67,7 +67,7 @@ class NodeMap {
   private:
     static std::size_t capacity_for(std::size_t n) {
         std::size_t c = 16;
-        while (c * 3 < n * 4) c *= 2;
+        while (c * 4 < n * 5) c *= 2;
         return c;
     }
     std::size_t find_slot(const Node* key) const {
