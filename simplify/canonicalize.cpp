@@ -381,7 +381,14 @@ class Canonicalizer {
         // Nothing is inserted from here on, so the states stay where they are.
         std::vector<NodeState*> states;
         states.reserve(order.size());
-        for (const Node* n : order) {
+        // The loops over `order` read nodes and map slots in no order the caches can guess:
+        // they prefetch a few nodes ahead (the nodes two steps ahead, their slots one step).
+        constexpr std::size_t kAhead = 8;
+        for (std::size_t k = 0; k < order.size(); ++k) {
+            const Node* n = order[k];
+            if (k + 2 * kAhead < order.size()) __builtin_prefetch(order[k + 2 * kAhead]);
+            if (k + kAhead < order.size())
+                for (const Node* o : order[k + kAhead]->operands()) state_.prefetch(o);
             states.push_back(state_.find(n));
             for (const Node* o : n->operands()) {
                 NodeState& so = *state_.find(o);
@@ -403,6 +410,10 @@ class Canonicalizer {
         }
         for (std::size_t k = 0; k < order.size(); ++k) {
             const Node* n = order[k];
+            if (k + kAhead < order.size()) {
+                __builtin_prefetch(states[k + kAhead]);
+                if (cache) cache->previous_state.prefetch(order[k + kAhead]);
+            }
             NodeState& state = *states[k];
             if (state.interior) continue;
             if (cache) {
@@ -484,6 +495,7 @@ class Canonicalizer {
         while (!stack.empty()) {
             auto [m, c] = stack.back();
             stack.pop_back();
+            prefetch_terms(stack);
             // Only a node of the sum's own ops can be interior: others need no read.
             if (m == root || (kind_of(m) == Kind::Sum && interior(m))) {
                 switch (m->op()) {
@@ -511,6 +523,25 @@ class Canonicalizer {
             add_term(acc, t, c);
         }
         return acc.form();
+    }
+
+    // A long sum's terms wait on the stack, the next on top: their nodes and states are loaded
+    // ahead, and then what a term's visit gave and its form.
+    template <class Stack>
+    void prefetch_terms(const Stack& stack) {
+        constexpr std::size_t kAhead = 8;
+        if (stack.size() > 2 * kAhead) {
+            const Node* far = stack[stack.size() - 1 - 2 * kAhead].first;
+            __builtin_prefetch(far);
+            state_.prefetch(far);
+        }
+        if (stack.size() > kAhead) {
+            const NodeState* s = state_.find(stack[stack.size() - 1 - kAhead].first);
+            if (s && s->memo) {
+                __builtin_prefetch(s->memo.node());
+                forms_.prefetch(s->memo.node());
+            }
+        }
     }
 
     struct Accumulator {
@@ -1073,6 +1104,12 @@ class Canonicalizer {
         auto form = [&](const Read& r) -> const auto& {
             return log.forms[c.forms_begin + r.form() - 1];
         };
+        for (const Read& r : reads) {
+            if (r.kind() == Read::Form || r.kind() == Read::Write)
+                forms_.prefetch(r.key());
+            else
+                state_.prefetch(r.key());
+        }
         for (const Read& r : reads) {
             switch (r.kind()) {
                 case Read::Memo: {

@@ -241,9 +241,13 @@ Expr RulePass::run(const Expr& e, NodeMap<Expr>* memo) const {
     std::vector<Expr> ops;
     while (!stack.empty()) {
         auto [n, next] = stack.back();
-        if (next == 0 && done.contains(n)) {
-            stack.pop_back();
-            continue;
+        if (next == 0) {
+            if (done.contains(n)) {
+                stack.pop_back();
+                continue;
+            }
+            // Each operand is looked up next: start loading their slots together.
+            for (const Node* o : n->operands()) done.prefetch(o);
         }
         if (next < n->arity()) {
             ++stack.back().second;

@@ -42,6 +42,9 @@ class NodeMap {
         return slots_[i].first ? &slots_[i].second : nullptr;
     }
     bool contains(const Node* key) const { return find(key) != nullptr; }
+    /// Starts loading the line where a lookup of `key` begins: walks over lists of nodes
+    /// prefetch a few keys ahead, as the maps are larger than the caches.
+    void prefetch(const Node* key) const { __builtin_prefetch(&slots_[home(key)]); }
     /// Inserts if absent; returns whether it was absent.
     bool insert(const Node* key, V value = V()) {
         std::size_t before = size_;
@@ -70,10 +73,13 @@ class NodeMap {
         while (c * 4 < n * 5) c *= 2;
         return c;
     }
+    std::size_t home(const Node* key) const {
+        auto h = reinterpret_cast<std::uintptr_t>(key);
+        return (h * 0x9e3779b97f4a7c15ull) >> 20 & (slots_.size() - 1);
+    }
     std::size_t find_slot(const Node* key) const {
         std::size_t mask = slots_.size() - 1;
-        auto h = reinterpret_cast<std::uintptr_t>(key);
-        std::size_t i = (h * 0x9e3779b97f4a7c15ull) >> 20 & mask;
+        std::size_t i = home(key);
         while (slots_[i].first && slots_[i].first != key) i = (i + 1) & mask;
         return i;
     }
