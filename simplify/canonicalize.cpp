@@ -170,7 +170,9 @@ NodeKey node_key(const Node* root) {
                              std::uint64_t{static_cast<std::uint8_t>(x->op())} << 24 |
                              std::uint64_t{static_cast<std::uint8_t>(x->dtype())} << 16 |
                              std::uint64_t{x->weak()} << 15 | x->arity();
-        if (x->is_constant() || !x->shape().empty() || !x->ints().empty() || x->keepdims()) break;
+        if (x->is_constant() || x->keepdims() || !x->shape().empty() ||
+            (x->has_attributes() && !x->ints().empty()))
+            break;
         if (x->is_variable()) {
             const std::string& name = x->name();
             if (name.size() > 7 || name.find('\0') != std::string::npos || k.size == kTokens) break;

@@ -31,8 +31,8 @@ bool match_node(const Node* p, const Node* t, Match& m) {
         return true;
     }
     if (p->is_constant()) return t->is_constant() && t->value() == p->value();
-    if (p->op() != t->op() || p->arity() != t->arity() || p->ints() != t->ints() ||
-        p->keepdims() != t->keepdims())
+    if (p->op() != t->op() || p->arity() != t->arity() || p->keepdims() != t->keepdims() ||
+        (p->has_attributes() && p->ints() != t->ints()))
         return false;
     if (p->op() == Op::Cast && p->dtype() != t->dtype()) return false;
     if (!(p->info().commutative && p->arity() == 2)) {

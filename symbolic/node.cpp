@@ -57,9 +57,10 @@ Node::Node(NodeDesc&& d, std::size_t hash, Context* ctx)
       name_(std::move(d.name)),
       ints_(std::move(d.ints)) {
     for (const Node* o : operands_) height_ = std::max(height_, o->height() + 1);
-    AGNESI_ASSERT(info().kind != OpKind::Elementwise ||
-                  (ints_.empty() && !keepdims_ && name_.empty() && assume_ == kNone))
-        << "an elementwise node with attributes: " << info().name;
+    AGNESI_ASSERT(has_attributes() || (ints_.empty() && !keepdims_))
+        << "a node of " << info().name << " with attributes";
+    AGNESI_ASSERT(info().kind != OpKind::Elementwise || (name_.empty() && assume_ == kNone))
+        << "an elementwise node with a name: " << info().name;
 }
 
 const OpInfo& Node::info() const {
@@ -90,7 +91,7 @@ int compare_payload(const Node* a, const Node* b) {
                                             b->shape().begin(), b->shape().end())
                    ? -1
                    : 1;
-    if (a->ints() != b->ints())
+    if (a->has_attributes() && a->ints() != b->ints())
         return std::lexicographical_compare(a->ints().begin(), a->ints().end(), b->ints().begin(),
                                             b->ints().end())
                    ? -1

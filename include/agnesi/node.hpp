@@ -105,6 +105,12 @@ class alignas(64) Node {
     Context& context() const { return *ctx_; }
     const OpInfo& info() const;
     bool is_constant() const { return op() == Op::Constant; }
+    /// Whether the node may carry attributes (axes, keepdims): not an elementwise op, a
+    /// variable or a constant. Those have none (the constructor checks), so a walk that would
+    /// compare attributes need not read the cache line they are in.
+    bool has_attributes() const {
+        return op_ != Op::Constant && op_ != Op::Variable && info().kind != OpKind::Elementwise;
+    }
     bool is_variable() const { return op() == Op::Variable; }
 
     Node(NodeDesc&& d, std::size_t hash, Context* ctx);
