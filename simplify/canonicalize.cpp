@@ -255,7 +255,7 @@ struct Exponent {
 struct ProductForm {
     Number coef{1};
     // base, exponent (nonzero), ordered; most products have few factors: no allocation then
-    boost::container::small_vector<std::pair<Expr, Exponent>, 4> factors;
+    boost::container::small_vector<std::pair<Expr, Exponent>, 2> factors;
 };
 
 int order(const Expr& a, const Expr& b) {
