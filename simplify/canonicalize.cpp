@@ -301,7 +301,7 @@ class Read {
 // What the visits of one run read, back to back: one allocation for a run rather than two a
 // visit.
 struct VisitLog {
-    std::vector<Read> reads;
+    std::vector<Read, detail::HugePageAllocator<Read>> reads;
     std::vector<std::shared_ptr<const ProductForm>> forms;
 };
 

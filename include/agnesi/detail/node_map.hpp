@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -13,6 +14,41 @@ class Node;
 }
 
 namespace agnesi::detail {
+
+/// madvise(MADV_HUGEPAGE) where there is one; a hint, whose failure changes nothing.
+void huge_page_hint(void* p, std::size_t bytes);
+
+/// An allocator that asks for huge pages for blocks of 2 MiB and more (rounded up and aligned
+/// to 2 MiB): the maps and logs of a large simplify are read all over, and with 4 KiB pages
+/// most of those reads also miss the TLB.
+template <class T>
+struct HugePageAllocator {
+    using value_type = T;
+    static constexpr std::size_t kHuge = std::size_t{2} << 20;
+    HugePageAllocator() = default;
+    template <class U>
+    HugePageAllocator(const HugePageAllocator<U>&) {}  // NOLINT: rebinding
+    static std::size_t rounded(std::size_t bytes) { return (bytes + kHuge - 1) / kHuge * kHuge; }
+    T* allocate(std::size_t n) {
+        std::size_t bytes = n * sizeof(T);
+        if (bytes < kHuge)
+            return static_cast<T*>(::operator new(bytes, std::align_val_t(alignof(T))));
+        void* p = ::operator new(rounded(bytes), std::align_val_t(kHuge));
+        huge_page_hint(p, rounded(bytes));
+        return static_cast<T*>(p);
+    }
+    void deallocate(T* p, std::size_t n) {
+        std::size_t bytes = n * sizeof(T);
+        if (bytes < kHuge)
+            ::operator delete(p, std::align_val_t(alignof(T)));
+        else
+            ::operator delete(p, std::align_val_t(kHuge));
+    }
+    template <class U>
+    bool operator==(const HugePageAllocator<U>&) const {
+        return true;
+    }
+};
 
 template <class V>
 class NodeMap {
@@ -84,7 +120,7 @@ class NodeMap {
         return i;
     }
     void rehash(std::size_t capacity) {
-        std::vector<std::pair<const Node*, V>> old(capacity);
+        Slots old(capacity);
         old.swap(slots_);
         for (auto& [k, v] : old) {
             if (!k) continue;
@@ -93,7 +129,9 @@ class NodeMap {
             slots_[i].second = std::move(v);
         }
     }
-    std::vector<std::pair<const Node*, V>> slots_;
+    using Slots =
+        std::vector<std::pair<const Node*, V>, HugePageAllocator<std::pair<const Node*, V>>>;
+    Slots slots_;
     std::size_t size_ = 0;
 };
 
