@@ -347,6 +347,10 @@ namespace {
 
 class Canonicalizer {
   public:
+    // How many nodes ahead the walks prefetch: enough to cover a miss, few enough to stay
+    // in L1 until used.
+    static constexpr std::size_t kAhead = 8;
+
     explicit Canonicalizer(Context& ctx) : ctx_(ctx) {}
 
     std::vector<Expr> run(const std::vector<Expr>& roots,
@@ -384,8 +388,7 @@ class Canonicalizer {
         std::vector<NodeState*> states;
         states.reserve(order.size());
         // The loops over `order` read nodes and map slots in no order the caches can guess:
-        // they prefetch a few nodes ahead (the nodes two steps ahead, their slots one step).
-        constexpr std::size_t kAhead = 8;
+        // they prefetch ahead (the nodes two steps ahead, their slots one step).
         for (std::size_t k = 0; k < order.size(); ++k) {
             const Node* n = order[k];
             if (k + 2 * kAhead < order.size()) __builtin_prefetch(order[k + 2 * kAhead]);
@@ -531,7 +534,6 @@ class Canonicalizer {
     // ahead, and then what a term's visit gave and its form.
     template <class Stack>
     void prefetch_terms(const Stack& stack) {
-        constexpr std::size_t kAhead = 8;
         if (stack.size() > 2 * kAhead) {
             const Node* far = stack[stack.size() - 1 - 2 * kAhead].first;
             __builtin_prefetch(far);

@@ -1,23 +1,10 @@
 #include "agnesi/traverse.hpp"
 
-#include <sys/mman.h>
-
 #include <unordered_set>
 
 #include "agnesi/detail/node_map.hpp"
 
 namespace agnesi {
-
-namespace detail {
-void huge_page_hint(void* p, std::size_t bytes) {
-#ifdef MADV_HUGEPAGE
-    madvise(p, bytes, MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-}  // namespace detail
 
 std::vector<const Node*> post_order(const std::vector<const Node*>& roots) {
     std::vector<const Node*> order;
