@@ -298,10 +298,34 @@ Expr el(Op op, const Expr& a) {
     if (a && is_float(a.dtype()) && keeps_float_dtype(op, 1)) return same_typed(op, {&a});
     return elementwise_impl(op, {&a, 1});
 }
+// Whether `x` op `c` takes x's dtype and shape, with c converted to that dtype if it has
+// another: x of a float dtype and not weak, c a weak scalar constant (x * 2, x - 1, x^2).
+bool takes_weak_scalar(const Expr& x, const Expr& c) {
+    return is_float(x.dtype()) && !x->weak() && c->is_constant() && c->weak() &&
+           c.shape().empty();
+}
+
+// The node the general path builds for those operands, without promoting or broadcasting
+// (the exponents and coefficients that simplify and the gradients build are such scalars).
+Expr with_weak_scalar(Op op, const Expr& a, const Expr& b, bool a_is_x) {
+    const Expr& x = a_is_x ? a : b;
+    const Node* c = (a_is_x ? b : a).node();
+    if (c->dtype() != x.dtype()) c = retyped_constant(c, x.dtype());
+    NodeDesc d;
+    d.op = op;
+    d.dtype = x.dtype();
+    d.shape = x.shape();
+    d.operands = a_is_x ? Operands{x.node(), c} : Operands{c, x.node()};
+    return make(std::move(d), x->context());
+}
+
 Expr el(Op op, const Expr& a, const Expr& b) {
-    if (a && b && a.dtype() == b.dtype() && is_float(a.dtype()) && keeps_float_dtype(op, 2) &&
-        &a->context() == &b->context() && a.shape() == b.shape())
-        return same_typed(op, {&a, &b});
+    if (a && b && keeps_float_dtype(op, 2) && &a->context() == &b->context()) {
+        if (a.dtype() == b.dtype() && is_float(a.dtype()) && a.shape() == b.shape())
+            return same_typed(op, {&a, &b});
+        if (takes_weak_scalar(a, b)) return with_weak_scalar(op, a, b, true);
+        if (takes_weak_scalar(b, a)) return with_weak_scalar(op, a, b, false);
+    }
     const Expr xs[] = {a, b};
     return elementwise_impl(op, xs);
 }
