@@ -301,8 +301,7 @@ Expr el(Op op, const Expr& a) {
 // Whether `x` op `c` takes x's dtype and shape, with c converted to that dtype if it has
 // another: x of a float dtype and not weak, c a weak scalar constant (x * 2, x - 1, x^2).
 bool takes_weak_scalar(const Expr& x, const Expr& c) {
-    return is_float(x.dtype()) && !x->weak() && c->is_constant() && c->weak() &&
-           c.shape().empty();
+    return is_float(x.dtype()) && !x->weak() && c->is_constant() && c->weak() && c.shape().empty();
 }
 
 // The node the general path builds for those operands, without promoting or broadcasting

@@ -62,10 +62,14 @@ TEST(Builders, ArithmeticOperatorsAgreeWithTheGeneralBuilder) {
     // Operators and functions take a short path for float operands of one dtype and shape; it
     // must build the node the general one does, weak literals and mixed dtypes included.
     Context ctx;
-    std::vector<Expr> xs = {scalar("x", f64, kNone, ctx), scalar("y", f32, kNone, ctx),
-                            vector("v", 3, f32, ctx),     scalar("n", i64, kNone, ctx),
-                            literal(Number(2), ctx),      literal(Number::rational(1, 3), ctx),
-                            constant(2, f32, ctx),        scalar("b", DType::Bool, kNone, ctx),
+    std::vector<Expr> xs = {scalar("x", f64, kNone, ctx),
+                            scalar("y", f32, kNone, ctx),
+                            vector("v", 3, f32, ctx),
+                            scalar("n", i64, kNone, ctx),
+                            literal(Number(2), ctx),
+                            literal(Number::rational(1, 3), ctx),
+                            constant(2, f32, ctx),
+                            scalar("b", DType::Bool, kNone, ctx),
                             literal(Number::from_double(0.5), DType::Float64, ctx),
                             Expr(3) /* a weak literal of the global context */};
     for (Op op : {Op::Add, Op::Sub, Op::Mul, Op::Div})
