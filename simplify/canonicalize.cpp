@@ -625,7 +625,7 @@ class Canonicalizer {
             }
             // The leftmost factor of a chain ((c*a)*b)*d.
             if (!rational_constant(leftmost(t.node()))) return {Number(1), t};
-            std::vector<Expr> right;
+            boost::container::small_vector<Expr, 4> right;
             Expr left = t;
             while (left.op() == Op::Mul) {
                 right.push_back(left.operand(1));
@@ -665,7 +665,7 @@ class Canonicalizer {
     // ---- products ----
 
     ProductForm flatten_product(const Node* root) {
-        std::vector<std::pair<Expr, Exponent>> factors;
+        boost::container::small_vector<std::pair<Expr, Exponent>, 4> factors;
         IndexOf index;
         Number coef{1};
         auto add_factor = [&](Expr base, const Exponent& e) {
@@ -694,7 +694,7 @@ class Canonicalizer {
             else
                 factors.emplace_back(base, e);
         };
-        std::vector<std::pair<const Node*, Number>> stack{{root, Number(1)}};
+        boost::container::small_vector<std::pair<const Node*, Number>, 8> stack{{root, Number(1)}};
         while (!stack.empty()) {
             auto [m, e] = stack.back();
             stack.pop_back();
@@ -840,7 +840,7 @@ class Canonicalizer {
     // The first factor of a chain of products ((c*a)*b)*d, kept for every node of the chain:
     // walking the chain from each of its nodes is quadratic in its length.
     const Node* leftmost(const Node* t) {
-        std::vector<const Node*> path;
+        boost::container::small_vector<const Node*, 8> path;
         const Node* m = t;
         const Node* found = nullptr;
         while (m->op() == Op::Mul) {
@@ -1277,7 +1277,7 @@ Expr canonicalize(const Expr& e, CanonicalCache& cache) {
 
 SumForm sum_form(const Expr& e) {
     SumForm f;
-    std::vector<std::pair<Expr, Number>> stack{{e, Number(1)}};
+    boost::container::small_vector<std::pair<Expr, Number>, 8> stack{{e, Number(1)}};
     IndexOf index;
     while (!stack.empty()) {
         auto [m, c] = stack.back();

@@ -1,6 +1,7 @@
 // Internals shared by the simplifier's files: matching, and sums and products as term lists.
 #pragma once
 
+#include <boost/container/small_vector.hpp>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -65,7 +66,7 @@ Expr canonicalize(const Expr& e, CanonicalCache& cache);
 /// no more than `limit` nodes: a quick test before the terms are collected.
 template <class Pred>
 bool any_term(const Node* s, Pred pred, std::size_t limit = SIZE_MAX) {
-    std::vector<const Node*> stack{s};
+    boost::container::small_vector<const Node*, 64> stack{s};
     for (std::size_t seen = 0; !stack.empty() && seen < limit; ++seen) {
         const Node* m = stack.back();
         stack.pop_back();

@@ -2,6 +2,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <unordered_map>
 
 #include "agnesi/error.hpp"
@@ -688,10 +689,10 @@ constexpr std::array<OpInfo, kNumOps> kTable = {{
 
 }  // namespace
 
-const OpInfo& op_info(Op op) {
-    auto i = static_cast<std::size_t>(op);
-    AGNESI_ASSERT(i < kNumOps) << "op out of range: " << i;
-    return kTable[i];
+const OpInfo* const detail::kOpTable = kTable.data();
+
+void detail::op_out_of_range(std::size_t i) {
+    throw InternalError("internal error: op out of range: " + std::to_string(i));
 }
 
 std::optional<Op> op_from_name(std::string_view name) {

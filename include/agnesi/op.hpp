@@ -6,6 +6,7 @@
 // and in `Op` order.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -157,8 +158,19 @@ struct OpInfo {
     VjpFn vjp = nullptr;
 };
 
-/// The table entry of an op.
-const OpInfo& op_info(Op op);
+namespace detail {
+/// The op table, indexed by op (symbolic/op_table.cpp).
+extern const OpInfo* const kOpTable;
+[[noreturn]] void op_out_of_range(std::size_t i);
+}  // namespace detail
+
+/// The table entry of an op. Inline: walks of large DAGs ask it at every node.
+inline const OpInfo& op_info(Op op) {
+    auto i = static_cast<std::size_t>(op);
+    if (i >= kNumOps) [[unlikely]]
+        detail::op_out_of_range(i);
+    return detail::kOpTable[i];
+}
 /// The op whose text name is `name` ("sin", "amax", ...); nullopt if none.
 std::optional<Op> op_from_name(std::string_view name);
 
