@@ -7,6 +7,7 @@
 #include <boost/multiprecision/cpp_int.hpp>
 #include <cmath>
 #include <limits>
+#include <numeric>
 
 #include "agnesi/error.hpp"
 
@@ -140,19 +141,11 @@ std::size_t Number::hash() const {
     return h;
 }
 
-bool Number::is_integer() const {
-    return kind_ == Kind::Rational && !big_
-               ? q_ == 1
-               : kind_ == Kind::Rational && mp::denominator(big_->v) == 1;
-}
-bool Number::is_zero() const {
-    return kind_ == Kind::Rational && !big_ && p_ == 0;
-}
-bool Number::is_one() const {
-    return kind_ == Kind::Rational && !big_ && p_ == 1 && q_ == 1;
+bool Number::big_integer() const {
+    return kind_ == Kind::Rational && mp::denominator(big_->v) == 1;
 }
 
-int Number::sign() const {
+int Number::sign_slow() const {
     switch (kind_) {
         case Kind::Rational:
             if (big_) return big_->v.sign();
@@ -306,9 +299,26 @@ struct NumberFast {
     static bool small(const Number& n) { return n.kind_ == Number::Kind::Rational && !n.big_; }
     static std::optional<Number> make(__int128 p, __int128 q) {
         if (q < 0) p = -p, q = -q;
-        __int128 a = p < 0 ? -p : p, b = q;
-        while (b) a %= b, std::swap(a, b);  // gcd
-        if (a > 1) p /= a, q /= a;
+        __int128 a = p < 0 ? -p : p;
+        constexpr __int128 u64 = std::numeric_limits<std::uint64_t>::max();
+        if (q == 1) {
+            // an integer is in lowest terms
+        } else if (a <= u64 && q <= u64) {
+            // 64-bit arithmetic where it fits: division of __int128 is a library call, and
+            // simplify multiplies and adds coefficients at nearly every node.
+            auto ua = static_cast<std::uint64_t>(a), uq = static_cast<std::uint64_t>(q);
+            std::uint64_t g = std::gcd(ua, uq);
+            if (g > 1) {
+                ua /= g;
+                uq /= g;
+                p = p < 0 ? -__int128(ua) : __int128(ua);
+                q = uq;
+            }
+        } else {
+            __int128 b = q;
+            while (b) a %= b, std::swap(a, b);  // gcd
+            if (a > 1) p /= a, q /= a;
+        }
         constexpr __int128 hi = std::numeric_limits<std::int64_t>::max();
         if (p > hi || p < -hi || q > hi) return std::nullopt;
         Number n;
@@ -373,7 +383,7 @@ std::optional<int> exact_compare(const Number& a, const Number& b) {
     return (x > y) - (x < y);
 }
 
-bool operator==(const Number& a, const Number& b) {
+bool Number::equal_slow(const Number& a, const Number& b) {
     if (a.kind_ != b.kind_) return false;
     if (a.kind_ != Number::Kind::Rational) return true;
     if (!a.big_ && !b.big_) return a.p_ == b.p_ && a.q_ == b.q_;

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <boost/multiprecision/cpp_int.hpp>
 #include <cmath>
+#include <random>
 
 #include "agnesi/number.hpp"
 
@@ -39,6 +41,39 @@ TEST(Number, ExactArithmetic) {
     // Beyond the size limit folding gives up instead of growing without bound.
     EXPECT_FALSE(exact_pow(Number(3), Number(100000)));
     EXPECT_EQ(*exact_compare(third, sixth), 1);
+}
+
+TEST(Number, ArithmeticAgreesWithBoostRationals) {
+    // Operands of every size class, so that sums, products and quotients take each path: the
+    // integers, the 64-bit reduction, the 128-bit one and the unbounded one.
+    using Rat = boost::multiprecision::cpp_rational;
+    std::mt19937_64 rng(7);
+    auto draw = [&]() -> std::int64_t {
+        int bits = std::uniform_int_distribution<int>(1, 62)(rng);
+        auto v = static_cast<std::int64_t>(rng() >> (64 - bits));
+        return rng() % 2 ? -v : v;
+    };
+    // Numerator and denominator as integers, which print the same in both.
+    auto same = [](const std::optional<Number>& r, const Rat& x) {
+        return r && r->numerator().to_string() == numerator(x).str() &&
+               r->denominator().to_string() == denominator(x).str();
+    };
+    for (int i = 0; i < 4000; ++i) {
+        std::int64_t p1 = draw(), p2 = draw();
+        std::int64_t q1 = i % 4 == 0 ? 1 : std::abs(draw()) + 1;
+        std::int64_t q2 = i % 3 == 0 ? 1 : std::abs(draw()) + 1;
+        Number a = Number::rational(p1, q1), b = Number::rational(p2, q2);
+        Rat x = Rat(p1) / q1, y = Rat(p2) / q2;
+        SCOPED_TRACE(x.str() + " and " + y.str());
+        EXPECT_TRUE(same(exact_add(a, b), x + y));
+        EXPECT_TRUE(same(exact_mul(a, b), x * y));
+        if (p2 != 0) {
+            EXPECT_TRUE(same(exact_div(a, b), x / y));
+        }
+        EXPECT_EQ(a.sign(), x.sign());
+        EXPECT_EQ(a.is_integer(), denominator(x) == 1);
+        EXPECT_EQ(a == b, x == y);
+    }
 }
 
 TEST(Number, BigValuesStayExact) {

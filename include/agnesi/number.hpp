@@ -32,14 +32,15 @@ class Number {
 
     Kind kind() const { return kind_; }
     bool is_rational() const { return kind_ == Kind::Rational; }
-    bool is_integer() const;
-    bool is_zero() const;
-    bool is_one() const;
+    // Inline for rationals that fit in int64: simplify asks these at nearly every node.
+    bool is_integer() const { return small() ? q_ == 1 : big_integer(); }
+    bool is_zero() const { return small() && p_ == 0; }
+    bool is_one() const { return small() && p_ == 1 && q_ == 1; }
     bool is_finite() const {
         return kind_ == Kind::Rational || kind_ == Kind::Pi || kind_ == Kind::E;
     }
     /// -1, 0, +1 by sign; nan has sign 0.
-    int sign() const;
+    int sign() const { return small() ? (p_ > 0) - (p_ < 0) : sign_slow(); }
     /// The value as a double (correctly rounded for rationals).
     double to_double() const;
     /// The value rounded to float (correctly rounded for rationals, not via double).
@@ -67,12 +68,19 @@ class Number {
     /// Exact comparison of two rationals; nullopt if either is not rational.
     friend std::optional<int> exact_compare(const Number& a, const Number& b);
     /// Structural equality: same kind and same value (nan == nan here).
-    friend bool operator==(const Number& a, const Number& b);
+    friend bool operator==(const Number& a, const Number& b) {
+        if (a.small() && b.small()) return a.p_ == b.p_ && a.q_ == b.q_;
+        return equal_slow(a, b);
+    }
 
     struct Big;  // a rational that does not fit in int64/int64
 
   private:
     explicit Number(Kind k);
+    bool small() const { return kind_ == Kind::Rational && !big_; }
+    bool big_integer() const;
+    int sign_slow() const;
+    static bool equal_slow(const Number& a, const Number& b);
     Kind kind_ = Kind::Rational;
     // A rational is p_/q_ in lowest terms with q_ > 0 when it fits in int64; otherwise big_.
     std::int64_t p_ = 0;
