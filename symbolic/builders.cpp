@@ -298,6 +298,7 @@ Expr el(Op op, const Expr& a) {
     if (a && is_float(a.dtype()) && keeps_float_dtype(op, 1)) return same_typed(op, {&a});
     return elementwise_impl(op, {&a, 1});
 }
+
 // Whether `x` op `c` takes x's dtype and shape, with c converted to that dtype if it has
 // another: x of a float dtype and not weak, c a weak scalar constant (x * 2, x - 1, x^2).
 bool takes_weak_scalar(const Expr& x, const Expr& c) {
