@@ -63,10 +63,6 @@ Node::Node(NodeDesc&& d, std::size_t hash, Context* ctx)
         << "an elementwise node with a name: " << info().name;
 }
 
-const OpInfo& Node::info() const {
-    return op_info(op());
-}
-
 namespace {
 // Compares the payload of two nodes, ignoring operands.
 int compare_payload(const Node* a, const Node* b) {

@@ -147,9 +147,7 @@ bool Number::big_integer() const {
 
 int Number::sign_slow() const {
     switch (kind_) {
-        case Kind::Rational:
-            if (big_) return big_->v.sign();
-            return (p_ > 0) - (p_ < 0);
+        case Kind::Rational: return big_->v.sign();  // the int64 case is inline
         case Kind::Pi:
         case Kind::E:
         case Kind::PosInf: return 1;

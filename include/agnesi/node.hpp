@@ -103,7 +103,7 @@ class alignas(64) Node {
     /// Longest path to a leaf (leaves are 0).
     std::uint32_t height() const { return height_; }
     Context& context() const { return *ctx_; }
-    const OpInfo& info() const;
+    const OpInfo& info() const { return op_info(op_); }
     bool is_constant() const { return op() == Op::Constant; }
     /// Whether the node may carry attributes (axes, keepdims): not an elementwise op, a
     /// variable or a constant. Those have none (the constructor checks), so a walk that would
