@@ -1,10 +1,14 @@
 // Scheduling: partitions a DAG into fusion groups (see schedule.hpp).
 //
 // Nodes are visited consumers first. A node joins the group of its consumers when all of them are
-// in one group and it fits that group's index space; otherwise it heads a group of its own and
-// its value is stored. Joining only ever merges a node into the one group that uses it, so the
-// group graph stays acyclic. A reduction, a row normalization or a matmul may join a pointwise
-// group whose domain is its result's shape: the group's instrs become its epilogue.
+// in one group and it fits that group's index space. A cheap elementwise node used by several
+// groups (or both before and after a group's reduction) is computed again in each of them when
+// that reads no more than storing it would (it has at most one operand that is not broadcast or
+// uniform): `x - mean(x)` in a layer norm is then never written out. Otherwise a node heads a
+// group of its own and its value is stored. Joining only ever merges a node into the one group
+// that uses it, and an inlined node's operands see every group it is computed in, so the group
+// graph stays acyclic. A reduction, a row normalization or a matmul may join a pointwise group
+// whose domain is its result's shape: the group's instrs become its epilogue.
 #include "jit/schedule.hpp"
 
 #include <fmt/format.h>
@@ -108,8 +112,50 @@ std::vector<const Node*> lower(const std::vector<const Node*>& roots) {
     return res;
 }
 
+// Where a node's value is computed: a group, before its reduction or in its epilogue.
+struct Ctx {
+    int group = -1;
+    bool post = false;
+    bool operator==(const Ctx&) const = default;
+};
+
+// Ops cheap enough to compute again in every group that uses them.
+bool cheap_to_recompute(Op op) {
+    switch (op) {
+        case Op::Neg:
+        case Op::Abs:
+        case Op::Sign:
+        case Op::Relu:
+        case Op::Floor:
+        case Op::Ceil:
+        case Op::Not:
+        case Op::Cast:
+        case Op::Add:
+        case Op::Sub:
+        case Op::Mul:
+        case Op::Div:
+        case Op::Minimum:
+        case Op::Maximum:
+        case Op::Lt:
+        case Op::Le:
+        case Op::Gt:
+        case Op::Ge:
+        case Op::Eq:
+        case Op::Ne:
+        case Op::And:
+        case Op::Or:
+        case Op::Where: return true;
+        default: return false;
+    }
+}
+
+// At most this many groups compute one inlined value.
+constexpr std::size_t kMaxInlineContexts = 8;
+
 struct Info {
     std::vector<const Node*> consumers;
+    std::vector<Ctx> contexts;  // inlined: where it is computed
+    bool inlined = false;
     int order = 0;
     int group = -1;
     bool post = false;    // value lives in the group's epilogue
@@ -198,33 +244,60 @@ class Scheduler {
             if (n->is_variable() || in.uniform || in.view || n->op() == Op::Eye) continue;
             if (in.copy || n->op() == Op::Concat) continue;  // stored, written by copy groups
             bool forced = false;
-            int g = -1;
-            bool pre = false, post = false;
+            std::vector<Ctx> ctxs;
+            auto add = [&](Ctx c) {
+                if (std::find(ctxs.begin(), ctxs.end(), c) == ctxs.end()) ctxs.push_back(c);
+            };
             for (const Node* c : in.consumers) {
                 const Info& ci = info_[c];
                 if (ci.view || ci.copy || c->op() == Op::Concat || c->op() == Op::Matmul) {
                     forced = true;
                     break;
                 }
-                if (g >= 0 && ci.group != g) {
-                    forced = true;
-                    break;
+                if (ci.inlined) {
+                    for (Ctx x : ci.contexts) add(x);
+                } else {
+                    // A reducer reads its operands before the reduction.
+                    add({ci.group, groups_[ci.group].reducer == c ? false : ci.post});
                 }
-                g = ci.group;
-                if (groups_[g].reducer == c)
-                    pre = true;
-                else if (ci.post)
-                    post = true;
-                else
-                    pre = true;
             }
-            if (!forced && g >= 0 && !(pre && post) && try_join(n, g, post)) continue;
+            if (!forced && ctxs.size() == 1 && try_join(n, ctxs[0].group, ctxs[0].post)) continue;
+            if (!forced && ctxs.size() > 1 && try_inline(n, ctxs)) continue;
             start_group(n);
         }
     }
 
     Shape epilogue_shape(const G& g) const {
         return g.kind == GroupKind::Reduce ? g.reducer->shape() : g.domain;
+    }
+
+    // Whether operand `o` of `n` is read through a broadcast (implicit, or a view): a read that
+    // costs far less than n's elements.
+    bool broadcast_read(const Node* n, const Node* o) const {
+        if (o->shape() != n->shape()) return true;
+        for (; info_.at(o).view; o = o->operand(0))
+            if (o->op() == Op::BroadcastTo) return true;
+        return false;
+    }
+
+    bool try_inline(const Node* n, const std::vector<Ctx>& ctxs) {
+        Info& in = info_[n];
+        if (n->info().kind != OpKind::Elementwise || in.root >= 0 || !cheap_to_recompute(n->op()) ||
+            ctxs.size() > kMaxInlineContexts)
+            return false;
+        for (Ctx c : ctxs) {
+            const G& g = groups_[static_cast<std::size_t>(c.group)];
+            if (n->shape() != (c.post ? epilogue_shape(g) : g.domain)) return false;
+        }
+        // Each group then reads the one full operand instead of the stored value.
+        int full = 0;
+        for (const Node* o : n->operands())
+            if (!info_[o].uniform && !broadcast_read(n, o)) ++full;
+        if (full > 1) return false;
+        in.inlined = true;
+        in.contexts = ctxs;
+        inlined_.push_back(n);
+        return true;
     }
 
     bool try_join(const Node* n, int gi, bool post) {
@@ -253,6 +326,9 @@ class Scheduler {
             return false;
         }
         for (const Node* m : g.members) info_[m].post = true;
+        for (const Node* m : inlined_)
+            for (Ctx& c : info_[m].contexts)
+                if (c.group == gi) c.post = true;
         g.reducer = n;
         in.group = gi;
         in.post = true;
@@ -486,7 +562,13 @@ class Scheduler {
     }
 
     void build_groups() {
-        for (G& gg : groups_) {
+        // The inlined values each group computes, before or after its reduction.
+        std::vector<std::vector<std::pair<const Node*, bool>>> inl(groups_.size());
+        for (const Node* n : inlined_)
+            for (Ctx c : info_[n].contexts)
+                inl[static_cast<std::size_t>(c.group)].push_back({n, c.post});
+        for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
+            G& gg = groups_[gi];
             Builder b;
             b.g.kind = gg.kind;
             b.g.domain = gg.domain;
@@ -502,6 +584,7 @@ class Scheduler {
                 if (m == gg.reducer) continue;
                 (info_[m].post ? post : pre).push_back(m);
             }
+            for (auto [m, in_post] : inl[gi]) (in_post ? post : pre).push_back(m);
             auto by_order = [&](const Node* x, const Node* y) {
                 return info_[x].order < info_[y].order;
             };
@@ -598,6 +681,7 @@ class Scheduler {
     std::vector<const Node*> roots_;
     std::vector<const Node*> order_;
     std::unordered_map<const Node*, Info> info_;
+    std::vector<const Node*> inlined_;
     std::vector<G> groups_;
     std::vector<Group> built_;
     Program p_;

@@ -90,6 +90,9 @@ std::vector<Case> corpus() {
         cs.push_back({"softmax_" + t,
                       {z},
                       {softmax(z), log_softmax(z * 2), logsumexp(z, {1}), softmax(z, 0)}});
+        auto g = vector("g", 9, dt);
+        Expr d = z - mean(z, {1}, true);
+        cs.push_back({"layer_norm_" + t, {z, g}, {d / sqrt(mean(d * d, {1}, true) + 1e-5) * g}});
         auto A = matrix("A", 8, 4, dt), B = matrix("B", 4, 3, dt), c = vector("c", 3, dt);
         cs.push_back(
             {"matmul_epilogue_" + t, {A, B, c}, {relu(matmul(A, B) + c), matmul(transpose(A), A)}});

@@ -199,6 +199,41 @@ TEST_P(JitTest, OutputsFedToReductionsAndSoftmax) {
     expect_matches_reference({m, v}, {p, log_softmax(p), sum(p, {1}), p * 2}, at, tier());
 }
 
+TEST_P(JitTest, RecomputedValuesAgreeWithTheReference) {
+    // The centred rows of a layer norm are computed again in the variance's reduction and in the
+    // output; a shifted row both before a softmax and after it, in one group.
+    for (DType dt : {f64, f32}) {
+        auto x = matrix("x", 6, 33, dt), g = vector("g", 33, dt), b = vector("b", 33, dt);
+        Bindings at{{"x", random_tensor(dt, {6, 33}, rng)},
+                    {"g", random_tensor(dt, {33}, rng)},
+                    {"b", random_tensor(dt, {33}, rng)}};
+        Expr m = mean(x, {1}, true);
+        Expr d = x - m;
+        Expr y = d / sqrt(mean(d * d, {1}, true) + 1e-5) * g + b;
+        Expr s = x - b;
+        expect_matches_reference({x, g, b}, {y, softmax(s, 1) * s, sum(abs(s), {1}, true) + s}, at,
+                                 tier(), dt == f32 ? 1e-5 : 1e-12);
+    }
+}
+
+TEST_P(JitTest, InputsBroadcastAlongTheInnerLoop) {
+    // Inputs of size 1 along the reduced axes, or the last axis, beside full ones: native code
+    // reads them once per row.
+    auto t = tensor("t", {3, 4, 5}), c = tensor("c", {3, 1, 1}), r = tensor("r", {3, 4, 1});
+    auto w = matrix("w", 4, 5), q = tensor("q", {1, 4, 1});
+    Bindings at{{"t", random_tensor(f64, {3, 4, 5}, rng)},
+                {"c", random_tensor(f64, {3, 1, 1}, rng)},
+                {"r", random_tensor(f64, {3, 4, 1}, rng)},
+                {"w", random_tensor(f64, {4, 5}, rng)},
+                {"q", random_tensor(f64, {1, 4, 1}, rng)}};
+    expect_matches_reference(
+        {t, c, r, w, q},
+        {sum(t * c, {1, 2}), sum(t - r, {2}), amax(t + r, {1, 2}), sum(t * w, {0}),
+         mean((t - r) * (t - r), {2}, true) * r, t * r + q, softmax(t + r, 2) * c,
+         sum(t * q, {0, 2}), sum(transpose(t, {0, 2, 1}) * c, {2})},
+        at, tier());
+}
+
 TEST_P(JitTest, LongRowsReduceAndNormalize) {
     // Rows longer than a CUDA block keeps in registers (16 values by 256 threads), and a row
     // count that leaves the device idle (one block per row, up to 1024 threads).
@@ -394,6 +429,22 @@ TEST(Schedule, FusesChainsReductionsAndEpilogues) {
     // matmul with bias and activation: one group (gemm + epilogue).
     auto W = matrix("sW", 32, 16), c = vector("sc", 16);
     EXPECT_EQ(compile({x, W, c}, {relu(matmul(x, W) + c)}).stats().groups, 1);
+}
+
+TEST(Schedule, RecomputesCheapValuesInsteadOfStoringThem) {
+    auto x = matrix("rx", 64, 32), z = matrix("rz", 64, 32), g = vector("rg", 32);
+    Expr m = mean(x, {1}, true);
+    Expr d = x - m;
+    // Layer norm: the mean, the variance, the output. x - m is computed in the last two, not
+    // stored by a group of its own.
+    EXPECT_EQ(compile({x, g}, {d / sqrt(mean(d * d, {1}, true) + 1e-5) * g}).stats().groups, 3);
+    // Used before and after the softmax of one group: computed in both places.
+    EXPECT_EQ(compile({x, g}, {softmax(x - g, 1) * (x - g)}).stats().groups, 1);
+    // Costly, or reading two full tensors where the stored value is one: stored.
+    Expr e = tanh(x);
+    EXPECT_EQ(compile({x}, {e / sum(e, {1}, true)}).stats().groups, 3);
+    Expr p = x * z;
+    EXPECT_EQ(compile({x, z}, {p / sum(p, {1}, true)}).stats().groups, 3);
 }
 
 }  // namespace

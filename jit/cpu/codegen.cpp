@@ -58,6 +58,25 @@ class GroupEmitter {
             unit_[static_cast<std::size_t>(k)] =
                 !acc.shape.empty() && !g.domain.empty() && acc.shape.back() == g.domain.back();
         }
+        // Inputs known to be broadcast along the inner loop's axes (size 1 there, as NumPy aligns
+        // shapes): the reduced axes of a reduction's prologue, the last axis otherwise. They are
+        // read once per row, not per element (the centred rows of a layer norm read the row's
+        // mean this way).
+        bcast_.assign(static_cast<std::size_t>(ni_ + no_), false);
+        for (int k = 0; k < ni_; ++k) {
+            if (scalar_[static_cast<std::size_t>(k)] || rank_ == 0) continue;
+            std::vector<int> axes{rank_ - 1};
+            if (g.kind == GroupKind::Reduce) {
+                if (epi_[static_cast<std::size_t>(k)] || g.axes.empty()) continue;
+                axes = g.axes;
+            }
+            const Shape& sh = g.inputs[static_cast<std::size_t>(k)].shape;
+            const int lead = rank_ - static_cast<int>(sh.size());
+            bool ones = true;
+            for (int a : axes)
+                ones = ones && (a < lead || sh[static_cast<std::size_t>(a - lead)] == 1);
+            bcast_[static_cast<std::size_t>(k)] = ones;
+        }
     }
 
     std::string emit() {
@@ -157,6 +176,7 @@ class GroupEmitter {
         return s.empty() ? "true" : s;
     }
     bool is_scalar(int k) const { return scalar_[static_cast<std::size_t>(k)]; }
+    bool is_bcast(int k) const { return bcast_[static_cast<std::size_t>(k)]; }
     bool is_epi(int k) const { return epi_[static_cast<std::size_t>(k)]; }
 
     // Offsets o<k> of every access at point `var` of the axes `axes` (sizes from `sizes`).
@@ -181,6 +201,7 @@ class GroupEmitter {
     Index strided_index(const std::string& base, const std::string& j, bool unit) const {
         return [=, this](int k) {
             if (is_scalar(k)) return std::string("0");
+            if (unit && is_bcast(k)) return fmt::format("{}{}", base, k);
             if (unit) return fmt::format("{}{} + {}", base, k, j);
             return fmt::format("{}{} + {} * t{}", base, k, j, k);
         };
@@ -190,6 +211,7 @@ class GroupEmitter {
     Index row_index() const {
         return [this](int k) {
             if (is_scalar(k)) return std::string("0");
+            if (is_bcast(k)) return fmt::format("o{}", k);
             if (unit_[static_cast<std::size_t>(k)]) return fmt::format("o{} + j", k);
             return fmt::format("o{0} + j * t{0}", k);
         };
@@ -353,6 +375,8 @@ class GroupEmitter {
         for (int r : reduced) s += fmt::format("cnt *= d[{}];\n", r);
         s += "if (m == 0) return;\n";
         auto pro = [this](int k) { return k < ni_ && !is_epi(k); };
+        // A broadcast prologue input is read at the row's offset in the suffix loops below.
+        auto pro_read = [&](int k) { return pro(k) && !is_bcast(k); };
         int nk = static_cast<int>(kept.size());
         bool suffix = !reduced.empty() && reduced.front() == nk;
         bool prefix =
@@ -362,11 +386,14 @@ class GroupEmitter {
         // over the domain's shape its rows and columns are too; and the number of outputs when the
         // kept sizes are static. Code for the other cases is not generated: it was most of a cold
         // compile.
-        bool contiguous = true;
+        // The suffix loops read broadcast inputs at the row's offset; the others need rows.
+        bool contiguous = true, rows_contiguous = true;
         for (int k = 0; k < ni_; ++k) {
             const Access& acc = g_.inputs[static_cast<std::size_t>(k)];
-            if (pro(k) && !is_scalar(k) && (!acc.views.empty() || acc.shape != g_.domain))
+            if (pro(k) && !is_scalar(k) && (!acc.views.empty() || acc.shape != g_.domain)) {
                 contiguous = false;
+                if (!is_bcast(k)) rows_contiguous = false;
+            }
         }
         std::int64_t outputs = 1;  // -1: not known before the call
         for (int r : kept) {
@@ -378,8 +405,8 @@ class GroupEmitter {
 
         if (suffix) {
             // Reduced axes are the last ones: each output reduces one contiguous row.
-            if (!contiguous)
-                s += fmt::format("if ({}) {{\n", all_of(pro, [&](int k) {
+            if (!rows_contiguous)
+                s += fmt::format("if ({}) {{\n", all_of(pro_read, [&](int k) {
                                      return fmt::format("agnesi_contig(s{0} + {1}, d + {1}, {2})",
                                                         k, nk, rank_ - nk);
                                  }));
@@ -401,7 +428,7 @@ class GroupEmitter {
             s += "for (int64_t o = 0; o < m; ++o) {\n" + offsets("o", kept);
             std::string fetch;
             for (int k = 0; k < ni_; ++k)
-                if (pro(k) && !is_scalar(k)) fetch += prefetch_block(k, "n", false);
+                if (pro_read(k) && !is_scalar(k)) fetch += prefetch_block(k, "n", false);
             if (!fetch.empty()) s += offsets("o + 1 < m ? o + 1 : o", kept, "n");
             s += reduce_point(
                 [&](const std::string& clause, const std::string& step, const std::string& addend) {
@@ -415,7 +442,7 @@ class GroupEmitter {
             s += "}\nreturn;\n";
         }
         if (suffix) {
-            if (contiguous) return s;
+            if (rows_contiguous) return s;
             s += "}\n";
         }
         if (prefix) {
@@ -573,7 +600,7 @@ class GroupEmitter {
     std::string symbol_;
     int ni_ = 0, no_ = 0, rank_ = 0;
     std::vector<bool> epi_, scalar_;
-    std::vector<bool> flat_, unit_;  // statically known layouts (see the constructor)
+    std::vector<bool> flat_, unit_, bcast_;  // statically known layouts (see the constructor)
 };
 
 std::string prelude() {
