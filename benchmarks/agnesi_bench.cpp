@@ -205,6 +205,19 @@ void rowwise(const Config& cfg, const std::string& name, double scale, double sh
         "GB/s", sum_first);
 }
 
+// Layer norm with gain and bias over rows of 1024 (the bias keeps the checksum away from 0).
+void layer_norm(const Config& cfg) {
+    const std::int64_t rows = cfg.quick ? 512 : 4096, cols = 1024;
+    Inputs in(cfg.cuda, "layer_norm");
+    Expr x = in.add("x", fill<float>({rows, cols}, 10.0, -5.0));
+    Expr g = in.add("g", fill<float>({cols}, 1.0, 0.5, 3));
+    Expr b = in.add("b", fill<float>({cols}, 1.0, -0.5, 4));
+    Expr d = x - mean(x, {1}, true);
+    run(
+        cfg, "layer_norm_f32", in, {d / sqrt(mean(d * d, {1}, true) + 1e-5) * g + b}, {},
+        [&](double ms) { return gbps(2.0 * rows * cols * 4, ms); }, "GB/s", sum_first);
+}
+
 void bias_relu(const Config& cfg) {
     const std::int64_t rows = cfg.quick ? 512 : 4096, cols = 1024;
     Inputs in(cfg.cuda, "bias_relu");
@@ -522,6 +535,7 @@ int main(int argc, char** argv) {
             rowwise(
                 cfg, "logsumexp_f32", 10.0, -5.0, [](const Expr& x) { return logsumexp(x, {1}); },
                 1024 * 4.0 + 4.0);
+        if (want("layer_norm_f32")) layer_norm(cfg);
         if (want("bias_relu_f32")) bias_relu(cfg);
         if (want("logreg_f32")) logreg(cfg);
         if (want("mlp_step_f32")) mlp_step(cfg);

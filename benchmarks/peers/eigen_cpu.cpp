@@ -146,6 +146,28 @@ void softmax(const Config& cfg) {
     check("softmax_f32", kImpl, y.cast<double>().sum());
 }
 
+// Layer norm with gain and bias: two passes over each row (mean, then the centred sum of
+// squares), then the output.
+void layer_norm(const Config& cfg) {
+    const std::int64_t rows = cfg.quick ? 512 : 4096, cols = 1024;
+    Mat<float> x(rows, cols), y(rows, cols);
+    Eigen::Array<float, 1, Eigen::Dynamic> g(cols), b(cols);
+    fill(x.data(), rows * cols, 10.0, -5.0);
+    fill(y.data(), rows * cols, 0.0, 0.0);
+    fill(g.data(), cols, 1.0, 0.5, 3);
+    fill(b.data(), cols, 1.0, -0.5, 4);
+    double ms = median_ms(cfg, [&] {
+#pragma omp parallel for schedule(static)
+        for (std::int64_t i = 0; i < rows; ++i) {
+            const float m = x.row(i).mean();
+            const float v = (x.row(i) - m).square().mean();
+            y.row(i) = (x.row(i) - m) * (1.0f / std::sqrt(v + 1e-5f)) * g + b;
+        }
+    });
+    report("layer_norm_f32", kImpl, ms, gbps(2.0 * rows * cols * 4, ms), "GB/s");
+    check("layer_norm_f32", kImpl, y.cast<double>().sum());
+}
+
 void logsumexp(const Config& cfg) {
     const std::int64_t rows = cfg.quick ? 512 : 4096, cols = 1024;
     Mat<float> x(rows, cols);
@@ -327,6 +349,7 @@ int main(int argc, char** argv) {
     if (want("gelu_f32")) gelu(cfg);
     if (want("softmax_f32")) softmax(cfg);
     if (want("logsumexp_f32")) logsumexp(cfg);
+    if (want("layer_norm_f32")) layer_norm(cfg);
     if (want("bias_relu_f32")) bias_relu(cfg);
     if (want("logreg_f32")) logreg(cfg);
     if (want("mlp_step_f32")) mlp_step(cfg);

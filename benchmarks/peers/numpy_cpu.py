@@ -120,6 +120,26 @@ def softmax(b):
              float(y.sum(dtype=np.float64)))
 
 
+def layer_norm(b):
+    rows, cols = (512 if b.quick else 4096), 1024
+    x = fill((rows, cols), 10.0, -5.0)
+    g = fill((cols,), 1.0, 0.5, offset=3)
+    bias = fill((cols,), 1.0, -0.5, offset=4)
+    y = np.empty_like(x)
+    t = np.empty_like(x)
+
+    def run():
+        np.subtract(x, x.mean(axis=1, keepdims=True), out=y)
+        np.multiply(y, y, out=t)
+        np.divide(y, np.sqrt(t.mean(axis=1, keepdims=True) + F32(1e-5)), out=y)
+        np.multiply(y, g, out=y)
+        np.add(y, bias, out=y)
+
+    ms = b.median_ms(run)
+    b.report("layer_norm_f32", ms, gbps(2.0 * x.size * 4, ms), "GB/s",
+             float(y.sum(dtype=np.float64)))
+
+
 def logsumexp(b):
     rows, cols = (512 if b.quick else 4096), 1024
     x = fill((rows, cols), 10.0, -5.0)
@@ -228,6 +248,7 @@ def main():
             ("gelu_f32", lambda: gelu(b)),
             ("softmax_f32", lambda: softmax(b)),
             ("logsumexp_f32", lambda: logsumexp(b)),
+            ("layer_norm_f32", lambda: layer_norm(b)),
             ("bias_relu_f32", lambda: bias_relu(b)),
             ("logreg_f32", lambda: logreg(b)),
             ("mlp_step_f32", lambda: mlp_step(b))]

@@ -98,6 +98,20 @@ def logsumexp(b):
              checksum(out[0]))
 
 
+def layer_norm(b):
+    rows, cols = (512 if b.quick else 4096), 1024
+    x = fill((rows, cols), 10.0, -5.0)
+    g = fill((cols,), 1.0, 0.5, offset=3)
+    bias = fill((cols,), 1.0, -0.5, offset=4)
+    out = [None]
+
+    def run():
+        out[0] = F.layer_norm(x, (cols,), g, bias, eps=1e-5)
+
+    ms = b.median_ms(run)
+    b.report("layer_norm_f32", ms, gbps(2.0 * x.numel() * 4, ms), "GB/s", checksum(out[0]))
+
+
 def bias_relu(b):
     rows, cols = (512 if b.quick else 4096), 1024
     x = fill((rows, cols), 2.0, -1.0)
@@ -176,6 +190,7 @@ def main():
             ("softmax_f32", lambda: unary(b, "softmax_f32", 10.0, -5.0,
                                           lambda x: torch.softmax(x, dim=1))),
             ("logsumexp_f32", lambda: logsumexp(b)),
+            ("layer_norm_f32", lambda: layer_norm(b)),
             ("bias_relu_f32", lambda: bias_relu(b)),
             ("logreg_f32", lambda: logreg(b)),
             ("mlp_step_f32", lambda: mlp_step(b))]
