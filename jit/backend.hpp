@@ -30,6 +30,10 @@ std::unique_ptr<Executor> make_evaluator(const Program& p);
 std::unique_ptr<Executor> make_native(const Program& p, const CompileOptions& options,
                                       CompileStats& stats);
 
+/// The kernels of the CUDA backend run on the CPU (Backend::EmulatedCuda; jit/cuda/emulator.cpp).
+/// Throws Error when no host compiler is found.
+std::unique_ptr<Executor> make_cuda_emulator(const Program& p, const CompileOptions& options);
+
 /// The batched product of a Matmul group into its buffer (Eigen's GEMM, in the library).
 void run_gemm(const Program& p, const Group& g, void* const* buffers, const DimEnv& env,
               int threads);

@@ -478,6 +478,10 @@ Function compile(const std::vector<Expr>& inputs, const std::vector<Expr>& outpu
         impl->executor = jit::make_evaluator(impl->program);
         return Function(std::move(impl));
     }
+    if (options.backend == Backend::EmulatedCuda) {
+        impl->executor = jit::make_cuda_emulator(impl->program, options);
+        return Function(std::move(impl));
+    }
     if (options.backend != Backend::Evaluator)
         impl->executor = jit::make_native(impl->program, options, impl->stats);
     if (!impl->executor) {

@@ -55,6 +55,11 @@ TEST(FuzzJit, NativeTierBatches) {
     fuzz_batches(303, Backend::Native, 1e-8);
 }
 
+// The CUDA kernels, run on the CPU by the emulator: everywhere.
+TEST(FuzzJit, EmulatedCudaBatches) {
+    fuzz_batches(505, Backend::EmulatedCuda, 1e-8);
+}
+
 // The same on the GPU: CUDA's math functions are within 2 ulp of the host's, amplified alike.
 TEST(FuzzJit, CudaBatches) {
     auto a = cuda_availability();

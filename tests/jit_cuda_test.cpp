@@ -105,6 +105,13 @@ std::vector<Case> corpus() {
     return cs;
 }
 
+Tensor random_tensor(DType dt, const Shape& shape, std::mt19937& rng) {
+    Tensor t(f64, shape);
+    std::uniform_real_distribution<double> u(-2, 2);
+    for (std::int64_t i = 0; i < t.size(); ++i) t.data<double>()[i] = u(rng);
+    return t.astype(dt);
+}
+
 TEST(CudaCodegen, ScalarConstantsAreExact) {
     using jit::constant_literal;
     EXPECT_EQ(constant_literal(Number(2), f64), "(2.0)");
@@ -160,6 +167,33 @@ TEST(CudaCodegen, NamesFromUserInputAreSanitized) {
     std::string src = jit::cuda::generate_cuda_source(p, "evil */ name\n#define");
     EXPECT_THAT(src, Not(HasSubstr("evil */")));
     EXPECT_THAT(src, HasSubstr("agnesi_evil____name__define_g0"));
+}
+
+// ---- the kernels on the CPU (Backend::EmulatedCuda), everywhere ------------------------------
+
+TEST(CudaEmulator, CorpusAgreesWithTheReferenceEvaluator) {
+    std::mt19937 rng(3);
+    for (const Case& c : corpus()) {
+        SCOPED_TRACE(c.name);
+        Function f =
+            compile(c.inputs, c.outputs, {.backend = Backend::EmulatedCuda, .name = c.name});
+        EXPECT_THAT(f.source(), HasSubstr("__global__"));
+        Bindings at;
+        std::vector<Tensor> args;
+        for (const Expr& v : c.inputs) {
+            Tensor t = random_tensor(v.dtype(), v.shape(), rng);
+            at[v->name()] = t;
+            args.push_back(t);
+        }
+        std::vector<Tensor> got = f.call(args);
+        std::vector<Tensor> want = evaluate(c.outputs, at);
+        ASSERT_EQ(got.size(), want.size());
+        for (std::size_t i = 0; i < got.size(); ++i) {
+            double tol = c.outputs[i].dtype() == f32 ? 2e-5 : 1e-12;
+            EXPECT_TRUE(testing::tensors_close(got[i], want[i], tol))
+                << "output " << i << ": " << to_string(c.outputs[i]);
+        }
+    }
 }
 
 #ifdef AGNESI_WITH_CUDA
@@ -317,13 +351,6 @@ TEST(CudaLaunch, PoolSizeClasses) {
 }
 
 // ---- on a GPU -------------------------------------------------------------------------------
-
-Tensor random_tensor(DType dt, const Shape& shape, std::mt19937& rng) {
-    Tensor t(f64, shape);
-    std::uniform_real_distribution<double> u(-2, 2);
-    for (std::int64_t i = 0; i < t.size(); ++i) t.data<double>()[i] = u(rng);
-    return t.astype(dt);
-}
 
 TEST(CudaDevice, UnavailableDeviceSaysWhy) {
     auto a = cuda_availability();

@@ -269,9 +269,9 @@ TEST_P(JitTest, ConstantsAndRepeatedOutputs) {
 
 TEST_P(JitTest, RandomExpressionsAgreeWithTheReference) {
     testing::RandomExpr gen(testing::fuzz_seed(7));
-    // Native code costs one compiler run per expression: fewer of them here (the fuzz label
+    // Compiled tiers cost one compiler run per expression: fewer of them here (the fuzz label
     // runs more).
-    int iters = testing::fuzz_iters(backend() == Backend::Native || cuda() ? 20 : 300);
+    int iters = testing::fuzz_iters(backend() == Backend::Evaluator ? 300 : 20);
     std::vector<Expr> vars = gen.variables();
     for (int i = 0; i < iters; ++i) {
         Expr e = gen();
@@ -387,6 +387,7 @@ TEST_P(JitTest, MlpTrainingStepMatchesTheReference) {
 INSTANTIATE_TEST_SUITE_P(Tiers, JitTest,
                          ::testing::Values(testing::Tier(Backend::Evaluator),
                                            testing::Tier(Backend::Native),
+                                           testing::Tier(Backend::EmulatedCuda),
                                            testing::Tier(Backend::Auto, true)),
                          [](const auto& info) { return info.param.name(); });
 

@@ -67,6 +67,10 @@ enum class Backend : std::uint8_t {
     Auto,       ///< native code when a host compiler is found, else the evaluator
     Evaluator,  ///< the fusion-group evaluator: no compiler, runs at once
     Native,     ///< generated C++ compiled by the host compiler (an error if there is none)
+    /// The CUDA kernels the GPU would run, compiled by the host compiler and launched as on the
+    /// GPU, one thread block at a time with a fiber per thread (matrix products on the CPU). Slow:
+    /// for checking generated kernels on a machine without a GPU.
+    EmulatedCuda,
 };
 
 struct Update {

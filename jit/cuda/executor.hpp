@@ -14,24 +14,9 @@
 #include "jit/backend.hpp"
 #include "jit/cuda/codegen.hpp"
 #include "jit/cuda/driver.hpp"
+#include "jit/cuda/plan.hpp"
 
 namespace agnesi::jit::cuda {
-
-/// How one group is launched for one call: the parameters (index width included), one strides
-/// block per slot, and the grid. Computed on the host from the resolved accesses; `launch` false
-/// when there is nothing to compute (an empty domain).
-struct LaunchPlan {
-    CudaParams params;
-    std::vector<CudaStrides> strides;
-    bool wide = false;
-    bool launch = true;
-    unsigned grid = 1, block = kBlockSize;
-};
-
-/// Plans group `g` for the arguments `a` (device addresses in a.ptrs, used only for their
-/// alignment). Throws ShapeError for a domain of more than kMaxRank axes after merging, and
-/// ValueError for a max or min over an empty axis.
-LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args& a, int sm_count);
 
 class CudaExecutor : public Executor {
   public:

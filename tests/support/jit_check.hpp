@@ -44,9 +44,10 @@ struct Tier {
     Device device() const { return cuda ? Device::cuda() : Device::cpu(); }
     std::string name() const {
         if (cuda) return "Cuda";
-        return backend == Backend::Evaluator ? "Evaluator"
-               : backend == Backend::Native  ? "Native"
-                                             : "Auto";
+        return backend == Backend::Evaluator      ? "Evaluator"
+               : backend == Backend::Native       ? "Native"
+               : backend == Backend::EmulatedCuda ? "EmulatedCuda"
+                                                  : "Auto";
     }
 };
 

@@ -1,0 +1,329 @@
+// The CUDA emulator (backend.hpp, make_cuda_emulator): the kernels the CUDA backend generates,
+// exactly as NVRTC gets them, compiled by the host compiler behind a prelude that defines CUDA's
+// built-ins, and launched as the CUDA executor plans them (jit/cuda/plan.hpp). Blocks run one
+// after another; the threads of a block run as fibers on the calling thread, switching only at
+// __syncthreads and warp shuffles, which wait for every thread of the block or warp. So the
+// kernels' indexing, launch modes, shared memory and reductions are checked on any machine;
+// only the device's own arithmetic (and its speed) is not.
+#include <fmt/format.h>
+#include <ucontext.h>
+
+#include <array>
+#include <cstring>
+#include <memory>
+#include <mutex>
+
+#include "agnesi/error.hpp"
+#include "jit/backend.hpp"
+#include "jit/cpu/compiler.hpp"
+#include "jit/cuda/codegen.hpp"
+#include "jit/cuda/plan.hpp"
+#include "jit/scalar_emit.hpp"
+
+namespace agnesi::jit::cuda {
+namespace {
+
+// CUDA's built-ins for the host. The fixed-width names are renamed so that the kernel source's
+// own typedefs cannot clash with the C library's. Shared memory is static per thread of the
+// host, so concurrent calls from several threads do not share it.
+const char* kEmulationPrelude = R"(#include <math.h>
+#include <string.h>
+#define int64_t agnesi_emu_i64
+#define uint64_t agnesi_emu_u64
+#define int32_t agnesi_emu_i32
+#define uint32_t agnesi_emu_u32
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(n)
+#define __grid_constant__
+#define __shared__ static thread_local
+struct agnesi_emu_dim3 { unsigned x, y, z; };
+struct agnesi_emu_rt {
+    agnesi_emu_dim3 thread, block, block_dim, grid_dim;
+    void* self;
+    void (*sync)(void*);
+    void (*shfl_down)(void*, const void*, void*, unsigned, int);
+};
+static thread_local const agnesi_emu_rt* agnesi_emu;
+#define threadIdx (agnesi_emu->thread)
+#define blockIdx (agnesi_emu->block)
+#define blockDim (agnesi_emu->block_dim)
+#define gridDim (agnesi_emu->grid_dim)
+static inline void __syncthreads() { agnesi_emu->sync(agnesi_emu->self); }
+template <class T> static inline T __shfl_down_sync(unsigned, T v, int off) {
+    T r;
+    agnesi_emu->shfl_down(agnesi_emu->self, &v, &r, sizeof(T), off);
+    return r;
+}
+static inline float __int_as_float(int i) { float f; memcpy(&f, &i, sizeof f); return f; }
+static inline double __longlong_as_double(long long i) { double f; memcpy(&f, &i, sizeof f); return f; }
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(16) int4 { int x, y, z, w; };
+static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+static inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
+)";
+
+struct Dim3 {
+    unsigned x = 0, y = 0, z = 0;
+};
+// Mirrors agnesi_emu_rt in the prelude.
+struct Runtime {
+    Dim3 thread, block, block_dim, grid_dim;
+    void* self = nullptr;
+    void (*sync)(void*) = nullptr;
+    void (*shfl_down)(void*, const void*, void*, unsigned, int) = nullptr;
+};
+
+using Entry = void (*)(void* const* args, const Runtime* rt);
+
+constexpr std::size_t kStackBytes = 256 * 1024;
+// Small on purpose: grids are capped by the SM count, so few blocks run each grid-stride loop
+// many times, and fewer than two blocks per SM exercises the long-row paths.
+constexpr int kEmulatedSms = 2;
+
+// One block of threads as fibers. A thread runs until it waits at a barrier (its block's, or its
+// warp's for a shuffle) or returns; a barrier opens when every thread of the block or warp that
+// has not returned waits at it.
+class BlockRun {
+  public:
+    enum class State : std::uint8_t { Ready, AtSync, AtWarp, Done };
+
+    BlockRun(Entry entry, void* const* args, unsigned block, unsigned grid, unsigned threads)
+        : entry_(entry),
+          args_(args),
+          n_(threads),
+          state_(threads, State::Ready),
+          ctx_(threads),
+          slots_{std::vector<Slot>(threads), std::vector<Slot>(threads)},
+          shuffles_(threads, 0) {
+        rt_.block = {block, 0, 0};
+        rt_.grid_dim = {grid, 1, 1};
+        rt_.block_dim = {threads, 1, 1};
+        rt_.self = this;
+        rt_.sync = [](void* self) { static_cast<BlockRun*>(self)->wait(State::AtSync); };
+        rt_.shfl_down = [](void* self, const void* in, void* out, unsigned size, int off) {
+            static_cast<BlockRun*>(self)->shfl_down(in, out, size, off);
+        };
+    }
+
+    void run() {
+        auto& stacks = stack_pool();
+        while (stacks.size() < n_) stacks.emplace_back(new char[kStackBytes]);
+        for (unsigned t = 0; t < n_; ++t) {
+            ucontext_t& c = ctx_[t];
+            if (getcontext(&c) != 0) throw Error("CUDA emulator: getcontext failed");
+            c.uc_stack.ss_sp = stacks[t].get();
+            c.uc_stack.ss_size = kStackBytes;
+            c.uc_link = &main_;
+            makecontext(&c, &BlockRun::fiber_main, 0);
+        }
+        BlockRun* outer = current();
+        current() = this;
+        for (;;) {
+            bool ran = false;
+            for (unsigned t = 0; t < n_; ++t) {
+                if (state_[t] != State::Ready) continue;
+                ran = true;
+                cur_ = t;
+                rt_.thread = {t, 0, 0};
+                swapcontext(&main_, &ctx_[t]);
+            }
+            if (ran) continue;
+            if (!release()) break;
+        }
+        current() = outer;
+        for (unsigned t = 0; t < n_; ++t)
+            if (state_[t] != State::Done)
+                throw InternalError(fmt::format(
+                    "CUDA emulator: block {} cannot go on: its threads wait at different "
+                    "barriers (thread {} at a {})",
+                    rt_.block.x, t, state_[t] == State::AtSync ? "__syncthreads" : "warp shuffle"));
+    }
+
+  private:
+    // Opens the barriers every live thread of the block, or of a warp, waits at. False when
+    // nothing could be opened (all done, or stuck).
+    bool release() {
+        bool live = false, all_sync = true;
+        for (unsigned t = 0; t < n_; ++t) {
+            if (state_[t] == State::Done) continue;
+            live = true;
+            all_sync = all_sync && state_[t] == State::AtSync;
+        }
+        if (!live) return false;
+        if (all_sync) {
+            for (unsigned t = 0; t < n_; ++t)
+                if (state_[t] == State::AtSync) state_[t] = State::Ready;
+            return true;
+        }
+        bool opened = false;
+        for (unsigned w = 0; w < n_; w += 32) {
+            unsigned end = std::min(n_, w + 32);
+            bool any = false, all_warp = true;
+            for (unsigned t = w; t < end; ++t) {
+                if (state_[t] == State::Done) continue;
+                any = true;
+                all_warp = all_warp && state_[t] == State::AtWarp;
+            }
+            if (!any || !all_warp) continue;
+            for (unsigned t = w; t < end; ++t)
+                if (state_[t] == State::AtWarp) state_[t] = State::Ready;
+            opened = true;
+        }
+        return opened;
+    }
+
+    void wait(State s) {
+        unsigned t = cur_;
+        state_[t] = s;
+        swapcontext(&ctx_[t], &main_);
+        // Resumed by run(), which set cur_ and the thread index back to this thread.
+    }
+
+    // The value of lane + off of this warp (this thread's own where that lane is past the warp).
+    // Slots alternate between two sets, so one barrier suffices: a lane writes a set again only
+    // after the next shuffle's barrier, which every lane reaches after reading this one.
+    void shfl_down(const void* in, void* out, unsigned size, int off) {
+        if (size > sizeof(Slot)) throw InternalError("CUDA emulator: a shuffle of over 16 bytes");
+        unsigned t = cur_;
+        unsigned set = shuffles_[t]++ & 1;
+        std::vector<Slot>& slots = slots_[set];
+        std::memcpy(slots[t].data(), in, size);
+        wait(State::AtWarp);
+        unsigned lane = t % 32, src = lane + static_cast<unsigned>(off);
+        if (off >= 0 && src < 32 && t - lane + src < n_)
+            std::memcpy(out, slots[t - lane + src].data(), size);
+        else
+            std::memcpy(out, in, size);
+    }
+
+    static void fiber_main() {
+        BlockRun* b = current();
+        b->entry_(b->args_, &b->rt_);
+        b->state_[b->cur_] = State::Done;
+        // Returning resumes main_ (uc_link).
+    }
+
+    static BlockRun*& current() {
+        thread_local BlockRun* c = nullptr;
+        return c;
+    }
+    static std::vector<std::unique_ptr<char[]>>& stack_pool() {
+        thread_local std::vector<std::unique_ptr<char[]>> pool;
+        return pool;
+    }
+
+    using Slot = std::array<unsigned char, 16>;
+    Entry entry_;
+    void* const* args_;
+    unsigned n_;
+    std::vector<State> state_;
+    std::vector<ucontext_t> ctx_;
+    std::vector<Slot> slots_[2];
+    std::vector<unsigned> shuffles_;
+    ucontext_t main_{};
+    unsigned cur_ = 0;
+    Runtime rt_;
+};
+
+// The entry point of group gi's kernel: unpacks the launch arguments (as cuLaunchKernel takes
+// them: the address of each parameter) into a call.
+std::string trampoline(const Program& p, const std::string& fname, std::size_t gi) {
+    const Group& g = p.groups[gi];
+    std::vector<std::string> as{"*(const agnesi_params*)a[0]"};
+    std::size_t k = 0;
+    auto add = [&](const Access& acc, bool output) {
+        std::string t = c_type(p.buffers[static_cast<std::size_t>(acc.buffer)].dtype);
+        as.push_back(fmt::format("*({}{}* const*)a[{}]", output ? "" : "const ", t, 1 + 2 * k));
+        as.push_back(fmt::format("*(const agnesi_strides*)a[{}]", 2 + 2 * k));
+        ++k;
+    };
+    for (const Access& a : g.inputs) add(a, false);
+    for (const auto& o : g.outputs) add(o.target, true);
+    return fmt::format(
+        "extern \"C\" void agnesi_emu_entry_{}(void* const* a, const agnesi_emu_rt* rt) {{\n"
+        "    agnesi_emu = rt;\n    {}({});\n}}\n",
+        gi, cuda_kernel_name(fname, gi), fmt::join(as, ", "));
+}
+
+// Every group's kernel in one module (one compiler run per function, as the CUDA executor
+// compiles one module per core); the 64-bit index variant only when a launch needs it.
+class Emulator final : public Executor {
+  public:
+    Emulator(const Program& p, std::string fname, cpu::HostCompiler cc)
+        : fname_(std::move(fname)), cc_(std::move(cc)), source_(generate_cuda_source(p, fname_)) {
+        narrow_ = build(p, false);
+    }
+
+    std::string name() const override { return "cuda-emulator"; }
+    std::string source() const override { return source_; }
+
+    void run_group(const Program& p, std::size_t gi, const agnesi_group_args& a) override {
+        const Group& g = p.groups[gi];
+        if (!has_kernel(g)) return;
+        LaunchPlan plan = plan_launch(p, g, a, kEmulatedSms);
+        if (!plan.launch) return;
+        Entry fn = narrow_.at(gi);
+        if (plan.wide) {
+            std::lock_guard lock(mutex_);
+            if (wide_.empty()) wide_ = build(p, true);
+            fn = wide_.at(gi);
+        }
+        auto nslots = static_cast<std::size_t>(a.num_inputs + a.num_outputs);
+        std::vector<void*> ptrs(a.ptrs, a.ptrs + nslots);
+        std::vector<void*> args{&plan.params};
+        for (std::size_t k = 0; k < nslots; ++k) {
+            args.push_back(&ptrs[k]);
+            args.push_back(&plan.strides[k]);
+        }
+        for (unsigned b = 0; b < plan.grid; ++b)
+            BlockRun(fn, args.data(), b, plan.grid, plan.block).run();
+    }
+
+  private:
+    std::vector<Entry> build(const Program& p, bool wide) {
+        std::vector<Entry> entries(p.groups.size(), nullptr);
+        if (source_.empty()) return entries;
+        std::string src = kEmulationPrelude;
+        if (wide) src += "#define AGNESI_WIDE_INDEX 1\n";
+        src += source_ + "\n";
+        for (std::size_t gi = 0; gi < p.groups.size(); ++gi)
+            if (has_kernel(p.groups[gi])) src += trampoline(p, fname_, gi);
+        cpu::BuildResult r = cpu::build(src, cc_);
+        modules_.push_back(r.module);
+        for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
+            if (!has_kernel(p.groups[gi])) continue;
+            // Through void (*)(): the symbol's real type is Entry, not GroupFn.
+            auto any = reinterpret_cast<void (*)()>(
+                r.module->function(fmt::format("agnesi_emu_entry_{}", gi)));
+            entries[gi] = reinterpret_cast<Entry>(any);
+        }
+        return entries;
+    }
+
+    std::string fname_;
+    cpu::HostCompiler cc_;
+    std::string source_;
+    std::vector<Entry> narrow_, wide_;
+    std::vector<std::shared_ptr<cpu::Module>> modules_;
+    std::mutex mutex_;
+};
+
+}  // namespace
+
+}  // namespace agnesi::jit::cuda
+
+namespace agnesi::jit {
+
+std::unique_ptr<Executor> make_cuda_emulator(const Program& p, const CompileOptions& options) {
+    auto cc = cpu::find_compiler();
+    if (!cc)
+        throw Error(fmt::format(
+            "{}: the CUDA emulator compiles kernels with a host C++ compiler, and none was found "
+            "(set AGNESI_CXX)",
+            options.name.empty() ? "compile" : options.name));
+    return std::make_unique<cuda::Emulator>(p, options.name.empty() ? "f" : options.name, *cc);
+}
+
+}  // namespace agnesi::jit

@@ -1,0 +1,29 @@
+// Launch planning: how one group's kernel (jit/cuda/codegen.hpp) is launched for one call. Host
+// code only, shared by the CUDA executor and the emulator, so both run the same launches.
+#pragma once
+
+#include <vector>
+
+#include "jit/abi.h"
+#include "jit/cuda/codegen.hpp"
+#include "jit/schedule.hpp"
+
+namespace agnesi::jit::cuda {
+
+/// How one group is launched for one call: the parameters (index width included), one strides
+/// block per slot, and the grid. Computed on the host from the resolved accesses; `launch` false
+/// when there is nothing to compute (an empty domain).
+struct LaunchPlan {
+    CudaParams params;
+    std::vector<CudaStrides> strides;
+    bool wide = false;
+    bool launch = true;
+    unsigned grid = 1, block = kBlockSize;
+};
+
+/// Plans group `g` for the arguments `a` (device addresses in a.ptrs, used only for their
+/// alignment). Throws ShapeError for a domain of more than kMaxRank axes after merging, and
+/// ValueError for a max or min over an empty axis.
+LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args& a, int sm_count);
+
+}  // namespace agnesi::jit::cuda
