@@ -343,6 +343,34 @@ TEST(CudaLaunch, PlansFlatVectorizedStridedAndReductionLaunches) {
     }
 }
 
+TEST(CudaLaunch, SplitsLongRowsThatLeaveTheDeviceIdle) {
+    auto v = vector("sv", 1 << 20, f32), m = matrix("sm", 3, 1 << 16, f32);
+    auto w = matrix("sw", 4096, 4096, f32);
+    jit::Program p = program_of({"split", {v, m, w}, {sum(v), amax(m, {1}), sum(w, {1})}});
+    alignas(16) static float buf[8];
+    int split = 0;
+    for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
+        PlanArgs args(p, gi, buf);
+        auto plan = jit::cuda::plan_launch(p, p.groups[gi], args.a, 132);
+        if (plan.params.count == 1) {  // one row of 2^20: 256 blocks of 4096 values
+            EXPECT_EQ(plan.params.mode, 4);
+            EXPECT_EQ(plan.params.split, 256);
+            EXPECT_EQ(plan.grid, 256u);
+            EXPECT_EQ(plan.workspace, 256 * jit::cuda::kSplitSlotBytes + 4);
+            ++split;
+        } else if (plan.params.count == 3) {  // 3 rows of 2^16: 16 blocks each
+            EXPECT_EQ(plan.params.mode, 4);
+            EXPECT_EQ(plan.params.split, 16);
+            EXPECT_EQ(plan.grid, 48u);
+            ++split;
+        } else {  // 4096 rows fill the device: a block per row, no workspace
+            EXPECT_EQ(plan.params.mode, 0);
+            EXPECT_EQ(plan.workspace, 0u);
+        }
+    }
+    EXPECT_EQ(split, 2);
+}
+
 TEST(CudaLaunch, PoolSizeClasses) {
     EXPECT_EQ(jit::cuda::pool_size_class(1), 512u);
     EXPECT_EQ(jit::cuda::pool_size_class(513), 1024u);

@@ -244,6 +244,29 @@ TEST_P(JitTest, LongRowsReduceAndNormalize) {
         tier(), 1e-4);  // float32 sums of 10^4 terms in another order: ~1e-5 apart
 }
 
+TEST_P(JitTest, VeryLongRowsSplitAcrossBlocks) {
+    // Rows long enough, and few enough, that a GPU splits each across blocks and the row's last
+    // block combines their partial results (the emulator's two SMs split rows of 16384 values
+    // or more when there are fewer than four).
+    auto x = vector("x", 100003), z = matrix("z", 3, 40000, f32), t = matrix("t", 40000, 2);
+    auto k = vector("k", 70001, i64);
+    Tensor xv = random_tensor(f64, {100003}, rng);
+    xv.data<double>()[77777] = 3.5;  // the maximum, in a late block
+    Bindings at{{"x", xv},
+                {"z", random_tensor(f32, {3, 40000}, rng)},
+                {"t", random_tensor(f64, {40000, 2}, rng)},
+                {"k", random_tensor(i64, {70001}, rng, -1000, 1000)}};
+    expect_matches_reference(
+        {x, z, t, k},
+        {sum(x), mean(x) * 2 + 1, amax(x), amin(x), logsumexp(x, {0}), prod(1 + x * 1e-6),
+         sum(z, {1}), logsumexp(z * 3, {1}), amax(z, {1}), mean(t, {0}), sum(k), amax(k)},
+        at, tier(), 1e-4);  // float32 sums of 4e4 terms in another order
+    Tensor nan = xv.clone();
+    nan.data<double>()[50000] = std::nan("");
+    Bindings with_nan{{"x", nan}, {"z", at.at("z")}, {"t", at.at("t")}, {"k", at.at("k")}};
+    expect_matches_reference({x, z, t, k}, {amax(x), sum(x), logsumexp(x, {0})}, with_nan, tier());
+}
+
 TEST_P(JitTest, Float32RowsAroundTheSumBlock) {
     // Native code adds a float32 row in float within blocks of 256 values and the blocks in
     // double, and fetches the next row ahead: rows shorter than, equal to and just past a

@@ -37,8 +37,9 @@ struct agnesi_params {
     int32_t rank;
     int32_t nkept;
     int32_t mode;
-    int32_t pad;
+    int32_t split;
     uint64_t bcast;
+    uint64_t ws;
 };
 struct agnesi_strides { int64_t s[AGNESI_MAX_RANK]; };
 template <class T> static __device__ __forceinline__ T agnesi_block_sum(T v) {
@@ -373,6 +374,8 @@ class GroupEmitter {
         std::string hi = fl ? "agnesi_inf_" + sfx + "()" : "0x7fffffffffffffffLL";
         std::string acc = pfx_ + "_acc";
         out_ += fmt::format("struct {} {{ {} m; {} s; int nan; }};\n", acc, A, A);
+        out_ += fmt::format("static_assert(sizeof({}) <= {}, \"a split reduction's slot\");\n", acc,
+                            kSplitSlotBytes);
         out_ += fmt::format(
             "static __device__ __forceinline__ {0} {1}_identity() {{ {0} a; a.m = {2}; a.s = "
             "{3}; a.nan = 0; return a; }}\n",
@@ -516,6 +519,43 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         out_ += fmt::format("            a = {}_block(a);\n", pfx_);
         out_ += "            if (threadIdx.x == 0) " + epilogue;
         out_ += "        }\n        return;\n    }\n";
+        // Long rows, too few to fill the device: `split` blocks per row, each reducing every
+        // split-th stretch of blockDim values; each block's thread 0 stores its partial result
+        // and counts it in, and the row's last block combines them and runs the epilogue.
+        per_output(
+            "    if (P.mode == 4) {\n"
+            "        const I split = (I)P.split;\n"
+            "        for (I bid = (I)blockIdx.x; bid < rows * split; bid += (I)gridDim.x) {\n"
+            "            const I row = bid / split, part = bid - row * split;\n            ",
+            "part * (I)blockDim.x + (I)threadIdx.x", "split * (I)blockDim.x");
+        out_ += fmt::format("            a = {}_block(a);\n", pfx_);
+        out_ += fmt::format(
+            "            if (threadIdx.x == 0) {{\n"
+            "                char* const ws = (char*)P.ws;\n"
+            "                {0}* const parts = ({0}*)(ws + (uint64_t)row * (uint64_t)split * "
+            "{1});\n"
+            "                unsigned* const done = (unsigned*)(ws + (uint64_t)rows * "
+            "(uint64_t)split * "
+            "{1}) + row;\n"
+            "                *({0}*)((char*)parts + (uint64_t)part * {1}) = a;\n"
+            "                __threadfence();\n"
+            "                if (atomicAdd(done, 1u) == (unsigned)(split - 1)) {{\n"
+            "                    __threadfence();\n"
+            "                    a = {2}_identity();\n"
+            "                    for (I q = 0; q < split; ++q) {{\n"
+            "                        const {0}* const b = (const {0}*)((const char*)parts + "
+            "(uint64_t)q * {1});\n"
+            "                        {0} t;\n"
+            "                        t.m = __ldcg(&b->m);\n"
+            "                        t.s = __ldcg(&b->s);\n"
+            "                        t.nan = __ldcg(&b->nan);\n"
+            "                        {2}_combine(a, t);\n"
+            "                    }}\n"
+            "                    *done = 0;\n"
+            "                    ",
+            acc, kSplitSlotBytes, pfx_);
+        out_ += epilogue;
+        out_ += "                }\n            }\n        }\n        return;\n    }\n";
         // Columns: a thread per output.
         per_output(
             "    for (I row = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; row < rows; row += "

@@ -45,14 +45,22 @@ struct CudaParams {
     std::int64_t dims[kMaxRank] = {};
     std::int32_t rank = 0;
     std::int32_t nkept = 0;  ///< Reduce: leading kept axes of dims
-    std::int32_t mode = 0;   ///< Pointwise: 0 strided, 1 flat, 2 flat by 4; Reduce: 0 rows, 1 cols
-    std::int32_t pad = 0;
+    /// Pointwise: 0 strided, 1 flat, 2 flat by 4, 3 rows by 4; Reduce: 0 rows, 1 columns,
+    /// 4 rows split across `split` blocks each
+    std::int32_t mode = 0;
+    std::int32_t split = 0;   ///< Reduce mode 4: blocks per row
     std::uint64_t bcast = 0;  ///< flat modes: bit k set when slot k has all-zero strides
+    /// Reduce mode 4: the workspace (kSplitSlotBytes per block's partial result, then a counter
+    /// per row), zero-filled before its first launch; each row's last block leaves its counter
+    /// at zero again.
+    std::uint64_t ws = 0;
 };
 struct CudaStrides {
     std::int64_t s[kMaxRank] = {};
 };
-static_assert(sizeof(CudaParams) == 104 && sizeof(CudaStrides) == 64);
+static_assert(sizeof(CudaParams) == 112 && sizeof(CudaStrides) == 64);
+/// Bytes of one block's partial result in a split reduction's workspace (any accumulator fits).
+inline constexpr std::size_t kSplitSlotBytes = 32;
 
 /// The complete source of every group's kernels (what `agnesi emit --target cuda` prints).
 /// `name` only labels it and is reduced to [A-Za-z0-9_].

@@ -58,6 +58,9 @@ template <class T> static inline T __shfl_down_sync(unsigned, T v, int off) {
 }
 static inline float __int_as_float(int i) { float f; memcpy(&f, &i, sizeof f); return f; }
 static inline double __longlong_as_double(long long i) { double f; memcpy(&f, &i, sizeof f); return f; }
+static inline void __threadfence() {}
+static inline unsigned atomicAdd(unsigned* p, unsigned v) { unsigned o = *p; *p = o + v; return o; }
+template <class T> static inline T __ldcg(const T* p) { return *p; }
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(16) int4 { int x, y, z, w; };
 static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
@@ -270,6 +273,8 @@ class Emulator final : public Executor {
             if (wide_.empty()) wide_ = build(p, true);
             fn = wide_.at(gi);
         }
+        std::vector<char> workspace(plan.workspace, 0);
+        if (plan.workspace > 0) plan.params.ws = reinterpret_cast<std::uintptr_t>(workspace.data());
         auto nslots = static_cast<std::size_t>(a.num_inputs + a.num_outputs);
         std::vector<void*> ptrs(a.ptrs, a.ptrs + nslots);
         std::vector<void*> args{&plan.params};

@@ -157,6 +157,7 @@ class Exec final : public CudaExecutor {
 
     void launch(std::size_t gi, LaunchPlan& plan, void* const* ptrs) {
         if (!plan.launch) return;
+        if (plan.workspace > 0) plan.params.ws = workspace(gi, plan.workspace);
         std::size_t nslots = plan.strides.size();
         params_.assign({&plan.params});
         for (std::size_t k = 0; k < nslots; ++k) {
@@ -167,6 +168,24 @@ class Exec final : public CudaExecutor {
                     params_.data());
     }
     std::vector<void*> params_;
+
+    // Group gi's workspace for split reductions: kept between calls, zero-filled when it is
+    // made (the kernels leave their counters at zero); launches on the one stream never overlap.
+    DevicePtr workspace(std::size_t gi, std::size_t bytes) {
+        if (workspaces_.size() <= gi) workspaces_.resize(gi + 1);
+        auto& w = workspaces_[gi];
+        if (!w.block || w.bytes < bytes) {
+            w.block = device_block(dev_, bytes);
+            w.bytes = bytes;
+            dev_.zero(w.block->address(), bytes, stream_);
+        }
+        return w.block->address();
+    }
+    struct Workspace {
+        std::shared_ptr<DeviceStorage> block;
+        std::size_t bytes = 0;
+    };
+    std::vector<Workspace> workspaces_;
 
     Kernel wide_kernel(std::size_t gi) {
         if (!wide_kernels[gi]) {  // the module's 64-bit variant, on first need

@@ -46,6 +46,10 @@ std::vector<Axis> simplify_axes(std::vector<Axis> axes, bool keep_last) {
     return merged;
 }
 
+// A split row's blocks reduce at least this many values each (16 per thread of 256).
+constexpr std::int64_t kSplitMinValues = 4096;
+constexpr std::int64_t kMaxSplitBlocks = std::int64_t(1) << 20;
+
 unsigned blocks_for(std::int64_t work, unsigned block, std::int64_t cap) {
     std::int64_t b = (work + block - 1) / block;
     return static_cast<unsigned>(std::clamp<std::int64_t>(b, 1, cap));
@@ -181,7 +185,20 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
         bool rows = P.nkept == P.rank ? false : contiguous || count < std::int64_t(sm_count) * 256;
         if (inner <= 1) rows = false;
         P.mode = rows ? 0 : 1;
-        if (rows) {
+        // Rows too few to give every SM two blocks, and long: each row split across blocks of
+        // at least kSplitMinValues values.
+        std::int64_t split = 1;
+        if (rows && count < 2 * std::int64_t(sm_count) && inner >= 4 * kSplitMinValues)
+            split =
+                std::min((2 * std::int64_t(sm_count) + count - 1) / count, inner / kSplitMinValues);
+        if (split >= 2 && count * split <= kMaxSplitBlocks) {
+            P.mode = 4;
+            P.split = static_cast<std::int32_t>(split);
+            plan.block = kBlockSize;
+            plan.grid = static_cast<unsigned>(count * split);
+            plan.workspace = static_cast<std::size_t>(count * split) * kSplitSlotBytes +
+                             static_cast<std::size_t>(count) * sizeof(std::uint32_t);
+        } else if (rows) {
             row_blocks(plan, inner, count, sm_count);
         } else {
             plan.block = kBlockSize;

@@ -2,6 +2,7 @@
 // code only, shared by the CUDA executor and the emulator, so both run the same launches.
 #pragma once
 
+#include <cstddef>
 #include <vector>
 
 #include "jit/abi.h"
@@ -19,6 +20,9 @@ struct LaunchPlan {
     bool wide = false;
     bool launch = true;
     unsigned grid = 1, block = kBlockSize;
+    /// Bytes of workspace the launch needs (Reduce mode 4), zero-filled before its first use; the
+    /// caller sets params.ws to its address.
+    std::size_t workspace = 0;
 };
 
 /// Plans group `g` for the arguments `a` (device addresses in a.ptrs, used only for their
