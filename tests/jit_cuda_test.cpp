@@ -353,18 +353,19 @@ TEST(CudaLaunch, SplitsLongRowsThatLeaveTheDeviceIdle) {
         PlanArgs args(p, gi, buf);
         auto plan = jit::cuda::plan_launch(p, p.groups[gi], args.a, 132);
         if (plan.params.count == 1) {  // one row of 2^20: 256 blocks of 4096 values
-            EXPECT_EQ(plan.params.mode, 4);
+            EXPECT_EQ(plan.params.mode, 0);
             EXPECT_EQ(plan.params.split, 256);
             EXPECT_EQ(plan.grid, 256u);
             EXPECT_EQ(plan.workspace, 256 * jit::cuda::kSplitSlotBytes + 4);
             ++split;
         } else if (plan.params.count == 3) {  // 3 rows of 2^16: 16 blocks each
-            EXPECT_EQ(plan.params.mode, 4);
+            EXPECT_EQ(plan.params.mode, 0);
             EXPECT_EQ(plan.params.split, 16);
             EXPECT_EQ(plan.grid, 48u);
             ++split;
         } else {  // 4096 rows fill the device: a block per row, no workspace
             EXPECT_EQ(plan.params.mode, 0);
+            EXPECT_LE(plan.params.split, 1);
             EXPECT_EQ(plan.workspace, 0u);
         }
     }

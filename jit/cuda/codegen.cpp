@@ -511,51 +511,44 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                                 call_expr(pre_, 0, g_.reduce_at));
             out_ += "            }\n            }\n";
         };
-        // Rows: a block per output.
+        // Rows: a block per output, or `split` blocks per output (long rows too few to fill the
+        // device), each reducing every split-th stretch of blockDim values. With a split, each
+        // block's thread 0 stores its partial result and counts it in, and the row's last block
+        // combines them and runs the epilogue. One loop serves both: a second copy of it would
+        // cost NVRTC a third more time.
         per_output(
             "    if (P.mode == 0) {\n"
-            "        for (I row = (I)blockIdx.x; row < rows; row += (I)gridDim.x) {\n            ",
-            "(I)threadIdx.x", "(I)blockDim.x");
-        out_ += fmt::format("            a = {}_block(a);\n", pfx_);
-        out_ += "            if (threadIdx.x == 0) " + epilogue;
-        out_ += "        }\n        return;\n    }\n";
-        // Long rows, too few to fill the device: `split` blocks per row, each reducing every
-        // split-th stretch of blockDim values; each block's thread 0 stores its partial result
-        // and counts it in, and the row's last block combines them and runs the epilogue.
-        per_output(
-            "    if (P.mode == 4) {\n"
-            "        const I split = (I)P.split;\n"
+            "        const I split = P.split > 1 ? (I)P.split : (I)1;\n"
             "        for (I bid = (I)blockIdx.x; bid < rows * split; bid += (I)gridDim.x) {\n"
             "            const I row = bid / split, part = bid - row * split;\n            ",
             "part * (I)blockDim.x + (I)threadIdx.x", "split * (I)blockDim.x");
         out_ += fmt::format("            a = {}_block(a);\n", pfx_);
         out_ += fmt::format(
-            "            if (threadIdx.x == 0) {{\n"
+            "            if (threadIdx.x != 0) continue;\n"
+            "            if (split > 1) {{\n"
             "                char* const ws = (char*)P.ws;\n"
-            "                {0}* const parts = ({0}*)(ws + (uint64_t)row * (uint64_t)split * "
-            "{1});\n"
-            "                unsigned* const done = (unsigned*)(ws + (uint64_t)rows * "
-            "(uint64_t)split * "
-            "{1}) + row;\n"
-            "                *({0}*)((char*)parts + (uint64_t)part * {1}) = a;\n"
+            "                char* const parts = ws + (uint64_t)row * (uint64_t)split * {1};\n"
+            "                unsigned* const done =\n"
+            "                    (unsigned*)(ws + (uint64_t)rows * (uint64_t)split * {1}) + row;\n"
+            "                *({0}*)(parts + (uint64_t)part * {1}) = a;\n"
             "                __threadfence();\n"
-            "                if (atomicAdd(done, 1u) == (unsigned)(split - 1)) {{\n"
-            "                    __threadfence();\n"
-            "                    a = {2}_identity();\n"
-            "                    for (I q = 0; q < split; ++q) {{\n"
-            "                        const {0}* const b = (const {0}*)((const char*)parts + "
-            "(uint64_t)q * {1});\n"
-            "                        {0} t;\n"
-            "                        t.m = __ldcg(&b->m);\n"
-            "                        t.s = __ldcg(&b->s);\n"
-            "                        t.nan = __ldcg(&b->nan);\n"
-            "                        {2}_combine(a, t);\n"
-            "                    }}\n"
-            "                    *done = 0;\n"
-            "                    ",
+            "                if (atomicAdd(done, 1u) != (unsigned)(split - 1)) continue;\n"
+            "                __threadfence();\n"
+            "                a = {2}_identity();\n"
+            "                for (I q = 0; q < split; ++q) {{\n"
+            "                    const {0}* const b = (const {0}*)(parts + (uint64_t)q * {1});\n"
+            "                    {0} t;\n"
+            "                    t.m = __ldcg(&b->m);\n"
+            "                    t.s = __ldcg(&b->s);\n"
+            "                    t.nan = __ldcg(&b->nan);\n"
+            "                    {2}_combine(a, t);\n"
+            "                }}\n"
+            "                *done = 0;\n"
+            "            }}\n"
+            "            ",
             acc, kSplitSlotBytes, pfx_);
         out_ += epilogue;
-        out_ += "                }\n            }\n        }\n        return;\n    }\n";
+        out_ += "        }\n        return;\n    }\n";
         // Columns: a thread per output.
         per_output(
             "    for (I row = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; row < rows; row += "

@@ -45,14 +45,13 @@ struct CudaParams {
     std::int64_t dims[kMaxRank] = {};
     std::int32_t rank = 0;
     std::int32_t nkept = 0;  ///< Reduce: leading kept axes of dims
-    /// Pointwise: 0 strided, 1 flat, 2 flat by 4, 3 rows by 4; Reduce: 0 rows, 1 columns,
-    /// 4 rows split across `split` blocks each
+    /// Pointwise: 0 strided, 1 flat, 2 flat by 4, 3 rows by 4; Reduce: 0 rows, 1 columns
     std::int32_t mode = 0;
-    std::int32_t split = 0;   ///< Reduce mode 4: blocks per row
+    std::int32_t split = 0;   ///< Reduce mode 0: blocks per row (0 or 1: one)
     std::uint64_t bcast = 0;  ///< flat modes: bit k set when slot k has all-zero strides
-    /// Reduce mode 4: the workspace (kSplitSlotBytes per block's partial result, then a counter
-    /// per row), zero-filled before its first launch; each row's last block leaves its counter
-    /// at zero again.
+    /// Reduce mode 0 with a split: the workspace (kSplitSlotBytes per block's partial result,
+    /// then a counter per row), zero-filled before its first launch; each row's last block leaves
+    /// its counter at zero again.
     std::uint64_t ws = 0;
 };
 struct CudaStrides {

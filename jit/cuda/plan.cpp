@@ -192,7 +192,6 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
             split =
                 std::min((2 * std::int64_t(sm_count) + count - 1) / count, inner / kSplitMinValues);
         if (split >= 2 && count * split <= kMaxSplitBlocks) {
-            P.mode = 4;
             P.split = static_cast<std::int32_t>(split);
             plan.block = kBlockSize;
             plan.grid = static_cast<unsigned>(count * split);

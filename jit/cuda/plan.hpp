@@ -20,8 +20,8 @@ struct LaunchPlan {
     bool wide = false;
     bool launch = true;
     unsigned grid = 1, block = kBlockSize;
-    /// Bytes of workspace the launch needs (Reduce mode 4), zero-filled before its first use; the
-    /// caller sets params.ws to its address.
+    /// Bytes of workspace the launch needs (a split reduction), zero-filled before its first use;
+    /// the caller sets params.ws to its address.
     std::size_t workspace = 0;
 };
 
