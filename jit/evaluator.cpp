@@ -171,7 +171,8 @@ class Evaluator final : public Executor {
                     write_outputs(idx, start, n);
                 });
                 return;
-            case GroupKind::Reduce: return reduce();
+            case GroupKind::Reduce: return reduce(false);
+            case GroupKind::RowReduce: return reduce(true);
             case GroupKind::RowNormalize: return normalize();
         }
     }
@@ -316,13 +317,16 @@ class Evaluator final : public Executor {
 
     // Reduce: the prologue over the domain is combined into one accumulator per epilogue index
     // (long double for float64 and double for float32, as the reference evaluator does), then the
-    // epilogue runs over the epilogue domain.
-    void reduce() {
+    // epilogue runs over the epilogue domain. A row reduce (`row`) reduces the last axis and runs
+    // its epilogue over the whole domain, each row reading its row's value.
+    void reduce(bool row) {
         const Group& g = *group_;
         const Instr& red = g.instrs[static_cast<std::size_t>(g.reduce_at)];
         int val = red.args[0];
         const std::int64_t* dims = args_->dims;
-        const std::int64_t* edims = args_->edims;
+        std::vector<std::int64_t> row_dims(dims, dims + rank_);
+        if (row && rank_) row_dims[rank_ - 1] = 1;
+        const std::int64_t* edims = row ? row_dims.data() : args_->edims;
         std::int64_t eout = 1, count = 1;
         for (std::size_t d = 0; d < rank_; ++d) {
             eout *= edims[d];
@@ -456,22 +460,26 @@ class Evaluator final : public Executor {
             est[d] = e;
             e *= edims[d];
         }
-        for_rows(edims, [&](const std::int64_t* idx, std::int64_t start, std::int64_t n) {
-            std::int64_t o = 0;
-            for (std::size_t d = 0; d + 1 < rank_; ++d) o += idx[d] * est[d];
-            o += start;
-            Tile& t = tiles_[static_cast<std::size_t>(g.reduce_at)];
-            if (floating) {
-                t.cls = Cls::F64;
-                for (std::int64_t j = 0; j < n; ++j) t.f64[j] = rf[static_cast<std::size_t>(o + j)];
-            } else {
-                t.cls = Cls::I64;
-                for (std::int64_t j = 0; j < n; ++j) t.i64[j] = ri[static_cast<std::size_t>(o + j)];
-            }
-            narrow(t, red.dtype, n);
-            run(g.reduce_at + 1, static_cast<int>(g.instrs.size()), idx, start, n);
-            write_outputs(idx, start, n);
-        });
+        for_rows(row ? dims : edims,
+                 [&](const std::int64_t* idx, std::int64_t start, std::int64_t n) {
+                     std::int64_t o = 0;
+                     for (std::size_t d = 0; d + 1 < rank_; ++d) o += idx[d] * est[d];
+                     const std::int64_t step = row ? 0 : 1;  // a row's value all along it
+                     o += start * step;
+                     Tile& t = tiles_[static_cast<std::size_t>(g.reduce_at)];
+                     if (floating) {
+                         t.cls = Cls::F64;
+                         for (std::int64_t j = 0; j < n; ++j)
+                             t.f64[j] = rf[static_cast<std::size_t>(o + j * step)];
+                     } else {
+                         t.cls = Cls::I64;
+                         for (std::int64_t j = 0; j < n; ++j)
+                             t.i64[j] = ri[static_cast<std::size_t>(o + j * step)];
+                     }
+                     narrow(t, red.dtype, n);
+                     run(g.reduce_at + 1, static_cast<int>(g.instrs.size()), idx, start, n);
+                     write_outputs(idx, start, n);
+                 });
     }
 
     bool dims_empty(const std::int64_t* dims) const {

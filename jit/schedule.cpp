@@ -202,6 +202,7 @@ class Scheduler {
             if (info_[roots_[r]].root < 0) info_[roots_[r]].root = static_cast<int>(r);
         mark_views();
         assign();
+        merge_row_reductions();
         make_buffers();
         build_groups();
         sort_groups();
@@ -264,6 +265,63 @@ class Scheduler {
             if (!forced && ctxs.size() == 1 && try_join(n, ctxs[0].group, ctxs[0].post)) continue;
             if (!forced && ctxs.size() > 1 && try_inline(n, ctxs)) continue;
             start_group(n);
+        }
+    }
+
+    // A reduction along the last axis whose values (its epilogue's too) are used only by one
+    // pointwise group over its own domain joins that group: each row is reduced, then the
+    // group's work on the row follows while the row is in cache. sqrt(mean(x*x) + eps) scaling x
+    // (an RMS norm) is then one pass that reads each row twice, the second time from cache,
+    // where it was two groups and a stored row value.
+    void merge_row_reductions() {
+        for (std::size_t si = 0; si < groups_.size(); ++si) {
+            G& S = groups_[si];
+            if (S.is_copy || S.kind != GroupKind::Reduce || S.domain.empty()) continue;
+            const Ints& ax = S.reducer->ints();
+            if (ax.size() != 1 || ax[0] != static_cast<std::int64_t>(S.domain.size()) - 1) continue;
+            int target = -1;
+            bool ok = true;
+            auto use = [&](int gi) {
+                if (gi == static_cast<int>(si)) return;
+                if (target >= 0 && gi != target) ok = false;
+                target = gi;
+            };
+            for (const Node* m : S.members) {
+                const Info& mi = info_[m];
+                if (mi.root >= 0) ok = false;
+                for (const Node* c : mi.consumers) {
+                    const Info& ci = info_[c];
+                    if (ci.view || ci.copy || c->op() == Op::Concat || c->op() == Op::Matmul) {
+                        ok = false;
+                    } else if (ci.inlined) {
+                        for (Ctx x : ci.contexts) use(x.group);
+                    } else {
+                        use(ci.group);
+                    }
+                }
+                if (!ok) break;
+            }
+            if (!ok || target < 0) continue;
+            G& T = groups_[static_cast<std::size_t>(target)];
+            if (T.is_copy || T.kind != GroupKind::Pointwise || T.domain != S.domain) continue;
+            // T's work becomes the epilogue, over the whole row; S's keeps its place.
+            for (const Node* m : T.members) info_[m].post = true;
+            for (const Node* m : S.members) info_[m].group = target;
+            for (const Node* n : inlined_) {
+                std::vector<Ctx> cs;
+                for (Ctx c : info_[n].contexts) {
+                    if (c.group == target) c.post = true;
+                    if (c.group == static_cast<int>(si)) c.group = target;
+                    if (std::find(cs.begin(), cs.end(), c) == cs.end()) cs.push_back(c);
+                }
+                info_[n].contexts = std::move(cs);
+            }
+            T.kind = GroupKind::RowReduce;
+            T.reducer = S.reducer;
+            T.members.insert(T.members.begin(), S.members.begin(), S.members.end());
+            S.members.clear();
+            S.reducer = nullptr;
+            S.kind = GroupKind::Pointwise;  // empty: builds nothing
         }
     }
 
@@ -569,6 +627,7 @@ class Scheduler {
                 inl[static_cast<std::size_t>(c.group)].push_back({n, c.post});
         for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
             G& gg = groups_[gi];
+            if (!gg.is_copy && gg.members.empty()) continue;  // merged into another group
             Builder b;
             b.g.kind = gg.kind;
             b.g.domain = gg.domain;
@@ -881,7 +940,7 @@ GemmLayout gemm_layout(const Program& p, const Group& g, const DimEnv& env) {
 
 std::string Program::to_string() const {
     std::string s;
-    static const char* kinds[] = {"pointwise", "reduce", "row-normalize", "matmul"};
+    static const char* kinds[] = {"pointwise", "reduce", "row-normalize", "matmul", "row-reduce"};
     static const char* bkinds[] = {"input", "shared", "constant", "temp", "output"};
     for (std::size_t i = 0; i < buffers.size(); ++i) {
         const Buffer& b = buffers[i];

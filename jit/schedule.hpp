@@ -12,6 +12,10 @@
 // - RowNormalize (softmax / log_softmax along the last axis): instrs before the Normalize instr run
 //   over `domain`; the row's max and sum are taken in one pass over each row, then the Normalize
 //   value and the epilogue are computed at every index of the row and written.
+// - RowReduce (a reduction along the last axis and the elementwise work on its rows): instrs
+//   before the Reduce instr run over `domain`; the row's reduction is taken in one pass over each
+//   row, then the epilogue is computed at every index of the row (the reduced value is the same
+//   all along it) and written.
 // - Matmul: `gemm` computes a batched product into its own buffer; the epilogue instrs (a Load of
 //   that buffer first) run over its domain and write the outputs.
 //
@@ -71,7 +75,7 @@ struct Instr {
     const Node* node = nullptr;  ///< the node it computes (for comments and errors)
 };
 
-enum class GroupKind : std::uint8_t { Pointwise, Reduce, RowNormalize, Matmul };
+enum class GroupKind : std::uint8_t { Pointwise, Reduce, RowNormalize, Matmul, RowReduce };
 
 struct Gemm {
     Access a, b;   ///< operands ([..., M, K] and [..., K, N]); views only transpose or broadcast
@@ -98,8 +102,8 @@ struct Group {
     };
     std::vector<Output> outputs;
 
-    /// The shape of the epilogue's index space: `domain` for Pointwise/RowNormalize/Matmul,
-    /// `domain` with `axes` set to 1 for Reduce.
+    /// The shape of the epilogue's index space: `domain` for Pointwise/RowNormalize/Matmul/
+    /// RowReduce, `domain` with `axes` set to 1 for Reduce.
     Shape epilogue_domain() const;
     /// Whether instr i runs in the epilogue (after reduce_at).
     bool in_epilogue(int i) const { return reduce_at >= 0 && i > reduce_at; }

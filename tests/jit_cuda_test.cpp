@@ -93,6 +93,10 @@ std::vector<Case> corpus() {
         auto g = vector("g", 9, dt);
         Expr d = z - mean(z, {1}, true);
         cs.push_back({"layer_norm_" + t, {z, g}, {d / sqrt(mean(d * d, {1}, true) + 1e-5) * g}});
+        cs.push_back({"row_reduce_" + t,
+                      {z, g},
+                      {z / sqrt(mean(z * z, {1}, true) + 1e-6) * g, z - amax(z, {1}, true),
+                       exp(z - logsumexp(z, {1}, true))}});
         auto A = matrix("A", 8, 4, dt), B = matrix("B", 4, 3, dt), c = vector("c", 3, dt);
         cs.push_back(
             {"matmul_epilogue_" + t, {A, B, c}, {relu(matmul(A, B) + c), matmul(transpose(A), A)}});
@@ -153,7 +157,9 @@ TEST(CudaCodegen, EveryCorpusGroupGetsOneKernel) {
         std::string src = jit::cuda::generate_cuda_source(p, c.name);
         for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
             const jit::Group& g = p.groups[gi];
-            bool rows = g.kind == jit::GroupKind::Reduce || g.kind == jit::GroupKind::RowNormalize;
+            bool rows = g.kind == jit::GroupKind::Reduce ||
+                        g.kind == jit::GroupKind::RowNormalize ||
+                        g.kind == jit::GroupKind::RowReduce;
             std::string k = fmt::format("void __launch_bounds__({}) {}(", rows ? 1024 : 256,
                                         jit::cuda::cuda_kernel_name(c.name, gi));
             EXPECT_EQ(src.find(k) != std::string::npos, jit::cuda::has_kernel(p.groups[gi]))

@@ -1,4 +1,5 @@
 // compile() and Function on the CPU tiers, checked against the reference evaluator.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -214,6 +215,28 @@ TEST_P(JitTest, RecomputedValuesAgreeWithTheReference) {
         expect_matches_reference({x, g, b}, {y, softmax(s, 1) * s, sum(abs(s), {1}, true) + s}, at,
                                  tier(), dt == f32 ? 1e-5 : 1e-12);
     }
+}
+
+TEST_P(JitTest, RowReductionsWithTheWorkOnTheirRows) {
+    // A reduction along the last axis and the elementwise work on the same rows, in one group:
+    // every reduction, float and integer dtypes, rank 1 and 3, and rows longer than a block.
+    for (DType dt : {f64, f32}) {
+        auto x = matrix("x", 5, 37, dt), g = vector("g", 37, dt), t = tensor("t", {2, 3, 300}, dt);
+        auto v = vector("v", 2500, dt);
+        Bindings at{{"x", random_tensor(dt, {5, 37}, rng)},
+                    {"g", random_tensor(dt, {37}, rng)},
+                    {"t", random_tensor(dt, {2, 3, 300}, rng)},
+                    {"v", random_tensor(dt, {2500}, rng, 0.5, 1.5)}};
+        expect_matches_reference(
+            {x, g, t, v},
+            {x / sqrt(mean(x * x, {1}, true) + 1e-6) * g, x - amax(x, {1}, true),
+             amin(x, {1}, true) * g + x, exp(x - logsumexp(x, {1}, true)),
+             x * prod(1 + x * 0.01, {1}, true), t - sum(t, {2}, true), v / sum(v)},
+            at, tier(), dt == f32 ? 2e-5 : 1e-12);
+    }
+    auto k = matrix("k", 4, 9, i64);
+    Bindings at{{"k", random_tensor(i64, {4, 9}, rng, -50, 50)}};
+    expect_matches_reference({k}, {k - sum(k, {1}, true), k * amax(k, {1}, true)}, at, tier());
 }
 
 TEST_P(JitTest, InputsBroadcastAlongTheInnerLoop) {
@@ -459,16 +482,29 @@ TEST(Schedule, RecomputesCheapValuesInsteadOfStoringThem) {
     auto x = matrix("rx", 64, 32), z = matrix("rz", 64, 32), g = vector("rg", 32);
     Expr m = mean(x, {1}, true);
     Expr d = x - m;
-    // Layer norm: the mean, the variance, the output. x - m is computed in the last two, not
-    // stored by a group of its own.
-    EXPECT_EQ(compile({x, g}, {d / sqrt(mean(d * d, {1}, true) + 1e-5) * g}).stats().groups, 3);
+    // Layer norm: the mean, then the variance with the output along each row. x - m is computed
+    // in both places, not stored by a group of its own.
+    EXPECT_EQ(compile({x, g}, {d / sqrt(mean(d * d, {1}, true) + 1e-5) * g}).stats().groups, 2);
     // Used before and after the softmax of one group: computed in both places.
     EXPECT_EQ(compile({x, g}, {softmax(x - g, 1) * (x - g)}).stats().groups, 1);
-    // Costly, or reading two full tensors where the stored value is one: stored.
+    // Costly, or reading two full tensors where the stored value is one: stored by a group, read
+    // by the row reduction.
     Expr e = tanh(x);
-    EXPECT_EQ(compile({x}, {e / sum(e, {1}, true)}).stats().groups, 3);
+    EXPECT_EQ(compile({x}, {e / sum(e, {1}, true)}).stats().groups, 2);
     Expr p = x * z;
-    EXPECT_EQ(compile({x, z}, {p / sum(p, {1}, true)}).stats().groups, 3);
+    EXPECT_EQ(compile({x, z}, {p / sum(p, {1}, true)}).stats().groups, 2);
+}
+
+TEST(Schedule, RowReductionsJoinTheWorkOnTheirRows) {
+    auto x = matrix("wx", 64, 32), g = vector("wg", 32);
+    // An RMS norm: the row's mean square, then the scaled row: one group.
+    Expr rms = sqrt(mean(x * x, {1}, true) + 1e-6);
+    Function f = compile({x, g}, {x / rms * g});
+    EXPECT_EQ(f.stats().groups, 1);
+    EXPECT_THAT(f.schedule_text(), ::testing::HasSubstr("row-reduce"));
+    // The row value also an output, or a reduction over another axis: stored, two groups.
+    EXPECT_EQ(compile({x, g}, {x / rms * g, rms}).stats().groups, 2);
+    EXPECT_EQ(compile({x}, {x - mean(x, {0}, true)}).stats().groups, 2);
 }
 
 }  // namespace

@@ -106,6 +106,7 @@ class GroupEmitter {
             case GroupKind::Matmul: s += pointwise(); break;
             case GroupKind::Reduce: s += reduce(); break;
             case GroupKind::RowNormalize: s += row_normalize(); break;
+            case GroupKind::RowReduce: s += row_reduce(); break;
         }
         s += "}\n\n";
         return s;
@@ -113,7 +114,8 @@ class GroupEmitter {
 
   private:
     std::string comment_header() const {
-        static const char* kinds[] = {"pointwise", "reduce", "row_normalize", "matmul"};
+        static const char* kinds[] = {"pointwise", "reduce", "row_normalize", "matmul",
+                                      "row_reduce"};
         std::string s = fmt::format("// group {}: {}, domain rank {}, {} inputs, {} outputs\n",
                                     symbol_, kinds[static_cast<int>(g_.kind)], rank_, ni_, no_);
         for (int k = 0; k < ni_; ++k) {
@@ -531,6 +533,43 @@ class GroupEmitter {
             "for (int64_t l = 0; l < (j1 - j0) * (int64_t)sizeof(*p{0}); l += 64) "
             "__builtin_prefetch((const char*)(p{0} + {1}{0} + j0) + l{2});\n",
             k, base, write ? ", 1" : "");
+    }
+
+    // ---- a reduction along the last axis, then work on the same row --------------------------
+
+    // A row at a time: its reduction from the prologue (float sums in blocks, as a suffix
+    // reduction adds them), then the epilogue along the row, which reads it again from cache.
+    std::string row_reduce() const {
+        AGNESI_ASSERT(rank_ >= 1) << "native CPU code: a row reduction over a rank-0 domain";
+        const Instr& red = g_.instrs.at(static_cast<std::size_t>(g_.reduce_at));
+        Reducer r = reducer(red);
+        int last = rank_ - 1;
+        std::vector<int> outer;
+        for (int d = 0; d < last; ++d) outer.push_back(d);
+        std::string s = "if (n == 0) return;\n";
+        s += fmt::format("const int64_t len = d[{}], rows = n / len, cnt = len;\n(void)cnt;\n",
+                         last);
+        s += inner_strides(last);
+        s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
+        s += "for (int64_t r = 0; r < rows; ++r) {\n" + offsets("r", outer);
+        Index ix = row_index();
+        s += fmt::format("{} acc; {} mx; int nan;\n(void)acc; (void)mx; (void)nan;\n", r.acc_type,
+                         r.value_type);
+        s += sub(r.init, "") + "\n";
+        std::string pro = prologue(ix);
+        auto pass = [&](const std::string& clause, const std::string& step,
+                        const std::string& addend) {
+            if (!addend.empty())
+                return blocked_sum("len", c_type(red.dtype), pro, addend, "acc", "", "");
+            return "#pragma omp simd " + clause + "\nfor (int64_t j = 0; j < len; ++j) {\n" + pro +
+                   step + "\n}\n";
+        };
+        s += pass(r.clause1, sub(r.step1, ""), sub(r.addend1, ""));
+        if (!r.step2.empty()) s += pass(r.clause2, sub(r.step2, ""), sub(r.addend2, ""));
+        s += fmt::format("const {} v{} = {};\n", r.value_type, g_.reduce_at, sub(r.result, ""));
+        s += "#pragma omp simd\nfor (int64_t j = 0; j < len; ++j) {\n" +
+             body(g_.reduce_at + 1, num_instrs(), ix) + stores(ix) + "}\n";
+        return s + "}\n";
     }
 
     // ---- softmax and log-softmax along the last axis ----------------------------------------

@@ -88,7 +88,8 @@ class GroupEmitter {
     }
 
     std::string emit() {
-        static const char* kinds[] = {"pointwise", "reduce", "row-normalize", "matmul epilogue"};
+        static const char* kinds[] = {"pointwise", "reduce", "row-normalize", "matmul epilogue",
+                                      "row-reduce"};
         out_ += fmt::format("\n// group {}: {}, {} instrs, {} inputs, {} outputs\n", gi_,
                             kinds[static_cast<int>(g_.kind)], g_.instrs.size(), g_.inputs.size(),
                             g_.outputs.size());
@@ -100,11 +101,14 @@ class GroupEmitter {
                 break;
             case GroupKind::Reduce:
             case GroupKind::RowNormalize:
+            case GroupKind::RowReduce:
                 emit_compute(pre_, 0, g_.reduce_at, false, true);
                 emit_compute(post_, g_.reduce_at + 1, static_cast<int>(g_.instrs.size()), true,
                              false);
                 if (g_.kind == GroupKind::Reduce)
                     emit_reduce();
+                else if (g_.kind == GroupKind::RowReduce)
+                    emit_row_reduce();
                 else
                     emit_normalize();
                 break;
@@ -676,8 +680,58 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         out_ += "    }\n}\n";
     }
 
+    // A block per row: the row's reduction (four loads in flight per thread, then the block's),
+    // then the epilogue along the row with the reduced value, reading the row again (from L1 or
+    // L2 when it fits).
+    void emit_row_reduce() {
+        const Instr& red = instr(g_.reduce_at);
+        emit_acc(red.op);
+        int n = static_cast<int>(g_.instrs.size());
+        std::string acc = pfx_ + "_acc";
+        out_ += "template <class I>\n";
+        out_ += fmt::format("static __device__ __forceinline__ void {}_run({}) {{\n", pfx_,
+                            slot_params(true));
+        out_ +=
+            "    const I rows = (I)P.count, inner = (I)P.inner;\n"
+            "    for (I row = (I)blockIdx.x; row < rows; row += (I)gridDim.x) {\n            ";
+        out_ += offsets("row", all_slots(), 0, "P.rank - 1");
+        for (std::size_t k = 0; k < nslots(); ++k)
+            out_ += fmt::format(
+                "            const I b{0} = o{0};\n"
+                "            const I t{0} = (I)s{0}.s[P.rank - 1];\n",
+                k);
+        out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
+        out_ += unrolled_loop("(I)threadIdx.x", "(I)blockDim.x", loads_in(0, g_.reduce_at),
+                              [&](const std::string& u) {
+                                  return fmt::format("{}_push(a, {});", pfx_,
+                                                     call_loaded(pre_, 0, g_.reduce_at, u));
+                              });
+        out_ += fmt::format("            a = {}_block(a);\n", pfx_);
+        out_ += fmt::format("            const {} r = {};\n", c_type(red.dtype), final_value(red));
+        out_ += unrolled_loop("(I)threadIdx.x", "(I)blockDim.x", loads_in(g_.reduce_at + 1, n),
+                              [&](const std::string& u) {
+                                  std::string c;
+                                  for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
+                                      c += fmt::format(" const I o{0} = b{0} + ju * t{0};", k);
+                                  std::vector<std::string> as{"r"};
+                                  for (std::size_t k : loads_in(g_.reduce_at + 1, n))
+                                      as.push_back(fmt::format("l{}{}", k, u));
+                                  std::string call =
+                                      fmt::format("{}({}", post_, fmt::join(as, ", "));
+                                  std::string decl, store;
+                                  for (std::size_t k = g_.inputs.size(); k < nslots(); ++k) {
+                                      decl += fmt::format(" {} y{};", ty(k), k);
+                                      call += fmt::format(", y{}", k);
+                                      store += fmt::format(" p{0}[o{0}] = y{0};", k);
+                                  }
+                                  return c + decl + " " + call + ");" + store;
+                              });
+        out_ += "    }\n}\n";
+    }
+
     void emit_entry() {
-        bool rows = g_.kind == GroupKind::Reduce || g_.kind == GroupKind::RowNormalize;
+        bool rows = g_.kind == GroupKind::Reduce || g_.kind == GroupKind::RowNormalize ||
+                    g_.kind == GroupKind::RowReduce;
         out_ += fmt::format("extern \"C\" __global__ void __launch_bounds__({}) {}({}) {{\n",
                             rows ? kRowBlockMax : kBlockSize, cuda_kernel_name(fname_, gi_),
                             slot_params(false));

@@ -79,7 +79,9 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
     const auto nslots = static_cast<std::size_t>(a.num_inputs + a.num_outputs);
     std::vector<bool> epi = epilogue_inputs(g);
     epi.resize(nslots, true);  // outputs are written over the epilogue domain
-    bool reduce = g.kind == GroupKind::Reduce, normalize = g.kind == GroupKind::RowNormalize;
+    bool reduce = g.kind == GroupKind::Reduce;
+    // A row normalization or row reduction: a block per row of the last axis.
+    bool normalize = g.kind == GroupKind::RowNormalize || g.kind == GroupKind::RowReduce;
     std::vector<Axis> axes;
     for (std::size_t d = 0; d < rank; ++d) {
         Axis ax;
