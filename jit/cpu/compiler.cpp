@@ -176,7 +176,8 @@ std::string temp_name(const std::string& dir, const std::string& key) {
 }
 
 // Compiles `source` into the cache entry `final_path`; throws on a compiler error.
-void compile_into(const std::string& source, const HostCompiler& c, std::uint64_t key,
+void compile_into(const std::string& source, const HostCompiler& c,
+                  const std::vector<std::string>& extra_flags, std::uint64_t key,
                   const std::string& dir, const std::string& final_path) {
     std::string base = temp_name(dir, fmt::format("{:016x}", key));
     std::string src = base + ".cpp", so = base + ".so";
@@ -195,6 +196,7 @@ void compile_into(const std::string& source, const HostCompiler& c, std::uint64_
     }
     std::vector<std::string> argv{c.path};
     for (const std::string& f : compile_flags(c)) argv.push_back(f);
+    for (const std::string& f : extra_flags) argv.push_back(f);
     argv.insert(argv.end(), {"-o", so, src});
     argv.push_back("-lm");
     if (!c.clang) argv.push_back("-lmvec");
@@ -298,11 +300,13 @@ GroupFn Module::function(const std::string& symbol) const {
     return reinterpret_cast<GroupFn>(f);
 }
 
-BuildResult build(const std::string& source, const HostCompiler& compiler) {
+BuildResult build(const std::string& source, const HostCompiler& compiler,
+                  const std::vector<std::string>& extra_flags) {
     auto t0 = std::chrono::steady_clock::now();
     std::string material =
         fmt::format("agnesi-cpu 1\n{}\n{}\n{}\n", AGNESI_VERSION, compiler.path, compiler.version);
     for (const std::string& f : compile_flags(compiler)) material += f + " ";
+    for (const std::string& f : extra_flags) material += f + " ";
     material += "\n" + cpu_identity() + "\n" + source;
     std::uint64_t key = hash64(material);
     BuildResult out;
@@ -336,7 +340,7 @@ BuildResult build(const std::string& source, const HostCompiler& compiler) {
             out.stats.cache_hit = true;
         } else {
             auto tc = std::chrono::steady_clock::now();
-            compile_into(source, compiler, key, dir, path);
+            compile_into(source, compiler, extra_flags, key, dir, path);
             out.stats.compile_ms = ms_since(tc);
             out.module = open(path);
             if (!out.module)

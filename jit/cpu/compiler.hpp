@@ -78,8 +78,10 @@ struct BuildResult {
 };
 
 /// Compiles (or finds in a cache) `source` with `compiler` and loads it. Throws agnesi::Error
-/// with the compiler's messages and the numbered source when the compiler fails.
-BuildResult build(const std::string& source, const HostCompiler& compiler);
+/// with the compiler's messages and the numbered source when the compiler fails. `extra_flags`
+/// follow the usual ones (and are part of the cache key).
+BuildResult build(const std::string& source, const HostCompiler& compiler,
+                  const std::vector<std::string>& extra_flags = {});
 
 /// Forgets the in-memory cache (loaded modules stay loaded while referenced); for tests.
 void clear_memory_cache();

@@ -12,6 +12,8 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "agnesi/error.hpp"
 #include "jit/backend.hpp"
@@ -79,6 +81,22 @@ struct Runtime {
 };
 
 using Entry = void (*)(void* const* args, const Runtime* rt);
+
+// In a build under AddressSanitizer the kernels are compiled with it too, so that a kernel that
+// reads or writes outside its buffers fails the test that launches it (on a GPU such a read can
+// go unseen).
+#if defined(__SANITIZE_ADDRESS__)
+#define AGNESI_EMULATOR_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define AGNESI_EMULATOR_ASAN 1
+#endif
+#endif
+#ifdef AGNESI_EMULATOR_ASAN
+const std::vector<std::string> kKernelFlags{"-fsanitize=address", "-fno-omit-frame-pointer"};
+#else
+const std::vector<std::string> kKernelFlags{};
+#endif
 
 constexpr std::size_t kStackBytes = 256 * 1024;
 // Small on purpose: grids are capped by the SM count, so few blocks run each grid-stride loop
@@ -295,7 +313,7 @@ class Emulator final : public Executor {
         src += source_ + "\n";
         for (std::size_t gi = 0; gi < p.groups.size(); ++gi)
             if (has_kernel(p.groups[gi])) src += trampoline(p, fname_, gi);
-        cpu::BuildResult r = cpu::build(src, cc_);
+        cpu::BuildResult r = cpu::build(src, cc_, kKernelFlags);
         modules_.push_back(r.module);
         for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
             if (!has_kernel(p.groups[gi])) continue;
