@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <regex>
 
@@ -177,13 +178,13 @@ TEST(CudaCodegen, NamesFromUserInputAreSanitized) {
 
 // ---- the kernels on the CPU (Backend::EmulatedCuda), everywhere ------------------------------
 
-TEST(CudaEmulator, CorpusAgreesWithTheReferenceEvaluator) {
+// Runs every corpus case on random inputs through `run` and checks its outputs against the
+// reference evaluator (float32 within 2e-5 relative, float64 within 1e-12).
+void expect_corpus_agrees(
+    const std::function<std::vector<Tensor>(const Case&, const std::vector<Tensor>&)>& run) {
     std::mt19937 rng(3);
     for (const Case& c : corpus()) {
         SCOPED_TRACE(c.name);
-        Function f =
-            compile(c.inputs, c.outputs, {.backend = Backend::EmulatedCuda, .name = c.name});
-        EXPECT_THAT(f.source(), HasSubstr("__global__"));
         Bindings at;
         std::vector<Tensor> args;
         for (const Expr& v : c.inputs) {
@@ -191,7 +192,7 @@ TEST(CudaEmulator, CorpusAgreesWithTheReferenceEvaluator) {
             at[v->name()] = t;
             args.push_back(t);
         }
-        std::vector<Tensor> got = f.call(args);
+        std::vector<Tensor> got = run(c, args);
         std::vector<Tensor> want = evaluate(c.outputs, at);
         ASSERT_EQ(got.size(), want.size());
         for (std::size_t i = 0; i < got.size(); ++i) {
@@ -200,6 +201,15 @@ TEST(CudaEmulator, CorpusAgreesWithTheReferenceEvaluator) {
                 << "output " << i << ": " << to_string(c.outputs[i]);
         }
     }
+}
+
+TEST(CudaEmulator, CorpusAgreesWithTheReferenceEvaluator) {
+    expect_corpus_agrees([](const Case& c, const std::vector<Tensor>& args) {
+        Function f =
+            compile(c.inputs, c.outputs, {.backend = Backend::EmulatedCuda, .name = c.name});
+        EXPECT_THAT(f.source(), HasSubstr("__global__"));
+        return f.call(args);
+    });
 }
 
 #ifdef AGNESI_WITH_CUDA
@@ -402,29 +412,13 @@ TEST(CudaDevice, UnavailableDeviceSaysWhy) {
 TEST(CudaDevice, CorpusAgreesWithTheReferenceEvaluator) {
     auto avail = cuda_availability();
     if (!avail.available) GTEST_SKIP() << "no CUDA device: " << avail.reason;
-    std::mt19937 rng(3);
-    for (const Case& c : corpus()) {
-        SCOPED_TRACE(c.name);
+    expect_corpus_agrees([](const Case& c, const std::vector<Tensor>& args) {
         jit::Program p = program_of(c);
         CompileStats st;
         auto ex = jit::cuda::make_cuda_executor(p, {.device = Device::cuda(), .name = c.name}, st);
-        Bindings at;
-        std::vector<Tensor> args;
-        for (const Expr& v : c.inputs) {
-            Tensor t = random_tensor(v.dtype(), v.shape(), rng);
-            at[v->name()] = t;
-            args.push_back(t);
-        }
         std::vector<Tensor> no_shared;
-        std::vector<Tensor> got = jit::cuda::run_program(*ex, p, args, no_shared, {});
-        std::vector<Tensor> want = evaluate(c.outputs, at);
-        ASSERT_EQ(got.size(), want.size());
-        for (std::size_t i = 0; i < got.size(); ++i) {
-            double tol = c.outputs[i].dtype() == f32 ? 2e-5 : 1e-12;
-            EXPECT_TRUE(testing::tensors_close(got[i], want[i], tol))
-                << "output " << i << ": " << to_string(c.outputs[i]);
-        }
-    }
+        return jit::cuda::run_program(*ex, p, args, no_shared, {});
+    });
 }
 
 TEST(CudaDevice, ResultsAndSharedVariablesStayOnTheDevice) {

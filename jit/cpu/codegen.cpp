@@ -349,11 +349,12 @@ class GroupEmitter {
                            convert_expr(var(red.args[0]), dtype_of(red.args[0]), red.dtype));
     }
 
-    // Declarations, passes, result and epilogue for one output point, reductions as scalars.
-    // loop(clause, step) emits one pass.
-    std::string reduce_point(const std::function<std::string(const std::string&, const std::string&,
-                                                             const std::string&)>& loop,
-                             const Index& epi_idx) const {
+    using PassFn =
+        std::function<std::string(const std::string&, const std::string&, const std::string&)>;
+
+    // Declarations, passes and the reduced value v<reduce_at> for one output point, reductions as
+    // scalars. loop(clause, step, addend) emits one pass.
+    std::string reduced_value(const PassFn& loop) const {
         const Instr& red = g_.instrs.at(static_cast<std::size_t>(g_.reduce_at));
         Reducer r = reducer(red);
         std::string s = fmt::format("{} acc; {} mx; int nan;\n(void)acc; (void)mx; (void)nan;\n",
@@ -362,8 +363,13 @@ class GroupEmitter {
         s += loop(r.clause1, sub(r.step1, ""), sub(r.addend1, ""));
         if (!r.step2.empty()) s += loop(r.clause2, sub(r.step2, ""), sub(r.addend2, ""));
         s += fmt::format("const {} v{} = {};\n", r.value_type, g_.reduce_at, sub(r.result, ""));
-        s += body(g_.reduce_at + 1, num_instrs(), epi_idx) + stores(epi_idx);
         return s;
+    }
+
+    // The reduced value, then the epilogue at that point.
+    std::string reduce_point(const PassFn& loop, const Index& epi_idx) const {
+        return reduced_value(loop) + body(g_.reduce_at + 1, num_instrs(), epi_idx) +
+               stores(epi_idx);
     }
 
     std::string reduce() const {
@@ -542,7 +548,6 @@ class GroupEmitter {
     std::string row_reduce() const {
         AGNESI_ASSERT(rank_ >= 1) << "native CPU code: a row reduction over a rank-0 domain";
         const Instr& red = g_.instrs.at(static_cast<std::size_t>(g_.reduce_at));
-        Reducer r = reducer(red);
         int last = rank_ - 1;
         std::vector<int> outer;
         for (int d = 0; d < last; ++d) outer.push_back(d);
@@ -553,20 +558,14 @@ class GroupEmitter {
         s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
         s += "for (int64_t r = 0; r < rows; ++r) {\n" + offsets("r", outer);
         Index ix = row_index();
-        s += fmt::format("{} acc; {} mx; int nan;\n(void)acc; (void)mx; (void)nan;\n", r.acc_type,
-                         r.value_type);
-        s += sub(r.init, "") + "\n";
         std::string pro = prologue(ix);
-        auto pass = [&](const std::string& clause, const std::string& step,
-                        const std::string& addend) {
-            if (!addend.empty())
-                return blocked_sum("len", c_type(red.dtype), pro, addend, "acc", "", "");
-            return "#pragma omp simd " + clause + "\nfor (int64_t j = 0; j < len; ++j) {\n" + pro +
-                   step + "\n}\n";
-        };
-        s += pass(r.clause1, sub(r.step1, ""), sub(r.addend1, ""));
-        if (!r.step2.empty()) s += pass(r.clause2, sub(r.step2, ""), sub(r.addend2, ""));
-        s += fmt::format("const {} v{} = {};\n", r.value_type, g_.reduce_at, sub(r.result, ""));
+        s += reduced_value(
+            [&](const std::string& clause, const std::string& step, const std::string& addend) {
+                if (!addend.empty())
+                    return blocked_sum("len", c_type(red.dtype), pro, addend, "acc", "", "");
+                return "#pragma omp simd " + clause + "\nfor (int64_t j = 0; j < len; ++j) {\n" +
+                       pro + step + "\n}\n";
+            });
         s += "#pragma omp simd\nfor (int64_t j = 0; j < len; ++j) {\n" +
              body(g_.reduce_at + 1, num_instrs(), ix) + stores(ix) + "}\n";
         return s + "}\n";

@@ -619,13 +619,9 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         return fmt::format("{}({})", fn, fmt::join(as, ", "));
     }
 
-    void emit_normalize() {
-        const Instr& nz = instr(g_.reduce_at);
-        emit_acc(nz.op);
-        int n = static_cast<int>(g_.instrs.size());
-        std::string A = c_type(nz.dtype);
-        std::string sfx = nz.dtype == DType::Float32 ? "f" : "d";
-        std::string acc = pfx_ + "_acc";
+    // The run function's start for a block per row of the last axis: each slot's offset b<k> at
+    // the row's start and its stride t<k> along the row.
+    void emit_rows_head() {
         out_ += "template <class I>\n";
         out_ += fmt::format("static __device__ __forceinline__ void {}_run({}) {{\n", pfx_,
                             slot_params(true));
@@ -638,6 +634,16 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                 "            const I b{0} = o{0};\n"
                 "            const I t{0} = (I)s{0}.s[P.rank - 1];\n",
                 k);
+    }
+
+    void emit_normalize() {
+        const Instr& nz = instr(g_.reduce_at);
+        emit_acc(nz.op);
+        int n = static_cast<int>(g_.instrs.size());
+        std::string A = c_type(nz.dtype);
+        std::string sfx = nz.dtype == DType::Float32 ? "f" : "d";
+        std::string acc = pfx_ + "_acc";
+        emit_rows_head();
         std::string at_j;
         for (std::size_t k = 0; k < nslots(); ++k)
             at_j += fmt::format(" const I o{0} = b{0} + j * t{0};", k);
@@ -688,18 +694,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         emit_acc(red.op);
         int n = static_cast<int>(g_.instrs.size());
         std::string acc = pfx_ + "_acc";
-        out_ += "template <class I>\n";
-        out_ += fmt::format("static __device__ __forceinline__ void {}_run({}) {{\n", pfx_,
-                            slot_params(true));
-        out_ +=
-            "    const I rows = (I)P.count, inner = (I)P.inner;\n"
-            "    for (I row = (I)blockIdx.x; row < rows; row += (I)gridDim.x) {\n            ";
-        out_ += offsets("row", all_slots(), 0, "P.rank - 1");
-        for (std::size_t k = 0; k < nslots(); ++k)
-            out_ += fmt::format(
-                "            const I b{0} = o{0};\n"
-                "            const I t{0} = (I)s{0}.s[P.rank - 1];\n",
-                k);
+        emit_rows_head();
         out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
         out_ += unrolled_loop("(I)threadIdx.x", "(I)blockDim.x", loads_in(0, g_.reduce_at),
                               [&](const std::string& u) {
