@@ -315,14 +315,36 @@ class Evaluator final : public Executor {
         }
     }
 
+    // The reduced values of one reduction, one per epilogue index, in the Reduce instr's dtype
+    // (floats held as double, rounded once to the dtype when a tile reads them).
+    struct Reduced {
+        std::vector<double> f;
+        std::vector<std::int64_t> i;
+    };
+
+    // Sets the tile of Reduce instr `at` to n reduced values from offset o by `step`.
+    void fill_reduced(int at, const Reduced& r, std::int64_t o, std::int64_t step, std::int64_t n) {
+        const Instr& red = group_->instrs[static_cast<std::size_t>(at)];
+        Tile& t = tiles_[static_cast<std::size_t>(at)];
+        if (is_float(red.dtype)) {
+            t.cls = Cls::F64;
+            for (std::int64_t j = 0; j < n; ++j)
+                t.f64[j] = r.f[static_cast<std::size_t>(o + j * step)];
+        } else {
+            t.cls = Cls::I64;
+            for (std::int64_t j = 0; j < n; ++j)
+                t.i64[j] = r.i[static_cast<std::size_t>(o + j * step)];
+        }
+        narrow(t, red.dtype, n);
+    }
+
     // Reduce: the prologue over the domain is combined into one accumulator per epilogue index
     // (long double for float64 and double for float32, as the reference evaluator does), then the
-    // epilogue runs over the epilogue domain. A row reduce (`row`) reduces the last axis and runs
-    // its epilogue over the whole domain, each row reading its row's value.
+    // epilogue runs over the epilogue domain. A row reduce (`row`) reduces the last axis in one
+    // pass per Reduce instr, each pass reading the rows' values reduced before, and runs its
+    // epilogue over the whole domain, each row reading its row's values.
     void reduce(bool row) {
         const Group& g = *group_;
-        const Instr& red = g.instrs[static_cast<std::size_t>(g.reduce_at)];
-        int val = red.args[0];
         const std::int64_t* dims = args_->dims;
         std::vector<std::int64_t> row_dims(dims, dims + rank_);
         if (row && rank_) row_dims[rank_ - 1] = 1;
@@ -340,6 +362,51 @@ class Evaluator final : public Executor {
             ast[d] = edims[d] == 1 && dims[d] != 1 ? 0 : acc;
             acc *= edims[d];
         }
+        auto acc_index = [&](const std::int64_t* idx, std::int64_t j) {
+            std::int64_t o = 0;
+            for (std::size_t d = 0; d + 1 < rank_; ++d) o += idx[d] * ast[d];
+            return o + (rank_ ? j * ast[rank_ - 1] : 0);
+        };
+        std::vector<int> reds = row ? g.passes() : std::vector<int>{g.reduce_at};
+        std::vector<Reduced> values;
+        for (std::size_t k = 0; k < reds.size(); ++k) {
+            const int lo = row ? g.pass_begin(k) : 0;
+            // The values this pass reduces, at n points of a row.
+            auto prologue = [&](const std::int64_t* idx, std::int64_t start, std::int64_t n) {
+                for (std::size_t j = 0; j < k; ++j)
+                    fill_reduced(reds[j], values[j], acc_index(idx, 0), 0, n);
+                run(lo, reds[k], idx, start, n);
+            };
+            values.push_back(accumulate(g.instrs[static_cast<std::size_t>(reds[k])], eout, count,
+                                        prologue, acc_index));
+        }
+        // Epilogue over edims: the Reduce instrs read the reduced values.
+        std::vector<std::int64_t> est(rank_);
+        std::int64_t e = 1;
+        for (std::size_t d = rank_; d-- > 0;) {
+            est[d] = e;
+            e *= edims[d];
+        }
+        for_rows(row ? dims : edims,
+                 [&](const std::int64_t* idx, std::int64_t start, std::int64_t n) {
+                     std::int64_t o = 0;
+                     for (std::size_t d = 0; d + 1 < rank_; ++d) o += idx[d] * est[d];
+                     const std::int64_t step = row ? 0 : 1;  // a row's value all along it
+                     o += start * step;
+                     for (std::size_t k = 0; k < reds.size(); ++k)
+                         fill_reduced(reds[k], values[k], o, step, n);
+                     run(g.reduce_at + 1, static_cast<int>(g.instrs.size()), idx, start, n);
+                     write_outputs(idx, start, n);
+                 });
+    }
+
+    // One reduction `red` of the values `prologue` computes, into eout accumulators (acc_index
+    // maps a point of the domain to its own).
+    template <class Prologue, class AccIndex>
+    Reduced accumulate(const Instr& red, std::int64_t eout, std::int64_t count,
+                       const Prologue& prologue, const AccIndex& acc_index) {
+        int val = red.args[0];
+        const std::int64_t* dims = args_->dims;
         bool floating = is_float(red.dtype);
         Op op = red.op;
         std::vector<long double> sum(static_cast<std::size_t>(eout), 0.0L);
@@ -350,15 +417,10 @@ class Evaluator final : public Executor {
         std::vector<char> seen(static_cast<std::size_t>(eout), 0), nan(seen);
         bool is_max = op == Op::ReduceMax || op == Op::Logsumexp;
         bool minmax = op == Op::ReduceMax || op == Op::ReduceMin;
-        auto acc_index = [&](const std::int64_t* idx, std::int64_t j) {
-            std::int64_t o = 0;
-            for (std::size_t d = 0; d + 1 < rank_; ++d) o += idx[d] * ast[d];
-            return o + (rank_ ? j * ast[rank_ - 1] : 0);
-        };
         Cls c = floating ? Cls::F64 : Cls::I64;
         // Pass 1: sums, products, max/min (and the max for logsumexp).
         for_rows(dims, [&](const std::int64_t* idx, std::int64_t start, std::int64_t n) {
-            run(0, g.reduce_at, idx, start, n);
+            prologue(idx, start, n);
             Tile t = tiles_[static_cast<std::size_t>(val)];
             if (c == Cls::F64) {
                 bool f32 = red.dtype == DType::Float32;
@@ -402,7 +464,7 @@ class Evaluator final : public Executor {
         // Pass 2 (logsumexp): the sum of exp(x - max) where the max is finite.
         if (op == Op::Logsumexp) {
             for_rows(dims, [&](const std::int64_t* idx, std::int64_t start, std::int64_t n) {
-                run(0, g.reduce_at, idx, start, n);
+                prologue(idx, start, n);
                 Tile t = tiles_[static_cast<std::size_t>(val)];
                 narrow(t, red.dtype, n);
                 for (std::int64_t j = 0; j < n; ++j) {
@@ -416,12 +478,13 @@ class Evaluator final : public Executor {
                 }
             });
         }
-        // The reduced values, in the Reduce instr's dtype, then the epilogue.
-        std::vector<double> rf(static_cast<std::size_t>(eout));
-        std::vector<std::int64_t> ri(static_cast<std::size_t>(eout));
+        // The reduced values, in the Reduce instr's dtype.
+        Reduced r;
+        r.f.resize(static_cast<std::size_t>(eout));
+        r.i.resize(static_cast<std::size_t>(eout));
         for (std::size_t o = 0; o < static_cast<std::size_t>(eout); ++o) {
             if (!floating) {
-                ri[o] = minmax ? imx[o] : static_cast<std::int64_t>(isum[o]);
+                r.i[o] = minmax ? imx[o] : static_cast<std::int64_t>(isum[o]);
                 continue;
             }
             bool f32 = red.dtype == DType::Float32;
@@ -451,35 +514,9 @@ class Evaluator final : public Executor {
                     break;
                 default: throw InternalError("evaluator: unknown reduction");
             }
-            rf[o] = v;  // rounded once to the dtype when the epilogue reads it
+            r.f[o] = v;  // rounded once to the dtype when the epilogue reads it
         }
-        // Epilogue over edims: the Reduce instr reads the accumulators.
-        std::vector<std::int64_t> est(rank_);
-        std::int64_t e = 1;
-        for (std::size_t d = rank_; d-- > 0;) {
-            est[d] = e;
-            e *= edims[d];
-        }
-        for_rows(row ? dims : edims,
-                 [&](const std::int64_t* idx, std::int64_t start, std::int64_t n) {
-                     std::int64_t o = 0;
-                     for (std::size_t d = 0; d + 1 < rank_; ++d) o += idx[d] * est[d];
-                     const std::int64_t step = row ? 0 : 1;  // a row's value all along it
-                     o += start * step;
-                     Tile& t = tiles_[static_cast<std::size_t>(g.reduce_at)];
-                     if (floating) {
-                         t.cls = Cls::F64;
-                         for (std::int64_t j = 0; j < n; ++j)
-                             t.f64[j] = rf[static_cast<std::size_t>(o + j * step)];
-                     } else {
-                         t.cls = Cls::I64;
-                         for (std::int64_t j = 0; j < n; ++j)
-                             t.i64[j] = ri[static_cast<std::size_t>(o + j * step)];
-                     }
-                     narrow(t, red.dtype, n);
-                     run(g.reduce_at + 1, static_cast<int>(g.instrs.size()), idx, start, n);
-                     write_outputs(idx, start, n);
-                 });
+        return r;
     }
 
     bool dims_empty(const std::int64_t* dims) const {

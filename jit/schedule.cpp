@@ -112,10 +112,12 @@ std::vector<const Node*> lower(const std::vector<const Node*>& roots) {
     return res;
 }
 
-// Where a node's value is computed: a group, before its reduction or in its epilogue.
+// Where a node's value is computed: a group, and the phase in it: 0 before its (first)
+// reduction, k after its k-th (a row reduction with several stages runs a phase per pass over
+// each row; the other kinds have phases 0 and 1).
 struct Ctx {
     int group = -1;
-    bool post = false;
+    int phase = 0;
     bool operator==(const Ctx&) const = default;
 };
 
@@ -152,13 +154,16 @@ bool cheap_to_recompute(Op op) {
 // At most this many groups compute one inlined value.
 constexpr std::size_t kMaxInlineContexts = 8;
 
+// At most this many reductions share the passes over a row (the code grows with each).
+constexpr std::size_t kMaxRowStages = 4;
+
 struct Info {
     std::vector<const Node*> consumers;
     std::vector<Ctx> contexts;  // inlined: where it is computed
     bool inlined = false;
     int order = 0;
     int group = -1;
-    bool post = false;    // value lives in the group's epilogue
+    int phase = 0;        // the phase of its group it is computed in (see Ctx)
     bool forced = false;  // must be stored (read through a view, by a gemm or a concat)
     bool view = false;
     bool copy = false;  // a reshape of a non-contiguous view: copied into its own buffer
@@ -173,6 +178,7 @@ struct G {
     GroupKind kind = GroupKind::Pointwise;
     Shape domain;
     const Node* reducer = nullptr;
+    std::vector<const Node*> stages;  // RowReduce: the reductions of the earlier passes, in order
     std::vector<const Node*> members;
     // Copy groups (roots that are leaves or views, concat parts, reshape copies):
     const Node* copy_source = nullptr;
@@ -259,10 +265,10 @@ class Scheduler {
                     for (Ctx x : ci.contexts) add(x);
                 } else {
                     // A reducer reads its operands before the reduction.
-                    add({ci.group, groups_[ci.group].reducer == c ? false : ci.post});
+                    add({ci.group, groups_[ci.group].reducer == c ? ci.phase - 1 : ci.phase});
                 }
             }
-            if (!forced && ctxs.size() == 1 && try_join(n, ctxs[0].group, ctxs[0].post)) continue;
+            if (!forced && ctxs.size() == 1 && try_join(n, ctxs[0].group, ctxs[0].phase)) continue;
             if (!forced && ctxs.size() > 1 && try_inline(n, ctxs)) continue;
             start_group(n);
         }
@@ -272,7 +278,10 @@ class Scheduler {
     // pointwise group over its own domain joins that group: each row is reduced, then the
     // group's work on the row follows while the row is in cache. sqrt(mean(x*x) + eps) scaling x
     // (an RMS norm) is then one pass that reads each row twice, the second time from cache,
-    // where it was two groups and a stored row value.
+    // where it was two groups and a stored row value. A group so made takes in further row
+    // reductions its passes use, each as a pass of its own before the others: a layer norm's
+    // mean, then its variance, then the normalized row, is one group reading each row from
+    // memory once.
     void merge_row_reductions() {
         for (std::size_t si = 0; si < groups_.size(); ++si) {
             G& S = groups_[si];
@@ -303,21 +312,31 @@ class Scheduler {
             }
             if (!ok || target < 0) continue;
             G& T = groups_[static_cast<std::size_t>(target)];
-            if (T.is_copy || T.kind != GroupKind::Pointwise || T.domain != S.domain) continue;
-            // T's work becomes the epilogue, over the whole row; S's keeps its place.
-            for (const Node* m : T.members) info_[m].post = true;
+            bool row = T.kind == GroupKind::RowReduce;
+            if (T.is_copy || (T.kind != GroupKind::Pointwise && !row) || T.domain != S.domain)
+                continue;
+            if (row && T.stages.size() + 1 >= kMaxRowStages) continue;
+            // T's work moves a phase later; S's keeps its place, first.
+            for (const Node* m : T.members) info_[m].phase += 1;
             for (const Node* m : S.members) info_[m].group = target;
             for (const Node* n : inlined_) {
                 std::vector<Ctx> cs;
                 for (Ctx c : info_[n].contexts) {
-                    if (c.group == target) c.post = true;
+                    if (c.group == target) c.phase += 1;
                     if (c.group == static_cast<int>(si)) c.group = target;
                     if (std::find(cs.begin(), cs.end(), c) == cs.end()) cs.push_back(c);
                 }
                 info_[n].contexts = std::move(cs);
             }
+            std::vector<const Node*> reds{S.reducer};
+            if (row) {
+                reds.insert(reds.end(), T.stages.begin(), T.stages.end());
+                reds.push_back(T.reducer);
+            }
             T.kind = GroupKind::RowReduce;
-            T.reducer = S.reducer;
+            T.reducer = reds.back();
+            reds.pop_back();
+            T.stages = std::move(reds);
             T.members.insert(T.members.begin(), S.members.begin(), S.members.end());
             S.members.clear();
             S.reducer = nullptr;
@@ -345,7 +364,7 @@ class Scheduler {
             return false;
         for (Ctx c : ctxs) {
             const G& g = groups_[static_cast<std::size_t>(c.group)];
-            if (n->shape() != (c.post ? epilogue_shape(g) : g.domain)) return false;
+            if (n->shape() != (c.phase ? epilogue_shape(g) : g.domain)) return false;
         }
         // Each group then reads the one full operand instead of the stored value.
         int full = 0;
@@ -358,21 +377,21 @@ class Scheduler {
         return true;
     }
 
-    bool try_join(const Node* n, int gi, bool post) {
+    bool try_join(const Node* n, int gi, int phase) {
         G& g = groups_[gi];
         Info& in = info_[n];
         OpKind k = n->info().kind;
         if (k == OpKind::Elementwise) {
-            if (n->shape() != (post ? epilogue_shape(g) : g.domain)) return false;
+            if (n->shape() != (phase ? epilogue_shape(g) : g.domain)) return false;
             // A group stores values only in its epilogue: a root before a reduction is stored
             // by a group of its own.
-            if (!post && g.kind != GroupKind::Pointwise && in.root >= 0) return false;
+            if (!phase && g.kind != GroupKind::Pointwise && in.root >= 0) return false;
             in.group = gi;
-            in.post = post && g.kind != GroupKind::Pointwise;
+            in.phase = g.kind != GroupKind::Pointwise ? phase : 0;
             g.members.push_back(n);
             return true;
         }
-        if (post || g.kind != GroupKind::Pointwise || n->shape() != g.domain) return false;
+        if (phase || g.kind != GroupKind::Pointwise || n->shape() != g.domain) return false;
         if (k == OpKind::Reduction) {
             g.kind = GroupKind::Reduce;
             g.domain = n->operand(0)->shape();
@@ -383,13 +402,13 @@ class Scheduler {
         } else {
             return false;
         }
-        for (const Node* m : g.members) info_[m].post = true;
+        for (const Node* m : g.members) info_[m].phase = 1;
         for (const Node* m : inlined_)
             for (Ctx& c : info_[m].contexts)
-                if (c.group == gi) c.post = true;
+                if (c.group == gi) c.phase = 1;
         g.reducer = n;
         in.group = gi;
-        in.post = true;
+        in.phase = 1;
         g.members.push_back(n);
         return true;
     }
@@ -406,17 +425,17 @@ class Scheduler {
                 g.kind = GroupKind::Reduce;
                 g.domain = n->operand(0)->shape();
                 g.reducer = n;
-                in.post = true;
+                in.phase = 1;
                 break;
             case OpKind::AxisNormalize:
                 g.kind = GroupKind::RowNormalize;
                 g.reducer = n;
-                in.post = true;
+                in.phase = 1;
                 break;
             case OpKind::Matmul:
                 g.kind = GroupKind::Matmul;
                 g.reducer = n;
-                in.post = true;
+                in.phase = 1;
                 break;
             default:
                 throw InternalError(
@@ -449,7 +468,13 @@ class Scheduler {
         if (in.root >= 0) return true;
         for (const Node* c : in.consumers) {
             const Info& ci = info_.at(c);
-            if (ci.group != in.group || ci.view || ci.copy || c->op() == Op::Concat) return true;
+            if (ci.view || ci.copy || c->op() == Op::Concat) return true;
+            if (ci.inlined) {
+                for (Ctx x : ci.contexts)
+                    if (x.group != in.group) return true;
+            } else if (ci.group != in.group) {
+                return true;
+            }
         }
         return false;
     }
@@ -523,8 +548,9 @@ class Scheduler {
 
     struct Builder {
         Group g;
-        std::map<std::pair<const Node*, bool>, int> values;  // (node, post) -> instr
-        std::map<std::pair<const Node*, bool>, int> loads;
+        int gi = -1;                                        // the scheduler's group it builds
+        std::map<std::pair<const Node*, int>, int> values;  // (node, phase) -> instr
+        std::map<std::pair<const Node*, int>, int> loads;
     };
 
     int push(Builder& b, Instr in) {
@@ -532,11 +558,32 @@ class Scheduler {
         return static_cast<int>(b.g.instrs.size()) - 1;
     }
 
-    int value_of(Builder& b, const Node* m, bool post) {
-        auto v = b.values.find({m, post});
+    // Whether n is computed in group gi (as a member, or inlined there).
+    bool computed_in(const Node* n, int gi) const {
+        const Info& in = info_.at(n);
+        if (!in.inlined) return in.group == gi;
+        for (Ctx c : in.contexts)
+            if (c.group == gi) return true;
+        return false;
+    }
+
+    int value_of(Builder& b, const Node* m, int phase) {
+        auto v = b.values.find({m, phase});
         if (v != b.values.end()) return v->second;
-        auto l = b.loads.find({m, post});
+        auto l = b.loads.find({m, phase});
         if (l != b.loads.end()) return l->second;
+        // In a row reduction's later pass, a value of an earlier one: a reduced value is read
+        // as it is (it is the same all along the row); another is computed again in this pass.
+        if (phase > 0 && b.gi >= 0 && b.g.kind == GroupKind::RowReduce && computed_in(m, b.gi)) {
+            const G& gg = groups_[static_cast<std::size_t>(b.gi)];
+            if (m == gg.reducer || std::count(gg.stages.begin(), gg.stages.end(), m)) {
+                auto r = b.values.find({m, info_.at(m).phase});
+                AGNESI_ASSERT(r != b.values.end() && info_.at(m).phase <= phase)
+                    << "schedule: a reduced value read before its pass";
+                return r->second;
+            }
+            return emit_member(b, m, phase);
+        }
         Instr in;
         in.node = m;
         in.dtype = m->dtype();
@@ -549,7 +596,7 @@ class Scheduler {
             in.input = static_cast<int>(b.g.inputs.size()) - 1;
         }
         int idx = push(b, std::move(in));
-        b.loads[{m, post}] = idx;
+        b.loads[{m, phase}] = idx;
         return idx;
     }
 
@@ -580,12 +627,14 @@ class Scheduler {
         in.op = Op::Mul;
     }
 
-    void emit_member(Builder& b, const Node* n, bool post) {
+    // Emits n computed in `phase`; its operands are computed in the same phase, a reducer's in
+    // the one before.
+    int emit_member(Builder& b, const Node* n, int phase) {
         Instr in;
         in.node = n;
         in.dtype = n->dtype();
         const OpInfo& info = n->info();
-        bool operands_post = post && info.kind == OpKind::Elementwise;
+        int operands_phase = info.kind == OpKind::Elementwise ? phase : phase - 1;
         if (info.kind == OpKind::Matmul) {
             b.g.gemm.a = access_of(n->operand(0));
             b.g.gemm.b = access_of(n->operand(1));
@@ -596,7 +645,7 @@ class Scheduler {
         } else {
             for (const Node* o : n->operands()) {
                 if (in.nargs >= 3) throw InternalError("schedule: more than three operands");
-                in.args[in.nargs++] = value_of(b, o, operands_post);
+                in.args[in.nargs++] = value_of(b, o, operands_phase);
             }
             if (info.kind == OpKind::Elementwise) {
                 in.kind = InstrKind::Apply;
@@ -606,6 +655,7 @@ class Scheduler {
             } else if (info.kind == OpKind::Reduction) {
                 in.kind = InstrKind::Reduce;
                 in.op = n->op();
+                b.g.axes.clear();
                 for (auto a : n->ints()) b.g.axes.push_back(static_cast<int>(a));
                 b.g.reduced_shape = n->shape();
             } else {
@@ -614,51 +664,64 @@ class Scheduler {
             }
         }
         int idx = push(b, std::move(in));
-        if (info.kind != OpKind::Elementwise)
+        if (info.kind != OpKind::Elementwise) {
+            if (b.g.reduce_at >= 0) b.g.stages.push_back(b.g.reduce_at);
             b.g.reduce_at = b.g.kind == GroupKind::Matmul ? -1 : idx;
-        b.values[{n, post}] = idx;
+        }
+        b.values[{n, phase}] = idx;
+        return idx;
     }
 
     void build_groups() {
-        // The inlined values each group computes, before or after its reduction.
-        std::vector<std::vector<std::pair<const Node*, bool>>> inl(groups_.size());
+        // The inlined values each group computes, and in which phase.
+        std::vector<std::vector<std::pair<const Node*, int>>> inl(groups_.size());
         for (const Node* n : inlined_)
             for (Ctx c : info_[n].contexts)
-                inl[static_cast<std::size_t>(c.group)].push_back({n, c.post});
+                inl[static_cast<std::size_t>(c.group)].push_back({n, c.phase});
         for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
             G& gg = groups_[gi];
             if (!gg.is_copy && gg.members.empty()) continue;  // merged into another group
             Builder b;
+            b.gi = static_cast<int>(gi);
             b.g.kind = gg.kind;
             b.g.domain = gg.domain;
             if (gg.is_copy) {
                 const Node* s = gg.copy_source;
-                int v = value_of(b, s, false);
+                int v = value_of(b, s, 0);
                 b.g.outputs.push_back({v, gg.copy_target});
                 built_.push_back(std::move(b.g));
                 continue;
             }
-            std::vector<const Node*> pre, post;
-            for (const Node* m : gg.members) {
-                if (m == gg.reducer) continue;
-                (info_[m].post ? post : pre).push_back(m);
-            }
-            for (auto [m, in_post] : inl[gi]) (in_post ? post : pre).push_back(m);
+            // Phase k's values, then the k-th reduction (which ends phase k), and so on.
+            std::vector<const Node*> reds = gg.stages;
+            if (gg.reducer) reds.push_back(gg.reducer);
+            std::vector<std::vector<const Node*>> phases(reds.size() + 1);
+            auto place = [&](const Node* m, int ph) {
+                AGNESI_ASSERT(ph >= 0 && static_cast<std::size_t>(ph) < phases.size())
+                    << "schedule: a value in phase " << ph;
+                phases[static_cast<std::size_t>(ph)].push_back(m);
+            };
+            for (const Node* m : gg.members)
+                if (std::find(reds.begin(), reds.end(), m) == reds.end()) place(m, info_[m].phase);
+            for (auto [m, ph] : inl[gi]) place(m, ph);
             auto by_order = [&](const Node* x, const Node* y) {
                 return info_[x].order < info_[y].order;
             };
-            std::sort(pre.begin(), pre.end(), by_order);
-            std::sort(post.begin(), post.end(), by_order);
-            bool pointwise = gg.kind == GroupKind::Pointwise;
-            for (const Node* m : pre) emit_member(b, m, false);
-            if (gg.reducer) emit_member(b, gg.reducer, true);
-            for (const Node* m : post) emit_member(b, m, !pointwise);
+            for (std::size_t ph = 0; ph < phases.size(); ++ph) {
+                std::sort(phases[ph].begin(), phases[ph].end(), by_order);
+                for (const Node* m : phases[ph])
+                    if (!b.values.count({m, static_cast<int>(ph)}))
+                        emit_member(b, m, static_cast<int>(ph));
+                if (ph < reds.size()) emit_member(b, reds[ph], static_cast<int>(ph) + 1);
+            }
             for (const Node* m : gg.members) {
                 const Info& mi = info_[m];
                 if (mi.buffer < 0) continue;
                 if (m == gg.reducer && gg.kind == GroupKind::Matmul) continue;  // gemm writes it
-                bool mpost = mi.post && !pointwise;
-                b.g.outputs.push_back({b.values.at({m, mpost}), Access{mi.buffer, {}, m->shape()}});
+                AGNESI_ASSERT(static_cast<std::size_t>(mi.phase) + 1 == phases.size())
+                    << "schedule: a stored value before the group's last phase";
+                b.g.outputs.push_back(
+                    {b.values.at({m, mi.phase}), Access{mi.buffer, {}, m->shape()}});
             }
             built_.push_back(std::move(b.g));
         }
@@ -691,7 +754,7 @@ class Scheduler {
         Builder b;
         b.g.kind = GroupKind::Pointwise;
         b.g.domain = target.shape;
-        int v = value_of(b, src, false);
+        int v = value_of(b, src, 0);
         b.g.outputs.push_back({v, std::move(target)});
         built_.push_back(std::move(b.g));
     }
@@ -757,6 +820,16 @@ std::vector<std::int64_t> contiguous(const Shape& s) {
 }
 
 }  // namespace
+
+std::vector<int> Group::passes() const {
+    std::vector<int> r = stages;
+    r.push_back(reduce_at);
+    return r;
+}
+
+int Group::pass_begin(std::size_t k) const {
+    return k == 0 ? 0 : passes().at(k - 1) + 1;
+}
 
 Shape Group::epilogue_domain() const {
     if (kind != GroupKind::Reduce) return domain;
@@ -956,6 +1029,7 @@ std::string Program::to_string() const {
         if (g.kind == GroupKind::Matmul)
             s +=
                 fmt::format(" gemm(b{}, b{}) -> b{}", g.gemm.a.buffer, g.gemm.b.buffer, g.gemm.out);
+        if (!g.stages.empty()) s += fmt::format(" ({} reductions per row)", g.stages.size() + 1);
         s += fmt::format(", {} instrs, reads", g.instrs.size());
         for (const Access& a : g.inputs) s += fmt::format(" b{}", a.buffer);
         s += ", writes";

@@ -12,10 +12,11 @@
 // - RowNormalize (softmax / log_softmax along the last axis): instrs before the Normalize instr run
 //   over `domain`; the row's max and sum are taken in one pass over each row, then the Normalize
 //   value and the epilogue are computed at every index of the row and written.
-// - RowReduce (a reduction along the last axis and the elementwise work on its rows): instrs
-//   before the Reduce instr run over `domain`; the row's reduction is taken in one pass over each
-//   row, then the epilogue is computed at every index of the row (the reduced value is the same
-//   all along it) and written.
+// - RowReduce (reductions along the last axis and the elementwise work on their rows): a pass
+//   over each row per Reduce instr (`stages`, then `reduce_at`), each reducing the instrs since
+//   the previous one, which may read the values reduced before; then the epilogue is computed at
+//   every index of the row (a reduced value is the same all along it) and written. A layer norm
+//   is three passes: the mean, the variance of x - mean, the normalized row.
 // - Matmul: `gemm` computes a batched product into its own buffer; the epilogue instrs (a Load of
 //   that buffer first) run over its domain and write the outputs.
 //
@@ -87,8 +88,11 @@ struct Group {
     Shape domain;  ///< the index space of the instrs before reduce_at (all instrs for Pointwise)
     std::vector<Access> inputs;
     std::vector<Instr> instrs;
-    /// Reduce/RowNormalize: index of the Reduce or Normalize instr; -1 otherwise.
+    /// Reduce/RowNormalize/RowReduce: index of the (last) Reduce or Normalize instr; -1
+    /// otherwise.
     int reduce_at = -1;
+    /// RowReduce: the Reduce instrs of the passes before the last, in order (often none).
+    std::vector<int> stages;
     /// Reduce: the axes reduced (sorted, non-negative); the epilogue domain is `domain` with
     /// these axes set to 1.
     std::vector<int> axes;
@@ -107,6 +111,10 @@ struct Group {
     Shape epilogue_domain() const;
     /// Whether instr i runs in the epilogue (after reduce_at).
     bool in_epilogue(int i) const { return reduce_at >= 0 && i > reduce_at; }
+    /// RowReduce: the Reduce instrs, one per pass (`stages`, then `reduce_at`).
+    std::vector<int> passes() const;
+    /// RowReduce: the first instr of pass k (the one after the previous pass's Reduce).
+    int pass_begin(std::size_t k) const;
 };
 
 struct Program {

@@ -94,6 +94,10 @@ std::vector<Case> corpus() {
         auto g = vector("g", 9, dt);
         Expr d = z - mean(z, {1}, true);
         cs.push_back({"layer_norm_" + t, {z, g}, {d / sqrt(mean(d * d, {1}, true) + 1e-5) * g}});
+        // Passes over a row by different reductions: max, min, sum, then the row.
+        Expr sh = z - amax(z, {1}, true);
+        cs.push_back(
+            {"row_passes_" + t, {z}, {sh * sum(sh * sh, {1}, true) + amin(sh, {1}, true) * 0.5}});
         cs.push_back({"row_reduce_" + t,
                       {z, g},
                       {z / sqrt(mean(z * z, {1}, true) + 1e-6) * g, z - amax(z, {1}, true),

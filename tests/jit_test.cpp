@@ -239,6 +239,36 @@ TEST_P(JitTest, RowReductionsWithTheWorkOnTheirRows) {
     expect_matches_reference({k}, {k - sum(k, {1}, true), k * amax(k, {1}, true)}, at, tier());
 }
 
+TEST_P(JitTest, RowReductionsInSeveralPasses) {
+    // Reductions along a row that later ones read, all in one group: a layer norm (the mean,
+    // then the variance of x - mean), a fourth moment over the variance, the sum of
+    // exponentials below the row's max; rows longer than a block, rank 3, integers.
+    for (DType dt : {f64, f32}) {
+        auto x = matrix("x", 6, 37, dt), g = vector("g", 37, dt), b = vector("b", 37, dt);
+        auto t = tensor("t", {2, 3, 1500}, dt);
+        Bindings at{{"x", random_tensor(dt, {6, 37}, rng)},
+                    {"g", random_tensor(dt, {37}, rng)},
+                    {"b", random_tensor(dt, {37}, rng)},
+                    {"t", random_tensor(dt, {2, 3, 1500}, rng)}};
+        auto layer_norm = [&](const Expr& v, int ax) {
+            Expr d = v - mean(v, {ax}, true);
+            return d / sqrt(mean(d * d, {ax}, true) + 1e-5);
+        };
+        Expr d = x - mean(x, {1}, true);
+        Expr var = mean(d * d, {1}, true);
+        Expr m = amax(x, {1}, true);
+        expect_matches_reference(
+            {x, g, b, t},
+            {layer_norm(x, 1) * g + b, d * mean(d * d * d * d, {1}, true) / (var * var),
+             exp(x - m) / sum(exp(x - m), {1}, true) + m, layer_norm(t, 2)},
+            at, tier(), dt == f32 ? 5e-5 : 1e-11);
+    }
+    auto k = matrix("k", 4, 9, i64);
+    Bindings at{{"k", random_tensor(i64, {4, 9}, rng, -50, 50)}};
+    Expr c = k - amax(k, {1}, true);
+    expect_matches_reference({k}, {c * sum(c * c, {1}, true) + amin(c, {1}, true)}, at, tier());
+}
+
 TEST_P(JitTest, InputsBroadcastAlongTheInnerLoop) {
     // Inputs of size 1 along the reduced axes, or the last axis, beside full ones: native code
     // reads them once per row.
@@ -482,9 +512,11 @@ TEST(Schedule, RecomputesCheapValuesInsteadOfStoringThem) {
     auto x = matrix("rx", 64, 32), z = matrix("rz", 64, 32), g = vector("rg", 32);
     Expr m = mean(x, {1}, true);
     Expr d = x - m;
-    // Layer norm: the mean, then the variance with the output along each row. x - m is computed
-    // in both places, not stored by a group of its own.
-    EXPECT_EQ(compile({x, g}, {d / sqrt(mean(d * d, {1}, true) + 1e-5) * g}).stats().groups, 2);
+    // Layer norm: passes over each row for the mean, then the variance, then the output. x - m
+    // is computed in the last two, not stored.
+    Function ln = compile({x, g}, {d / sqrt(mean(d * d, {1}, true) + 1e-5) * g});
+    EXPECT_EQ(ln.stats().groups, 1);
+    EXPECT_THAT(ln.schedule_text(), ::testing::HasSubstr("row-reduce over (64, 32) (2 reductions"));
     // Used before and after the softmax of one group: computed in both places.
     EXPECT_EQ(compile({x, g}, {softmax(x - g, 1) * (x - g)}).stats().groups, 1);
     // Costly, or reading two full tensors where the stored value is one: stored by a group, read
@@ -505,6 +537,11 @@ TEST(Schedule, RowReductionsJoinTheWorkOnTheirRows) {
     // The row value also an output, or a reduction over another axis: stored, two groups.
     EXPECT_EQ(compile({x, g}, {x / rms * g, rms}).stats().groups, 2);
     EXPECT_EQ(compile({x}, {x - mean(x, {0}, true)}).stats().groups, 2);
+    // Each of these centres the last: at most four reductions share a row's passes.
+    Expr c = x;
+    for (int i = 0; i < 4; ++i) c = c - mean(c, {1}, true);
+    EXPECT_EQ(compile({x}, {c}).stats().groups, 1);
+    EXPECT_EQ(compile({x}, {c - mean(c, {1}, true)}).stats().groups, 2);
 }
 
 }  // namespace

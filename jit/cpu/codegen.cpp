@@ -341,10 +341,12 @@ class GroupEmitter {
         return s;
     }
 
-    // The prologue at one reduced point and the conversion of its value to x.
-    std::string prologue(const Index& idx) const {
-        const Instr& red = g_.instrs.at(static_cast<std::size_t>(g_.reduce_at));
-        return body(0, g_.reduce_at, idx) +
+    // The prologue of Reduce instr `at` (instrs [lo, at)) at one reduced point and the
+    // conversion of its value to x.
+    std::string prologue(const Index& idx, int lo = 0, int at = -1) const {
+        if (at < 0) at = g_.reduce_at;
+        const Instr& red = g_.instrs.at(static_cast<std::size_t>(at));
+        return body(lo, at, idx) +
                fmt::format("const {} x = {};\n", c_type(red.dtype),
                            convert_expr(var(red.args[0]), dtype_of(red.args[0]), red.dtype));
     }
@@ -352,17 +354,24 @@ class GroupEmitter {
     using PassFn =
         std::function<std::string(const std::string&, const std::string&, const std::string&)>;
 
-    // Declarations, passes and the reduced value v<reduce_at> for one output point, reductions as
-    // scalars. loop(clause, step, addend) emits one pass.
-    std::string reduced_value(const PassFn& loop) const {
-        const Instr& red = g_.instrs.at(static_cast<std::size_t>(g_.reduce_at));
+    // Declarations, passes and the reduced value v<at> (at: reduce_at by default) for one output
+    // point, reductions as scalars. loop(clause, step, addend) emits one pass.
+    std::string reduced_value(const PassFn& loop, int at = -1) const {
+        if (at < 0) at = g_.reduce_at;
+        const Instr& red = g_.instrs.at(static_cast<std::size_t>(at));
         Reducer r = reducer(red);
-        std::string s = fmt::format("{} acc; {} mx; int nan;\n(void)acc; (void)mx; (void)nan;\n",
-                                    r.acc_type, r.value_type);
+        // A row's earlier reductions keep their accumulators in a scope of their own.
+        bool scoped = at != g_.reduce_at;
+        std::string s = scoped ? fmt::format("{} v{};\n{{\n", r.value_type, at) : std::string();
+        s += fmt::format("{} acc; {} mx; int nan;\n(void)acc; (void)mx; (void)nan;\n", r.acc_type,
+                         r.value_type);
         s += sub(r.init, "") + "\n";
         s += loop(r.clause1, sub(r.step1, ""), sub(r.addend1, ""));
         if (!r.step2.empty()) s += loop(r.clause2, sub(r.step2, ""), sub(r.addend2, ""));
-        s += fmt::format("const {} v{} = {};\n", r.value_type, g_.reduce_at, sub(r.result, ""));
+        if (scoped)
+            s += fmt::format("v{} = {};\n}}\n", at, sub(r.result, ""));
+        else
+            s += fmt::format("const {} v{} = {};\n", r.value_type, at, sub(r.result, ""));
         return s;
     }
 
@@ -543,11 +552,11 @@ class GroupEmitter {
 
     // ---- a reduction along the last axis, then work on the same row --------------------------
 
-    // A row at a time: its reduction from the prologue (float sums in blocks, as a suffix
-    // reduction adds them), then the epilogue along the row, which reads it again from cache.
+    // A row at a time: its reductions, a pass each (float sums in blocks, as a suffix reduction
+    // adds them), then the epilogue along the row; the passes after the first read the row from
+    // cache.
     std::string row_reduce() const {
         AGNESI_ASSERT(rank_ >= 1) << "native CPU code: a row reduction over a rank-0 domain";
-        const Instr& red = g_.instrs.at(static_cast<std::size_t>(g_.reduce_at));
         int last = rank_ - 1;
         std::vector<int> outer;
         for (int d = 0; d < last; ++d) outer.push_back(d);
@@ -558,14 +567,19 @@ class GroupEmitter {
         s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
         s += "for (int64_t r = 0; r < rows; ++r) {\n" + offsets("r", outer);
         Index ix = row_index();
-        std::string pro = prologue(ix);
-        s += reduced_value(
-            [&](const std::string& clause, const std::string& step, const std::string& addend) {
-                if (!addend.empty())
-                    return blocked_sum("len", c_type(red.dtype), pro, addend, "acc", "", "");
-                return "#pragma omp simd " + clause + "\nfor (int64_t j = 0; j < len; ++j) {\n" +
-                       pro + step + "\n}\n";
-            });
+        std::vector<int> passes = g_.passes();
+        for (std::size_t k = 0; k < passes.size(); ++k) {
+            const Instr& red = g_.instrs.at(static_cast<std::size_t>(passes[k]));
+            std::string pro = prologue(ix, g_.pass_begin(k), passes[k]);
+            s += reduced_value(
+                [&](const std::string& clause, const std::string& step, const std::string& addend) {
+                    if (!addend.empty())
+                        return blocked_sum("len", c_type(red.dtype), pro, addend, "acc", "", "");
+                    return "#pragma omp simd " + clause +
+                           "\nfor (int64_t j = 0; j < len; ++j) {\n" + pro + step + "\n}\n";
+                },
+                passes[k]);
+        }
         s += "#pragma omp simd\nfor (int64_t j = 0; j < len; ++j) {\n" +
              body(g_.reduce_at + 1, num_instrs(), ix) + stores(ix) + "}\n";
         return s + "}\n";

@@ -102,7 +102,9 @@ class GroupEmitter {
             case GroupKind::Reduce:
             case GroupKind::RowNormalize:
             case GroupKind::RowReduce:
-                emit_compute(pre_, 0, g_.reduce_at, false, true);
+                for (std::size_t k = 0; k < g_.stages.size(); ++k)
+                    emit_compute(pass_fn(k), g_.pass_begin(k), g_.stages[k], false, true);
+                emit_compute(pre_, g_.pass_begin(g_.stages.size()), g_.reduce_at, false, true);
                 emit_compute(post_, g_.reduce_at + 1, static_cast<int>(g_.instrs.size()), true,
                              false);
                 if (g_.kind == GroupKind::Reduce)
@@ -152,32 +154,59 @@ class GroupEmitter {
         return ks;
     }
 
-    // The reduced or normalized value's dtype as the pre function returns it.
-    DType pre_dtype() const {
-        const Instr& r = instr(g_.reduce_at);
+    // The reduced or normalized value's dtype as the pre function of Reduce (or Normalize)
+    // instr `at` (reduce_at by default) returns it.
+    DType pre_dtype(int at = -1) const {
+        const Instr& r = instr(at < 0 ? g_.reduce_at : at);
         return is_float(r.dtype) ? r.dtype : DType::Int64;
     }
 
-    // A __device__ function computing instrs [lo, hi): parameters x<k> (loaded values), then
-    // either output references y<k> (outputs) or a returned value (pre).
+    // A row reduction's pass k before the last: the function computing its values, and the
+    // prefix of its accumulator's type and functions.
+    std::string pass_fn(std::size_t k) const { return fmt::format("{}_pre{}", pfx_, k); }
+    // Passes reducing by the last pass's op in its dtype share its accumulator.
+    std::string pass_pfx(std::size_t k) const {
+        int at = g_.stages.at(k);
+        if (instr(at).op == instr(g_.reduce_at).op && pre_dtype(at) == pre_dtype()) return pfx_;
+        return fmt::format("{}_p{}", pfx_, k);
+    }
+
+    // The reduced values that instrs from `lo` on may read: each Reduce (or Normalize) instr
+    // before lo and its name in the generated code (r, or r<k> for a row reduction's pass k
+    // before the last).
+    std::vector<std::pair<int, std::string>> reduced_before(int lo) const {
+        std::vector<int> at =
+            g_.kind == GroupKind::RowReduce ? g_.passes() : std::vector<int>{g_.reduce_at};
+        std::vector<std::pair<int, std::string>> r;
+        for (std::size_t k = 0; k < at.size(); ++k)
+            if (at[k] >= 0 && at[k] < lo)
+                r.push_back({at[k], k + 1 == at.size() ? "r" : fmt::format("r{}", k)});
+        return r;
+    }
+    std::string reduced_args(int lo) const {
+        std::vector<std::string> names;
+        for (const auto& [i, name] : reduced_before(lo)) names.push_back(name);
+        return fmt::format("{}", fmt::join(names, ", "));
+    }
+
+    // A __device__ function computing instrs [lo, hi): parameters r (the reduced values it
+    // reads), x<k> (loaded values), then either output references y<k> (outputs) or a returned
+    // value (pre: the operand of Reduce instr hi).
     void emit_compute(const std::string& fn, int lo, int hi, bool outputs, bool pre) {
         std::vector<std::string> params;
-        if (lo > 0) {  // the epilogue reads the reduced value
-            const Instr& r = instr(g_.reduce_at);
-            params.push_back(fmt::format("const {} r", c_type(r.dtype)));
-        }
+        for (const auto& [i, name] : reduced_before(lo))
+            params.push_back(fmt::format("const {} {}", c_type(instr(i).dtype), name));
         for (std::size_t k : loads_in(lo, hi))
             params.push_back(fmt::format("const {} x{}", ty(k), k));
         if (outputs)
             for (std::size_t k = 0; k < g_.outputs.size(); ++k)
                 params.push_back(
                     fmt::format("{}& y{}", ty(g_.inputs.size() + k), g_.inputs.size() + k));
-        std::string ret = pre ? c_type(pre_dtype()) : "void";
+        std::string ret = pre ? c_type(pre_dtype(hi)) : "void";
         out_ += fmt::format("static __device__ __forceinline__ {} {}({}) {{\n", ret, fn,
                             fmt::join(params, ", "));
-        if (lo > 0)
-            out_ += fmt::format("    const {} v{} = r;\n", c_type(instr(g_.reduce_at).dtype),
-                                g_.reduce_at);
+        for (const auto& [i, name] : reduced_before(lo))
+            out_ += fmt::format("    const {} v{} = {};\n", c_type(instr(i).dtype), i, name);
         for (int i = lo; i < hi; ++i) {
             const Instr& in = instr(i);
             if (in.kind == InstrKind::Load)
@@ -186,10 +215,10 @@ class GroupEmitter {
                 out_ += "    " + emit_instr(g_, i) + "\n";
         }
         if (pre) {
-            const Instr& r = instr(g_.reduce_at);
+            const Instr& r = instr(hi);
             out_ += fmt::format(
                 "    return {};\n",
-                convert_expr(fmt::format("v{}", r.args[0]), instr(r.args[0]).dtype, pre_dtype()));
+                convert_expr(fmt::format("v{}", r.args[0]), instr(r.args[0]).dtype, pre_dtype(hi)));
         }
         if (outputs)
             for (std::size_t k = 0; k < g_.outputs.size(); ++k)
@@ -366,24 +395,26 @@ class GroupEmitter {
             out_ += "            " + fmt::format(fmt::runtime(store), vec4(k), k) + "\n";
     }
 
-    std::string acc_type() const { return c_type(pre_dtype()); }
+    std::string acc_type(int at = -1) const { return c_type(pre_dtype(at)); }
 
     // The accumulator of a Reduce (or the max and sum of a RowNormalize): m (max or min), s (sum
     // or product), nan (a NaN was seen).
-    void emit_acc(Op op) {
-        std::string A = acc_type();
-        bool fl = is_float(pre_dtype());
-        std::string sfx = pre_dtype() == DType::Float32 ? "f" : "d";
+    // `at`: the Reduce instr (reduce_at by default); `px`: the names' prefix (pfx_ by default).
+    void emit_acc(Op op, int at = -1, std::string px = "") {
+        if (px.empty()) px = pfx_;
+        std::string A = acc_type(at);
+        bool fl = is_float(pre_dtype(at));
+        std::string sfx = pre_dtype(at) == DType::Float32 ? "f" : "d";
         std::string lo = fl ? "-agnesi_inf_" + sfx + "()" : "(-0x7fffffffffffffffLL - 1)";
         std::string hi = fl ? "agnesi_inf_" + sfx + "()" : "0x7fffffffffffffffLL";
-        std::string acc = pfx_ + "_acc";
+        std::string acc = px + "_acc";
         out_ += fmt::format("struct {} {{ {} m; {} s; int nan; }};\n", acc, A, A);
         out_ += fmt::format("static_assert(sizeof({}) <= {}, \"a split reduction's slot\");\n", acc,
                             kSplitSlotBytes);
         out_ += fmt::format(
             "static __device__ __forceinline__ {0} {1}_identity() {{ {0} a; a.m = {2}; a.s = "
             "{3}; a.nan = 0; return a; }}\n",
-            acc, pfx_, op == Op::ReduceMin ? hi : lo, op == Op::Prod ? "1" : "0");
+            acc, px, op == Op::ReduceMin ? hi : lo, op == Op::Prod ? "1" : "0");
         std::string body;
         auto add = [&](const std::string& a, const std::string& b) {
             return fl ? a + " + " + b : fmt::format("(int64_t)((uint64_t){} + (uint64_t){})", a, b);
@@ -407,7 +438,7 @@ class GroupEmitter {
         out_ += fmt::format(
             "static __device__ __forceinline__ void {}_combine({}& a, const {}& b) {{\n    "
             "{}\n}}\n",
-            pfx_, acc, acc, body);
+            px, acc, acc, body);
         // One value: NaN is flagged rather than combined.
         std::string push;
         switch (op) {
@@ -427,7 +458,7 @@ class GroupEmitter {
         }
         out_ += fmt::format(
             "static __device__ __forceinline__ void {}_push({}& a, const {} x) {{\n    {}\n}}\n",
-            pfx_, acc, A, push);
+            px, acc, A, push);
         out_ +=
             fmt::format(R"(static __device__ __forceinline__ {0} {1}_shfl(const {0}& a, int off) {{
     {0} b;
@@ -453,14 +484,14 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
     return a;
 }}
 )",
-                        acc, pfx_);
+                        acc, px);
     }
 
     // The reduced value in the Reduce instr's dtype, from accumulator `a`.
-    std::string final_value(const Instr& red) const {
-        std::string A = acc_type();
-        bool fl = is_float(pre_dtype());
-        std::string sfx = pre_dtype() == DType::Float32 ? "f" : "d";
+    std::string final_value(const Instr& red, int at = -1) const {
+        std::string A = acc_type(at);
+        bool fl = is_float(pre_dtype(at));
+        std::string sfx = pre_dtype(at) == DType::Float32 ? "f" : "d";
         std::string v;
         switch (red.op) {
             case Op::Sum:
@@ -476,7 +507,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                 break;
             default: throw InternalError("cuda codegen: unknown reduction");
         }
-        return convert_expr("(" + v + ")", pre_dtype(), red.dtype);
+        return convert_expr("(" + v + ")", pre_dtype(at), red.dtype);
     }
 
     void emit_reduce() {
@@ -588,9 +619,11 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         return s;
     }
 
-    // `fn` applied to the values loaded by unrolled_loop, step `u`.
-    std::string call_loaded(const std::string& fn, int lo, int hi, const std::string& u) const {
+    // `fn` applied to `first` (if any) and the values loaded by unrolled_loop, step `u`.
+    std::string call_loaded(const std::string& fn, int lo, int hi, const std::string& u,
+                            const std::string& first = "") const {
         std::vector<std::string> as;
+        if (!first.empty()) as.push_back(first);
         for (std::size_t k : loads_in(lo, hi)) as.push_back(fmt::format("l{}{}", k, u));
         return fmt::format("{}({})", fn, fmt::join(as, ", "));
     }
@@ -686,29 +719,44 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         out_ += "    }\n}\n";
     }
 
-    // A block per row: the row's reduction (four loads in flight per thread, then the block's),
-    // then the epilogue along the row with the reduced value, reading the row again (from L1 or
-    // L2 when it fits).
+    // A block per row: the row's reductions, a pass each (four loads in flight per thread, then
+    // the block's), then the epilogue along the row with the reduced values; the passes after the
+    // first read the row again (from L1 or L2 when it fits).
     void emit_row_reduce() {
+        std::vector<int> passes = g_.passes();
+        const std::size_t last = passes.size() - 1;
+        for (std::size_t k = 0; k < last; ++k)
+            if (pass_pfx(k) != pfx_) emit_acc(instr(passes[k]).op, passes[k], pass_pfx(k));
         const Instr& red = instr(g_.reduce_at);
         emit_acc(red.op);
         int n = static_cast<int>(g_.instrs.size());
-        std::string acc = pfx_ + "_acc";
         emit_rows_head();
-        out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
-        out_ += unrolled_loop("(I)threadIdx.x", "(I)blockDim.x", loads_in(0, g_.reduce_at),
-                              [&](const std::string& u) {
-                                  return fmt::format("{}_push(a, {});", pfx_,
-                                                     call_loaded(pre_, 0, g_.reduce_at, u));
-                              });
-        out_ += fmt::format("            a = {}_block(a);\n", pfx_);
+        for (std::size_t k = 0; k <= last; ++k) {
+            const int lo = g_.pass_begin(k), at = passes[k];
+            const std::string px = k == last ? pfx_ : pass_pfx(k);
+            const std::string fn = k == last ? pre_ : pass_fn(k);
+            const std::string in = k == last ? "            " : "                ";
+            if (k < last)
+                out_ += fmt::format("            {} r{};\n            {{\n",
+                                    c_type(instr(at).dtype), k);
+            out_ += fmt::format("{}{}_acc a = {}_identity();\n", in, px, px);
+            out_ += unrolled_loop(
+                "(I)threadIdx.x", "(I)blockDim.x", loads_in(lo, at), [&](const std::string& u) {
+                    return fmt::format("{}_push(a, {});", px,
+                                       call_loaded(fn, lo, at, u, reduced_args(lo)));
+                });
+            out_ += fmt::format("{}a = {}_block(a);\n", in, px);
+            if (k < last)
+                out_ += fmt::format("                r{} = {};\n            }}\n", k,
+                                    final_value(instr(at), at));
+        }
         out_ += fmt::format("            const {} r = {};\n", c_type(red.dtype), final_value(red));
         out_ += unrolled_loop("(I)threadIdx.x", "(I)blockDim.x", loads_in(g_.reduce_at + 1, n),
                               [&](const std::string& u) {
                                   std::string c;
                                   for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
                                       c += fmt::format(" const I o{0} = b{0} + ju * t{0};", k);
-                                  std::vector<std::string> as{"r"};
+                                  std::vector<std::string> as{reduced_args(n)};
                                   for (std::size_t k : loads_in(g_.reduce_at + 1, n))
                                       as.push_back(fmt::format("l{}{}", k, u));
                                   std::string call =
