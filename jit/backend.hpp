@@ -19,6 +19,14 @@ class Executor {
     virtual void run_group(const Program& p, std::size_t gi, const agnesi_group_args& args) = 0;
     virtual std::string name() const = 0;
     virtual std::string source() const { return {}; }
+    /// Matmul group `gi`'s epilogue computed with its product, as cuBLASLt's bias epilogue does
+    /// on a GPU; `buffers` hold every buffer of `p`, the product's already computed. Returns
+    /// false where the backend does not (the group then runs as any other).
+    virtual bool run_fused_epilogue(const Program& p, std::size_t gi, void* const* buffers,
+                                    const DimEnv& env) {
+        (void)p, (void)gi, (void)buffers, (void)env;
+        return false;
+    }
 };
 
 /// The group evaluator: runs each group's instrs row by row, in tiles, with the op table's scalar

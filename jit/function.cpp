@@ -292,7 +292,8 @@ std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
         }
         if (g.kind == jit::GroupKind::Matmul) {
             jit::run_gemm(p, g, ptrs.data(), env, threads);
-            if (g.outputs.empty()) continue;
+            if (g.outputs.empty() || executor->run_fused_epilogue(p, gi, ptrs.data(), env))
+                continue;
         }
         jit::prepare_group_call(p, g, ptrs.data(), env, threads, gc);
         executor->run_group(p, gi, gc.args);

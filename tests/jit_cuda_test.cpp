@@ -13,6 +13,7 @@
 
 #include "agnesi/agnesi.hpp"
 #include "jit/cuda/codegen.hpp"
+#include "jit/cuda/plan.hpp"
 #include "jit/scalar_emit.hpp"
 #include "jit/schedule.hpp"
 #include "support/jit_check.hpp"
@@ -390,6 +391,30 @@ TEST(CudaLaunch, SplitsLongRowsThatLeaveTheDeviceIdle) {
         }
     }
     EXPECT_EQ(split, 2);
+}
+
+TEST(CudaLaunch, BiasAndReluGoToTheProductsEpilogue) {
+    auto x = matrix("ex", 64, 32, f32), W = matrix("eW", 32, 16, f32), c = vector("ec", 16, f32);
+    auto r = matrix("er", 64, 1, f32), xd = matrix("exd", 64, 32), Wd = matrix("eWd", 32, 16);
+    auto cd = vector("ecd", 16);
+    auto fused = [&](const Expr& e) {
+        jit::Program p = program_of({"fused", free_variables({e}), {e}});
+        for (const jit::Group& g : p.groups)
+            if (g.kind == jit::GroupKind::Matmul) return jit::cuda::fused_epilogue(p, g, {});
+        return jit::cuda::FusedEpilogue{};
+    };
+    auto f = fused(relu(matmul(x, W) + c));
+    EXPECT_TRUE(f.fused);
+    EXPECT_TRUE(f.relu);
+    f = fused(c + matmul(transpose(transpose(x)), W));
+    EXPECT_TRUE(f.fused);
+    EXPECT_FALSE(f.relu);
+    // Not what the bias epilogue computes: a bias per row, another activation, more work after
+    // the activation, the product also an output, float64.
+    EXPECT_FALSE(fused(matmul(x, W) + r).fused);
+    EXPECT_FALSE(fused(tanh(matmul(x, W) + c)).fused);
+    EXPECT_FALSE(fused(relu(matmul(x, W) + c) * 2).fused);
+    EXPECT_FALSE(fused(relu(matmul(xd, Wd) + cd)).fused);
 }
 
 TEST(CudaLaunch, PoolSizeClasses) {

@@ -104,6 +104,29 @@ TEST_P(JitTest, MatmulWithEpilogueAndTransposes) {
     expect_matches_reference({a, b, bias, v}, {h, g, bt, matmul(v, b)}, at, tier());
 }
 
+TEST_P(JitTest, MatmulBiasEpilogues) {
+    // float32 products with a bias along their rows and a ReLU: what a GPU computes with
+    // cuBLASLt's bias epilogue (the emulator computes it as such), including a NaN row, which
+    // the ReLU keeps; and epilogues it does not take.
+    auto a = matrix("a", 33, 20, f32), b = matrix("b", 20, 17, f32), c = vector("c", 17, f32);
+    auto at2 = matrix("at", 20, 33, f32), r = matrix("r", 33, 1, f32), d = matrix("d", 33, 20, f32);
+    auto e = matrix("e", 33, 20, f32);
+    Tensor av = random_tensor(f32, {33, 20}, rng);
+    for (std::int64_t j = 0; j < 20; ++j) av.data<float>()[5 * 20 + j] = std::nanf("");
+    Bindings at{{"a", av},
+                {"b", random_tensor(f32, {20, 17}, rng)},
+                {"c", random_tensor(f32, {17}, rng)},
+                {"at", random_tensor(f32, {20, 33}, rng)},
+                {"r", random_tensor(f32, {33, 1}, rng)},
+                {"d", random_tensor(f32, {33, 20}, rng)},
+                {"e", random_tensor(f32, {33, 20}, rng)}};
+    // (Each product its own, so that no value is shared between the outputs.)
+    expect_matches_reference({a, b, c, at2, r, d, e},
+                             {relu(matmul(a, b) + c), c + matmul(transpose(at2), b),
+                              relu(matmul(d, b) + r), tanh(matmul(e, b) + c) * 2},
+                             at, tier(), 1e-5);
+}
+
 // Products with one side a vector go to GEMV: every layout of the matrix (plain, transposed
 // view) and of the vector (contiguous, strided slice), both sides, batched, and 1 x 1 results.
 TEST_P(JitTest, MatrixVectorProducts) {

@@ -2,12 +2,15 @@
 // the toolkit's headers; the functions are looked up by their versioned symbol names.
 #include "jit/cuda/driver.hpp"
 
+#include <cublasLt.h>
 #include <cublas_api.h>
 #include <cuda.h>
 #include <dlfcn.h>
 #include <fmt/format.h>
 
 #include <array>
+#include <map>
+#include <tuple>
 
 #include "agnesi/error.hpp"
 
@@ -149,6 +152,85 @@ const Blas& blas() {
     }();
     return b;
 }
+
+// cuBLASLt, also through dlopen; only for fused epilogues, so its absence is no error.
+struct BlasLt {
+    decltype(&::cublasLtCreate) create = nullptr;
+    decltype(&::cublasLtMatmulDescCreate) desc_create = nullptr;
+    decltype(&::cublasLtMatmulDescSetAttribute) desc_set = nullptr;
+    decltype(&::cublasLtMatrixLayoutCreate) layout_create = nullptr;
+    decltype(&::cublasLtMatmulPreferenceCreate) pref_create = nullptr;
+    decltype(&::cublasLtMatmulPreferenceSetAttribute) pref_set = nullptr;
+    decltype(&::cublasLtMatmulAlgoGetHeuristic) heuristic = nullptr;
+    decltype(&::cublasLtMatmul) matmul = nullptr;
+    std::string error;
+};
+
+const BlasLt& blas_lt() {
+    static const BlasLt b = [] {
+        BlasLt r;
+        void* lib = nullptr;
+        for (const char* n : {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so",
+                              "/usr/local/cuda/lib64/libcublasLt.so"})
+            if ((lib = dlopen(n, RTLD_NOW | RTLD_LOCAL))) break;
+        if (!lib) {
+            r.error = "cuBLASLt (libcublasLt.so.13) cannot be loaded";
+            return r;
+        }
+        load(lib, r.create, "cublasLtCreate", r.error);
+        load(lib, r.desc_create, "cublasLtMatmulDescCreate", r.error);
+        load(lib, r.desc_set, "cublasLtMatmulDescSetAttribute", r.error);
+        load(lib, r.layout_create, "cublasLtMatrixLayoutCreate", r.error);
+        load(lib, r.pref_create, "cublasLtMatmulPreferenceCreate", r.error);
+        load(lib, r.pref_set, "cublasLtMatmulPreferenceSetAttribute", r.error);
+        load(lib, r.heuristic, "cublasLtMatmulAlgoGetHeuristic", r.error);
+        load(lib, r.matmul, "cublasLtMatmul", r.error);
+        return r;
+    }();
+    return b;
+}
+
+// Row-major C = A B is column-major C^T = B^T A^T: B goes first. A row-major operand (unit
+// column stride) is its column-major transpose as stored (no op); a column-major one (unit row
+// stride) needs op T.
+struct BlasOp {
+    cublasOperation_t op;
+    std::int64_t ld;
+};
+
+BlasOp blas_layout(const CudaDevice::GemmOperand& x, std::int64_t rows, std::int64_t cols,
+                   const char* which) {
+    std::int64_t rs = rows == 1 ? cols : x.row, cs = cols == 1 ? 1 : x.col;
+    if (cs == 1 && rs >= cols) return {CUBLAS_OP_N, std::max<std::int64_t>(rs, 1)};
+    rs = rows == 1 ? 1 : x.row;
+    cs = cols == 1 ? rows : x.col;
+    if (rs == 1 && cs >= rows) return {CUBLAS_OP_T, std::max<std::int64_t>(cs, 1)};
+    throw Error(
+        fmt::format("matmul on CUDA: operand {} has strides ({}, {}); cuBLAS takes "
+                    "row- or column-major matrices",
+                    which, x.row, x.col));
+}
+
+// One product shape with its epilogue, prepared once: descriptors and the algorithm chosen.
+struct LtProduct {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+    bool ok = false;  // false: cuBLASLt offers no algorithm; the plain path is used
+};
+
+struct LtState {
+    cublasLtHandle_t handle = nullptr;
+    DevicePtr workspace = 0;
+    // (m, n, k, op A, ld A, op B, ld B, relu) -> prepared product. Descriptors live as long as
+    // the device (never destroyed, like the device itself).
+    std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, int, std::int64_t, int,
+                        std::int64_t, bool>,
+             LtProduct>
+        products;
+};
+
+constexpr std::size_t kLtWorkspaceBytes = std::size_t(32) << 20;
 
 #define AGNESI_CUBLAS(call)                                                            \
     do {                                                                               \
@@ -327,26 +409,8 @@ void CudaDevice::gemm(DType dtype, std::int64_t m, std::int64_t n, std::int64_t 
     }
     auto h = static_cast<cublasHandle_t>(cublas_);
     AGNESI_CUBLAS(bl.set_stream(h, static_cast<cudaStream_t>(s)));
-    // Row-major C = A B is column-major C^T = B^T A^T: B goes first. A row-major operand
-    // (unit column stride) is its column-major transpose as stored (no op); a column-major one
-    // (unit row stride) needs op T.
-    struct Op {
-        cublasOperation_t op;
-        std::int64_t ld;
-    };
-    auto layout = [&](const GemmOperand& x, std::int64_t rows, std::int64_t cols,
-                      const char* which) -> Op {
-        std::int64_t rs = rows == 1 ? cols : x.row, cs = cols == 1 ? 1 : x.col;
-        if (cs == 1 && rs >= cols) return {CUBLAS_OP_N, std::max<std::int64_t>(rs, 1)};
-        rs = rows == 1 ? 1 : x.row;
-        cs = cols == 1 ? rows : x.col;
-        if (rs == 1 && cs >= rows) return {CUBLAS_OP_T, std::max<std::int64_t>(cs, 1)};
-        throw Error(
-            fmt::format("matmul on CUDA: operand {} has strides ({}, {}); cuBLAS takes "
-                        "row- or column-major matrices",
-                        which, x.row, x.col));
-    };
-    Op oa = layout(a, m, k, "A"), ob = layout(b, k, n, "B");
+    using Op = BlasOp;
+    Op oa = blas_layout(a, m, k, "A"), ob = blas_layout(b, k, n, "B");
     auto i = [](std::int64_t v) { return static_cast<int>(v); };
     // A matrix times a vector: GEMV, which reads the matrix once at full bandwidth (GEMM with
     // one column does not). C = A b reads A (op oa) against b's column; C = a B is C^T = B^T a^T.
@@ -392,6 +456,67 @@ void CudaDevice::gemm(DType dtype, std::int64_t m, std::int64_t n, std::int64_t 
                                reinterpret_cast<const double*>(a.ptr), i(oa.ld), a.batch, &zero_v,
                                reinterpret_cast<double*>(c), i(n), m * n, i(batch)));
     }
+}
+
+bool CudaDevice::gemm_bias(std::int64_t m, std::int64_t n, std::int64_t k, const GemmOperand& a,
+                           const GemmOperand& b, DevicePtr bias, bool relu, DevicePtr c, Stream s) {
+    const BlasLt& lt = blas_lt();
+    if (!lt.error.empty() || m <= 0 || n <= 0 || k <= 0) return false;
+    make_current();
+    if (!lt_) {
+        auto st = std::make_shared<LtState>();
+        AGNESI_CUBLAS(lt.create(&st->handle));
+        st->workspace = alloc(kLtWorkspaceBytes);
+        lt_ = st;
+    }
+    auto& st = *static_cast<LtState*>(lt_.get());
+    BlasOp oa = blas_layout(a, m, k, "A"), ob = blas_layout(b, k, n, "B");
+    auto key = std::make_tuple(m, n, k, static_cast<int>(oa.op), oa.ld, static_cast<int>(ob.op),
+                               ob.ld, relu);
+    auto it = st.products.find(key);
+    if (it == st.products.end()) {
+        // Column-major D^T (n x m) = op(B^T) op(A^T): cuBLASLt's A is our B. Its bias has one
+        // value per row of D^T, that is per column of our C.
+        LtProduct pr;
+        AGNESI_CUBLAS(lt.desc_create(&pr.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+        cublasOperation_t ta = ob.op, tb = oa.op;
+        AGNESI_CUBLAS(lt.desc_set(pr.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+        AGNESI_CUBLAS(lt.desc_set(pr.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+        cublasLtEpilogue_t epi = relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
+        AGNESI_CUBLAS(lt.desc_set(pr.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+        // The algorithm depends on the bias pointer's alignment: one aligned like the pool's.
+        const void* aligned_bias = reinterpret_cast<const void*>(st.workspace);
+        AGNESI_CUBLAS(lt.desc_set(pr.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &aligned_bias,
+                                  sizeof(aligned_bias)));
+        auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v); };
+        bool bn = ob.op == CUBLAS_OP_N, an = oa.op == CUBLAS_OP_N;
+        AGNESI_CUBLAS(lt.layout_create(&pr.a, CUDA_R_32F, u(bn ? n : k), u(bn ? k : n), ob.ld));
+        AGNESI_CUBLAS(lt.layout_create(&pr.b, CUDA_R_32F, u(an ? k : m), u(an ? m : k), oa.ld));
+        AGNESI_CUBLAS(lt.layout_create(&pr.c, CUDA_R_32F, u(n), u(m), n));
+        cublasLtMatmulPreference_t pref;
+        AGNESI_CUBLAS(lt.pref_create(&pref));
+        std::size_t ws = kLtWorkspaceBytes;
+        AGNESI_CUBLAS(lt.pref_set(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+        cublasLtMatmulHeuristicResult_t res{};
+        int found = 0;
+        cublasStatus_t hs =
+            lt.heuristic(st.handle, pr.desc, pr.a, pr.b, pr.c, pr.c, pref, 1, &res, &found);
+        pr.ok = hs == CUBLAS_STATUS_SUCCESS && found > 0 && res.state == CUBLAS_STATUS_SUCCESS;
+        pr.algo = res.algo;
+        it = st.products.emplace(key, pr).first;
+    }
+    const LtProduct& pr = it->second;
+    // cuBLASLt wants its bias 16-byte aligned, as the pool's blocks are; an offset one is not.
+    if (!pr.ok || bias % 16 != 0) return false;
+    const void* bp = reinterpret_cast<const void*>(bias);
+    AGNESI_CUBLAS(lt.desc_set(pr.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof(bp)));
+    float one = 1, zero_v = 0;
+    AGNESI_CUBLAS(lt.matmul(st.handle, pr.desc, &one, reinterpret_cast<const void*>(b.ptr), pr.a,
+                            reinterpret_cast<const void*>(a.ptr), pr.b, &zero_v,
+                            reinterpret_cast<void*>(c), pr.c, reinterpret_cast<void*>(c), pr.c,
+                            &pr.algo, reinterpret_cast<void*>(st.workspace), kLtWorkspaceBytes,
+                            static_cast<cudaStream_t>(s)));
+    return true;
 }
 
 }  // namespace agnesi::jit::cuda

@@ -1,4 +1,5 @@
-// The CUDA driver API and cuBLAS, opened at run time with dlopen (libcuda.so.1, libcublas.so.13),
+// The CUDA driver API, cuBLAS and cuBLASLt, opened at run time with dlopen (libcuda.so.1,
+// libcublas.so.13, libcublasLt.so.13),
 // so the library loads and runs on machines without a GPU or driver. Every call goes through one
 // checking macro that throws CudaError naming the call and its status.
 //
@@ -66,6 +67,11 @@ class CudaDevice {
     };
     void gemm(DType dtype, std::int64_t m, std::int64_t n, std::int64_t k, const GemmOperand& a,
               const GemmOperand& b, DevicePtr c, std::int64_t batch, Stream s);
+    /// C = A B + bias, then ReLU if `relu`, in one cuBLASLt call (its bias epilogue): float32, one
+    /// row-major m x n product, `bias` n contiguous values added to every row. Returns false,
+    /// having done nothing, where cuBLASLt cannot be loaded or offers no algorithm for it.
+    bool gemm_bias(std::int64_t m, std::int64_t n, std::int64_t k, const GemmOperand& a,
+                   const GemmOperand& b, DevicePtr bias, bool relu, DevicePtr c, Stream s);
 
   private:
     explicit CudaDevice(int ordinal);
@@ -75,6 +81,7 @@ class CudaDevice {
     std::string name_;
     int major_ = 0, minor_ = 0, sm_count_ = 0;
     void* cublas_ = nullptr;
+    std::shared_ptr<void> lt_;  // cuBLASLt's handle, workspace and prepared products
     std::mutex pool_mutex_;
     std::unordered_map<std::size_t, std::vector<DevicePtr>> free_;  // by rounded size
     std::unordered_map<DevicePtr, std::size_t> sizes_;              // live blocks

@@ -280,6 +280,26 @@ class Emulator final : public Executor {
     std::string name() const override { return "cuda-emulator"; }
     std::string source() const override { return source_; }
 
+    // What cuBLASLt's bias epilogue computes on a GPU, where the CUDA executor uses it: the
+    // group's output written from the product, and no kernel.
+    bool run_fused_epilogue(const Program& p, std::size_t gi, void* const* buffers,
+                            const DimEnv& env) override {
+        const Group& g = p.groups[gi];
+        FusedEpilogue f = fused_epilogue(p, g, env);
+        if (!f.fused) return false;
+        GemmLayout l = gemm_layout(p, g, env);
+        auto buf = [&](int b) { return static_cast<float*>(buffers[static_cast<std::size_t>(b)]); };
+        const float* c = buf(g.gemm.out);
+        const float* bias = buf(f.bias) + f.bias_offset;
+        float* out = buf(f.out);
+        for (std::int64_t i = 0; i < l.m; ++i)
+            for (std::int64_t j = 0; j < l.n; ++j) {
+                float v = c[i * l.n + j] + bias[j];
+                out[i * l.n + j] = f.relu && v <= 0 ? 0.0f : v;  // NaN stays NaN, as relu keeps it
+            }
+        return true;
+    }
+
     void run_group(const Program& p, std::size_t gi, const agnesi_group_args& a) override {
         const Group& g = p.groups[gi];
         if (!has_kernel(g)) return;

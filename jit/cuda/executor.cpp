@@ -76,8 +76,16 @@ class Exec final : public CudaExecutor {
         launch(gi, pr.plan, pr.ptrs.data());
     }
 
-    void run_gemm(const Program& p, const Group& g, void* const* buffers,
+    bool run_gemm(const Program& p, const Group& g, void* const* buffers,
                   const DimEnv& env) override {
+        auto gi = static_cast<std::size_t>(&g - p.groups.data());
+        if (fused_.size() < p.groups.size()) fused_.resize(p.groups.size());
+        Fused& fu = fused_[gi];
+        if (!fu.valid || fu.env != env) {
+            fu.epilogue = fused_epilogue(p, g, env);
+            fu.env = env;
+            fu.valid = true;
+        }
         GemmLayout l = gemm_layout(p, g, env);
         std::int64_t m = l.m, n = l.n, k = l.k;
         std::size_t rbatch = l.batch.size();
@@ -88,10 +96,16 @@ class Exec final : public CudaExecutor {
         DevicePtr pa = base(g.gemm.a.buffer) + static_cast<DevicePtr>(l.a_offset * es);
         DevicePtr pb = base(g.gemm.b.buffer) + static_cast<DevicePtr>(l.b_offset * es);
         DevicePtr pc = base(g.gemm.out);
+        if (fu.epilogue.fused) {
+            const FusedEpilogue& f = fu.epilogue;
+            CudaDevice::GemmOperand ga{pa, l.a_rs, l.a_cs, 0}, gb{pb, l.b_rs, l.b_cs, 0};
+            DevicePtr bias = base(f.bias) + static_cast<DevicePtr>(f.bias_offset * es);
+            if (dev_.gemm_bias(m, n, k, ga, gb, bias, f.relu, base(f.out), stream_)) return true;
+        }
         // The last batch axis goes to one strided-batched call; outer batch axes loop.
         std::int64_t inner = rbatch ? batch[rbatch - 1] : 1;
         std::int64_t outer = rbatch ? numel(batch) / std::max<std::int64_t>(inner, 1) : 1;
-        if (rbatch && inner == 0) return;
+        if (rbatch && inner == 0) return false;
         std::vector<std::int64_t> idx(rbatch ? rbatch - 1 : 0, 0);
         for (std::int64_t o = 0; o < outer; ++o) {
             std::int64_t oa = 0, ob = 0;
@@ -110,6 +124,7 @@ class Exec final : public CudaExecutor {
                 idx[d] = 0;
             }
         }
+        return false;
     }
 
   private:
@@ -127,6 +142,13 @@ class Exec final : public CudaExecutor {
         LaunchPlan plan;
     };
     std::vector<Prepared> prepared_;
+    // Per Matmul group: whether cuBLASLt computes its epilogue, for one binding of the sizes.
+    struct Fused {
+        bool valid = false;
+        DimEnv env;
+        FusedEpilogue epilogue;
+    };
+    std::vector<Fused> fused_;
 
     void prepare(const Program& p, std::size_t gi, const DimEnv& env, Prepared& pr) {
         const Group& g = p.groups[gi];
@@ -353,10 +375,9 @@ std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
     for (DevicePtr b : bufs) dptrs.push_back(reinterpret_cast<void*>(b));
     for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
         const Group& g = p.groups[gi];
-        if (g.kind == GroupKind::Matmul) {
-            ex.run_gemm(p, g, dptrs.data(), env);
-            if (g.outputs.empty()) continue;
-        }
+        if (g.kind == GroupKind::Matmul &&
+            (ex.run_gemm(p, g, dptrs.data(), env) || g.outputs.empty()))
+            continue;
         ex.launch_group(p, gi, bufs.data(), env);
     }
     ex.synchronize();

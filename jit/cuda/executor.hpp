@@ -27,8 +27,9 @@ class CudaExecutor : public Executor {
     virtual void launch_group(const Program& p, std::size_t gi, const DevicePtr* bufs,
                               const DimEnv& env) = 0;
     /// The product of Matmul group `g` into its buffer; `buffers` holds the device address of
-    /// every buffer of `p`.
-    virtual void run_gemm(const Program& p, const Group& g, void* const* buffers,
+    /// every buffer of `p`. Returns true when it computed the group's epilogue too (cuBLASLt's,
+    /// see fused_epilogue): the group's kernel is then not launched.
+    virtual bool run_gemm(const Program& p, const Group& g, void* const* buffers,
                           const DimEnv& env) = 0;
     virtual CudaDevice& device() = 0;
     virtual Stream stream() const = 0;

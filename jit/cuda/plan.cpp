@@ -216,4 +216,61 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
     return plan;
 }
 
+FusedEpilogue fused_epilogue(const Program& p, const Group& g, const DimEnv& env) {
+    FusedEpilogue no;
+    if (g.kind != GroupKind::Matmul || g.outputs.size() != 1) return no;
+    auto dtype = [&](int buffer) { return p.buffers[static_cast<std::size_t>(buffer)].dtype; };
+    if (dtype(g.gemm.out) != DType::Float32) return no;
+    GemmLayout l = gemm_layout(p, g, env);
+    if (!l.batch.empty() || l.m < 2 || l.n < 2 || l.k < 1) return no;
+    // Exactly: the product's Load, the bias's Load, their float32 sum, and perhaps its ReLU.
+    int prod = -1, bias = -1, add = -1, act = -1;
+    for (std::size_t i = 0; i < g.instrs.size(); ++i) {
+        const Instr& in = g.instrs[i];
+        int at = static_cast<int>(i);
+        if (in.dtype != DType::Float32) return no;
+        if (in.kind == InstrKind::Load) {
+            const Access& a = g.inputs[static_cast<std::size_t>(in.input)];
+            if (a.buffer == g.gemm.out && a.views.empty() && prod < 0)
+                prod = at;
+            else if (bias < 0 && dtype(a.buffer) == DType::Float32)
+                bias = at;
+            else
+                return no;
+        } else if (in.kind == InstrKind::Apply && in.compute == DType::Float32 && in.nargs >= 1) {
+            if (in.op == Op::Add && add < 0)
+                add = at;
+            else if (in.op == Op::Relu && act < 0 && add >= 0 && in.args[0] == add)
+                act = at;
+            else
+                return no;
+        } else {
+            return no;
+        }
+    }
+    if (prod < 0 || bias < 0 || add < 0) return no;
+    const Instr& sum = g.instrs[static_cast<std::size_t>(add)];
+    if (!((sum.args[0] == prod && sum.args[1] == bias) ||
+          (sum.args[0] == bias && sum.args[1] == prod)))
+        return no;
+    const Group::Output& o = g.outputs[0];
+    if (o.instr != (act >= 0 ? act : add)) return no;
+    // The bias: one value per column, contiguous, the same on every row.
+    const Access& ba =
+        g.inputs[static_cast<std::size_t>(g.instrs[static_cast<std::size_t>(bias)].input)];
+    Resolved rb = resolve_in_group(p, g, ba, true, env);
+    if (rb.strides.size() != 2 || rb.strides[0] != 0 || rb.strides[1] != 1) return no;
+    // The output: the whole domain, row-major from its start.
+    Resolved ro = resolve_in_group(p, g, o.target, true, env);
+    if (ro.offset != 0 || ro.strides.size() != 2 || ro.strides[0] != l.n || ro.strides[1] != 1)
+        return no;
+    FusedEpilogue f;
+    f.fused = true;
+    f.relu = act >= 0;
+    f.bias = ba.buffer;
+    f.bias_offset = rb.offset;
+    f.out = o.target.buffer;
+    return f;
+}
+
 }  // namespace agnesi::jit::cuda

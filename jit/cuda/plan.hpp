@@ -30,4 +30,17 @@ struct LaunchPlan {
 /// ValueError for a max or min over an empty axis.
 LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args& a, int sm_count);
 
+/// A Matmul group whose whole epilogue cuBLASLt's bias epilogue computes: its one output is
+/// `product + bias` or `relu(product + bias)`, float32, over one 2-D product of at least two rows
+/// and columns, written contiguously, with `bias` a contiguous vector along the rows. The product
+/// is then written straight to the output and the group launches no kernel.
+struct FusedEpilogue {
+    bool fused = false;
+    bool relu = false;
+    int bias = -1;                 ///< the bias's buffer
+    std::int64_t bias_offset = 0;  ///< its first element in that buffer
+    int out = -1;                  ///< the output's buffer
+};
+FusedEpilogue fused_epilogue(const Program& p, const Group& g, const DimEnv& env);
+
 }  // namespace agnesi::jit::cuda
