@@ -45,6 +45,19 @@ class GroupEmitter {
                 epi_[static_cast<std::size_t>(in.input)] = true;
         }
         for (int k = 0; k < no_; ++k) epi_[static_cast<std::size_t>(ni_ + k)] = true;
+        if (g.kind == GroupKind::RowReduce) {
+            invariant_.assign(g.instrs.size(), false);
+            for (std::size_t i = 0; i < g.instrs.size(); ++i) {
+                const Instr& in = g.instrs[i];
+                bool inv = in.kind == InstrKind::Const || in.kind == InstrKind::Reduce;
+                if (in.kind == InstrKind::Apply) {
+                    inv = true;
+                    for (int a = 0; a < in.nargs; ++a)
+                        inv = inv && invariant_[static_cast<std::size_t>(in.args[a])];
+                }
+                invariant_[i] = inv;
+            }
+        }
         // What the layouts are known to be before any call: an access without views is its
         // buffer, contiguous; over an equal shape it is the domain's own layout (flat), and
         // when its last size is the domain's, its inner stride is 1.
@@ -131,6 +144,7 @@ class GroupEmitter {
     std::string body(int lo, int hi, const Index& idx) const {
         std::string s;
         for (int i = lo; i < hi; ++i) {
+            if (row_invariant(i)) continue;  // computed once per row, before the loop
             const Instr& in = g_.instrs[static_cast<std::size_t>(i)];
             std::string t = c_type(in.dtype);
             switch (in.kind) {
@@ -149,6 +163,21 @@ class GroupEmitter {
                     AGNESI_ASSERT(false) << "native CPU code: a reduction inside a loop body";
             }
         }
+        return s;
+    }
+
+    // RowReduce: whether instr i is the same all along a row (computed from reduced values and
+    // constants only); such Apply instrs are computed once per row.
+    bool row_invariant(int i) const {
+        return !invariant_.empty() && invariant_[static_cast<std::size_t>(i)];
+    }
+
+    // The row-invariant Apply instrs in [lo, hi), for the row loop's body before a pass.
+    std::string row_invariants(int lo, int hi) const {
+        std::string s;
+        for (int i = lo; i < hi; ++i)
+            if (row_invariant(i) && g_.instrs[static_cast<std::size_t>(i)].kind == InstrKind::Apply)
+                s += emit_instr(g_, i) + "\n";
         return s;
     }
 
@@ -570,6 +599,7 @@ class GroupEmitter {
         std::vector<int> passes = g_.passes();
         for (std::size_t k = 0; k < passes.size(); ++k) {
             const Instr& red = g_.instrs.at(static_cast<std::size_t>(passes[k]));
+            s += row_invariants(g_.pass_begin(k), passes[k]);
             std::string pro = prologue(ix, g_.pass_begin(k), passes[k]);
             s += reduced_value(
                 [&](const std::string& clause, const std::string& step, const std::string& addend) {
@@ -580,6 +610,7 @@ class GroupEmitter {
                 },
                 passes[k]);
         }
+        s += row_invariants(g_.reduce_at + 1, num_instrs());
         s += "#pragma omp simd\nfor (int64_t j = 0; j < len; ++j) {\n" +
              body(g_.reduce_at + 1, num_instrs(), ix) + stores(ix) + "}\n";
         return s + "}\n";
@@ -651,7 +682,7 @@ class GroupEmitter {
     const Group& g_;
     std::string symbol_;
     int ni_ = 0, no_ = 0, rank_ = 0;
-    std::vector<bool> epi_, scalar_;
+    std::vector<bool> epi_, scalar_, invariant_;
     std::vector<bool> flat_, unit_, bcast_;  // statically known layouts (see the constructor)
 };
 
