@@ -37,6 +37,11 @@ std::string workload(int i) {
         case 2: return source_of({tanh(x * w + b) * sigmoid(x) + log1p(exp(-abs(x)))}, {x, w, b});
         case 3: return source_of({softmax(z)}, {z});
         case 4: return source_of({logsumexp(z, {1})}, {z});
+        case 5: {  // one kernel of three passes over each row
+            auto g = vector("g", 4096, f32), bb = vector("bb", 4096, f32);
+            Expr d = z - mean(z, {1}, true);
+            return source_of({d / sqrt(mean(d * d, {1}, true) + 1e-5) * g + bb}, {z, g, bb});
+        }
         default: {
             auto X = matrix("X", 512, 784, f32), Y = matrix("Y", 512, 10, f32);
             auto W1 = matrix("W1", 784, 1024, f32), b1 = vector("b1", 1024, f32);
@@ -52,7 +57,8 @@ std::string workload(int i) {
     }
 }
 
-const char* kNames[] = {"scale", "gelu", "chain", "softmax", "logsumexp", "mlp_step_module"};
+const char* kNames[] = {"scale",     "gelu",       "chain",          "softmax",
+                        "logsumexp", "layer_norm", "mlp_step_module"};
 
 void BM_JitCompileCudaCold(benchmark::State& state) {
     std::string src = workload(static_cast<int>(state.range(0)));
@@ -83,6 +89,6 @@ void BM_JitCompileCudaDisk(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_JitCompileCudaCold)->DenseRange(0, 5)->Unit(benchmark::kMillisecond)->Iterations(3);
-BENCHMARK(BM_JitCompileCudaDisk)->DenseRange(0, 5)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_JitCompileCudaCold)->DenseRange(0, 6)->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_JitCompileCudaDisk)->DenseRange(0, 6)->Unit(benchmark::kMillisecond);
 BENCHMARK_MAIN();

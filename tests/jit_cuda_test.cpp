@@ -415,6 +415,12 @@ TEST(CudaLaunch, BiasAndReluGoToTheProductsEpilogue) {
     EXPECT_FALSE(fused(tanh(matmul(x, W) + c)).fused);
     EXPECT_FALSE(fused(relu(matmul(x, W) + c) * 2).fused);
     EXPECT_FALSE(fused(relu(matmul(xd, Wd) + cd)).fused);
+    // The MLP's training step has none: the backward pass reads the hidden layer's product
+    // (its ReLU's derivative), and the logits' bias is added where the softmax reads them.
+    jit::Program mlp = program_of(mlp_step(f32, 128));
+    int n = 0;
+    for (const jit::Group& g : mlp.groups) n += jit::cuda::fused_epilogue(mlp, g, {}).fused;
+    EXPECT_EQ(n, 0) << mlp.to_string();
 }
 
 TEST(CudaLaunch, PoolSizeClasses) {
