@@ -1,5 +1,8 @@
 // Random expressions compiled by every available CPU tier agree with the reference evaluator.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include <random>
 
 #include "agnesi/agnesi.hpp"
 #include "support/jit_check.hpp"
@@ -58,6 +61,58 @@ TEST(FuzzJit, NativeTierBatches) {
 // The CUDA kernels, run on the CPU by the emulator: everywhere.
 TEST(FuzzJit, EmulatedCudaBatches) {
     fuzz_batches(505, Backend::EmulatedCuda, 1e-8);
+}
+
+Tensor random_tensor(const Shape& shape, std::mt19937& rng) {
+    Tensor t(DType::Float64, shape);
+    std::uniform_real_distribution<double> u(-2, 2);
+    for (std::int64_t i = 0; i < t.size(); ++i) t.data<double>()[i] = u(rng);
+    return t;
+}
+
+// Chains of statistics along rows: each step reduces the value so far (or its square or
+// magnitude) along the last axis and centres, scales, clips or mixes the value with it, so that
+// later reductions read earlier ones: what the scheduler turns into row reductions of several
+// passes. Some intermediate values are outputs too (stored, so their groups split). Every step
+// is continuous: a comparison with a row's own mean (`where(v > mean(v), ...)` on a row of equal
+// values) would turn a last-bit difference in the sum into a different branch.
+void fuzz_row_chains(unsigned seed, testing::Tier tier, int batches, int per_batch) {
+    std::mt19937 rng(testing::fuzz_seed(seed));
+    auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+    auto x = matrix("x", 6, 37), t = tensor("t", {2, 3, 41});
+    for (int b = 0; b < batches; ++b) {
+        std::vector<Expr> outs;
+        for (int i = 0; i < per_batch; ++i) {
+            Expr v = pick(2) ? x : t;
+            Expr base = v;
+            int axis = static_cast<int>(v.rank()) - 1;
+            int depth = 1 + pick(4);
+            for (int d = 0; d < depth; ++d) {
+                static const Op red[] = {Op::Sum, Op::Mean, Op::ReduceMax, Op::ReduceMin,
+                                         Op::Logsumexp};
+                Expr in = pick(3) == 0 ? v * v : pick(2) ? abs(v) : v;
+                Expr r = reduce(red[pick(5)], in, {axis}, true);
+                switch (pick(4)) {
+                    case 0: v = v - r; break;
+                    case 1: v = v / (abs(r) + 1); break;
+                    case 2: v = maximum(v, r * 0.5); break;
+                    default: v = v * (r * 0.125) + base; break;
+                }
+                if (pick(8) == 0) outs.push_back(r);
+            }
+            outs.push_back(v);
+        }
+        Bindings at{{"x", random_tensor({6, 37}, rng)}, {"t", random_tensor({2, 3, 41}, rng)}};
+        SCOPED_TRACE(fmt::format("seed {} batch {}", seed, b));
+        testing::expect_matches_reference({x, t}, outs, at, tier, 1e-9);
+        if (::testing::Test::HasFailure()) return;
+    }
+}
+
+TEST(FuzzJit, RowChainsOnEveryCpuTier) {
+    fuzz_row_chains(606, Backend::Evaluator, testing::fuzz_iters(20), 10);
+    fuzz_row_chains(607, Backend::Native, testing::fuzz_iters(2), 12);
+    fuzz_row_chains(608, Backend::EmulatedCuda, testing::fuzz_iters(2), 12);
 }
 
 // The same on the GPU: CUDA's math functions are within 2 ulp of the host's, amplified alike.
