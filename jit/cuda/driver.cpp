@@ -231,6 +231,7 @@ struct LtState {
 };
 
 constexpr std::size_t kLtWorkspaceBytes = std::size_t(32) << 20;
+constexpr std::uint32_t kLtAlignment = 16;
 
 #define AGNESI_CUBLAS(call)                                                            \
     do {                                                                               \
@@ -484,8 +485,9 @@ bool CudaDevice::gemm_bias(std::int64_t m, std::int64_t n, std::int64_t k, const
         AGNESI_CUBLAS(lt.desc_set(pr.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
         cublasLtEpilogue_t epi = relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
         AGNESI_CUBLAS(lt.desc_set(pr.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
-        // The algorithm depends on the bias pointer's alignment: one aligned like the pool's.
-        const void* aligned_bias = reinterpret_cast<const void*>(st.workspace);
+        // The algorithm depends on the bias pointer's alignment: choose it for one aligned to
+        // 16 bytes only, as any bias that passes the check below is.
+        const void* aligned_bias = reinterpret_cast<const void*>(st.workspace + kLtAlignment);
         AGNESI_CUBLAS(lt.desc_set(pr.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &aligned_bias,
                                   sizeof(aligned_bias)));
         auto u = [](std::int64_t v) { return static_cast<std::uint64_t>(v); };
@@ -497,6 +499,13 @@ bool CudaDevice::gemm_bias(std::int64_t m, std::int64_t n, std::int64_t k, const
         AGNESI_CUBLAS(lt.pref_create(&pref));
         std::size_t ws = kLtWorkspaceBytes;
         AGNESI_CUBLAS(lt.pref_set(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+        // Operands may be views at any 16-byte offset, not at 256 bytes as cuBLASLt assumes.
+        std::uint32_t align = kLtAlignment;
+        for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+            AGNESI_CUBLAS(lt.pref_set(pref, attr, &align, sizeof(align)));
         cublasLtMatmulHeuristicResult_t res{};
         int found = 0;
         cublasStatus_t hs =
@@ -506,8 +515,11 @@ bool CudaDevice::gemm_bias(std::int64_t m, std::int64_t n, std::int64_t k, const
         it = st.products.emplace(key, pr).first;
     }
     const LtProduct& pr = it->second;
-    // cuBLASLt wants its bias 16-byte aligned, as the pool's blocks are; an offset one is not.
-    if (!pr.ok || bias % 16 != 0) return false;
+    // The algorithm was chosen for 16-byte aligned pointers (the pool's blocks are; an offset
+    // view may not be).
+    for (DevicePtr ptr : {a.ptr, b.ptr, bias, c})
+        if (ptr % kLtAlignment != 0) return false;
+    if (!pr.ok) return false;
     const void* bp = reinterpret_cast<const void*>(bias);
     AGNESI_CUBLAS(lt.desc_set(pr.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof(bp)));
     float one = 1, zero_v = 0;
