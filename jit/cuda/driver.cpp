@@ -1,5 +1,5 @@
-// The CUDA driver API and cuBLAS through dlopen (see driver.hpp). Types and signatures come from
-// the toolkit's headers; the functions are looked up by their versioned symbol names.
+// The CUDA driver API, cuBLAS and cuBLASLt through dlopen (see driver.hpp). Types and signatures
+// come from the toolkit's headers; the functions are looked up by their versioned symbol names.
 #include "jit/cuda/driver.hpp"
 
 #include <cublasLt.h>
@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <initializer_list>
 #include <map>
 #include <tuple>
 
@@ -48,6 +49,13 @@ template <class F>
 void load(void* lib, F& f, const char* name, std::string& error) {
     f = reinterpret_cast<F>(dlsym(lib, name));
     if (!f && error.empty()) error = fmt::format("the CUDA driver has no {}", name);
+}
+
+// The first of `names` that dlopen finds; null when none is.
+void* open_first(std::initializer_list<const char*> names) {
+    for (const char* n : names)
+        if (void* lib = dlopen(n, RTLD_NOW | RTLD_LOCAL)) return lib;
+    return nullptr;
 }
 
 const Driver& driver() {
@@ -134,10 +142,8 @@ struct Blas {
 const Blas& blas() {
     static const Blas b = [] {
         Blas r;
-        void* lib = nullptr;
-        for (const char* n : {"libcublas.so.13", "libcublas.so.12", "libcublas.so",
-                              "/usr/local/cuda/lib64/libcublas.so"})
-            if ((lib = dlopen(n, RTLD_NOW | RTLD_LOCAL))) break;
+        void* lib = open_first({"libcublas.so.13", "libcublas.so.12", "libcublas.so",
+                                "/usr/local/cuda/lib64/libcublas.so"});
         if (!lib) {
             r.error = "cuBLAS (libcublas.so.13) cannot be loaded";
             return r;
@@ -169,10 +175,8 @@ struct BlasLt {
 const BlasLt& blas_lt() {
     static const BlasLt b = [] {
         BlasLt r;
-        void* lib = nullptr;
-        for (const char* n : {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so",
-                              "/usr/local/cuda/lib64/libcublasLt.so"})
-            if ((lib = dlopen(n, RTLD_NOW | RTLD_LOCAL))) break;
+        void* lib = open_first({"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so",
+                                "/usr/local/cuda/lib64/libcublasLt.so"});
         if (!lib) {
             r.error = "cuBLASLt (libcublasLt.so.13) cannot be loaded";
             return r;
