@@ -47,7 +47,9 @@ struct agnesi_emu_rt {
     void (*sync)(void*);
     void (*shfl_down)(void*, const void*, void*, unsigned, int);
 };
-static thread_local const agnesi_emu_rt* agnesi_emu;
+/* 64-byte alignment for this module's thread-local block: AddressSanitizer's __tls_get_addr
+   hook misreads a block that malloc places 16 bytes into a page, and a leak check then crashes. */
+static thread_local const agnesi_emu_rt* agnesi_emu __attribute__((aligned(64)));
 #define threadIdx (agnesi_emu->thread)
 #define blockIdx (agnesi_emu->block)
 #define blockDim (agnesi_emu->block_dim)
