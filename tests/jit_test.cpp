@@ -45,6 +45,36 @@ TEST_P(JitTest, PointwiseChainWithBroadcasts) {
     expect_matches_reference({x, w, b}, {y}, at, tier());
 }
 
+TEST_P(JitTest, LongBodiesInEveryLoopShape) {
+    // A body of several math functions runs once per lane of a rolled by-4 loop on CUDA; each
+    // loop shape separately: flat by 4 with a tail and broadcast scalars, rows by 4 with a row
+    // vector and a column, strided, and flat float64. Then online reductions over a row, over
+    // columns (a thread per output) and over two axes (one value at a time).
+    auto w = scalar("w", f32), b = scalar("b", f32);
+    auto body = [&](const Expr& u) {
+        return tanh(u * w + b) * sigmoid(u) + log1p(exp(-abs(u))) + pow(abs(u) + 0.5, 1.5);
+    };
+    Tensor wv = random_tensor(f32, {}, rng), bv = random_tensor(f32, {}, rng);
+    auto x = vector("x", 1027, f32);
+    expect_matches_reference({x, w, b}, {body(x)},
+                             {{"x", random_tensor(f32, {1027}, rng)}, {"w", wv}, {"b", bv}}, tier(),
+                             1e-5);
+    auto z = matrix("z", 6, 8, f32), c = vector("c", 8, f32), r = matrix("r", 6, 1, f32);
+    Bindings zs{{"z", random_tensor(f32, {6, 8}, rng)},
+                {"c", random_tensor(f32, {8}, rng)},
+                {"r", random_tensor(f32, {6, 1}, rng)},
+                {"w", wv},
+                {"b", bv}};
+    expect_matches_reference({z, c, r, w, b}, {body(z * r + c)}, zs, tier(), 1e-5);
+    expect_matches_reference({z, c, r, w, b}, {body(transpose(z) * 2)}, zs, tier(), 1e-5);
+    auto xd = vector("xd", 1027);
+    Expr yd = tanh(xd * 0.75) * sigmoid(xd) + log1p(exp(-abs(xd)));
+    expect_matches_reference({xd}, {yd}, {{"xd", random_tensor(f64, {1027}, rng)}}, tier(), 1e-12);
+    auto t = tensor("t", {5, 6, 7}, f32);
+    expect_matches_reference({t}, {logsumexp(t, {2}), logsumexp(t, {0}), logsumexp(t, {1, 2})},
+                             {{"t", random_tensor(f32, {5, 6, 7}, rng)}}, tier(), 1e-5);
+}
+
 TEST_P(JitTest, Float32AndIntegerDtypes) {
     auto x = matrix("x", 3, 4, f32), k = vector("k", 4, i32);
     Expr y = exp(x) * 2 + cast(k, f32);

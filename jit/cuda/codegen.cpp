@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
 
 #include "agnesi/error.hpp"
 #include "jit/scalar_emit.hpp"
@@ -117,7 +118,7 @@ class GroupEmitter {
         }
         emit_entry();
         // Every loop of the group's code stays rolled (see kPrelude), except the warp-shuffle
-        // steps, whose trip count is fixed.
+        // steps of cheap combines, whose trip count is fixed.
         std::string out;
         std::size_t pos = 0;
         while (pos < out_.size()) {
@@ -295,6 +296,8 @@ class GroupEmitter {
         return ks;
     }
 
+    // Each loop below holds one copy of the group's body (four in a by-4 loop): the copies are
+    // what NVRTC spends its time on, so modes share loops, branching on P.mode (uniform).
     void emit_pointwise() {
         int n = static_cast<int>(g_.instrs.size());
         out_ += "template <class I>\n";
@@ -303,74 +306,75 @@ class GroupEmitter {
         out_ +=
             "    const I n = (I)P.count;\n"
             "    const I step = (I)gridDim.x * (I)blockDim.x;\n"
-            "    const I first = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;\n";
-        if (vectorizable(p_, g_)) {
-            out_ +=
-                "    if (P.mode == 2) {  // flat, by 4: 16-byte loads and stores\n"
-                "        const I n4 = n >> 2;\n"
-                "        for (I q = first; q < n4; q += step) {\n";
-            for (std::size_t k : loads_in(0, n))
-                out_ += fmt::format(
-                    "            const {0} l{1} = (P.bcast >> {1}) & 1 ? make_{0}(p{1}[0], "
-                    "p{1}[0], "
-                    "p{1}[0], p{1}[0]) : reinterpret_cast<const {0}*>(p{1})[q];\n",
-                    vec4(k), k);
-            emit_lanes("reinterpret_cast<{0}*>(p{1})[q] = y{1};");
-            out_ +=
-                "        }\n"
-                "        for (I i = (n4 << 2) + first; i < n; i += step) {\n";
-            for (std::size_t k = 0; k < nslots(); ++k)
-                out_ +=
-                    fmt::format("            const I o{0} = (P.bcast >> {0}) & 1 ? 0 : i;\n", k);
-            out_ += "            " + call_at(post_, 0, n, true) +
-                    "\n        }\n        return;\n    }\n";
-            emit_rows_by_4();
-        }
-        out_ +=
-            "    if (P.mode == 1) {  // flat: contiguous or broadcast scalars\n"
-            "        for (I i = first; i < n; i += step) {\n";
+            "    const I first = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;\n"
+            "    I i0 = first;\n";
+        if (vectorizable(p_, g_)) emit_by_4();
+        // Flat (mode 1, and mode 2's last n % 4 values) or strided (mode 0).
+        out_ += "    for (I i = i0; i < n; i += step) {\n";
+        for (std::size_t k = 0; k < nslots(); ++k) out_ += fmt::format("        I o{} = 0;\n", k);
+        out_ += "        if (P.mode != 0) {\n";
         for (std::size_t k = 0; k < nslots(); ++k)
-            out_ += fmt::format("            const I o{0} = (P.bcast >> {0}) & 1 ? 0 : i;\n", k);
+            out_ += fmt::format("            o{0} = (P.bcast >> {0}) & 1 ? 0 : i;\n", k);
         out_ +=
-            "            " + call_at(post_, 0, n, true) + "\n        }\n        return;\n    }\n";
-        out_ += "    for (I i = first; i < n; i += step) {  // strided\n            ";
-        out_ += offsets("i", all_slots(), 0, "P.rank");
-        out_ += "            " + call_at(post_, 0, n, true) + "\n    }\n}\n";
+            "        } else {\n"
+            "            I rem = i;\n"
+            "            for (int d = P.rank - 1; d >= 0; --d) {\n"
+            "                const I c = rem % (I)P.dims[d];\n"
+            "                rem /= (I)P.dims[d];\n";
+        for (std::size_t k = 0; k < nslots(); ++k)
+            out_ += fmt::format("                o{0} += c * (I)s{0}.s[d];\n", k);
+        out_ += "            }\n        }\n";
+        out_ += "        " + call_at(post_, 0, n, true) + "\n    }\n}\n";
     }
 
-    // Mode 3: rows by 4. The last axis is contiguous (or broadcast) in every slot and each row
-    // starts 16 bytes aligned, so four neighbours along it are one 16-byte load or store; the
+    // Modes 2 and 3: by 4, with 16-byte loads and stores. Mode 2 is flat (contiguous slots and
+    // broadcast scalars); in mode 3 the last axis is contiguous (or broadcast) in every slot and
+    // each row starts 16 bytes aligned, so four neighbours along it are one load or store and the
     // row offset costs one division per four values.
-    void emit_rows_by_4() {
+    void emit_by_4() {
         int n = static_cast<int>(g_.instrs.size());
         out_ +=
-            "    if (P.mode == 3) {\n"
+            "    if (P.mode >= 2) {\n"
             "        const int last = P.rank - 1;\n"
-            "        const I inner4 = (I)P.dims[last] >> 2;\n"
             "        const I n4 = n >> 2;\n"
-            "        for (I q = first; q < n4; q += step) {\n"
-            "            I rem = q / inner4;\n"
-            "            const I j = (q - rem * inner4) << 2;\n";
-        for (std::size_t k = 0; k < nslots(); ++k)
-            out_ += fmt::format("            I o{0} = 0;\n", k);
-        out_ += "            if (P.rank == 2) {\n";
-        for (std::size_t k = 0; k < nslots(); ++k)
-            out_ += fmt::format("                o{0} = rem * (I)s{0}.s[0];\n", k);
-        out_ +=
-            "            } else {\n"
-            "                for (int d = last - 1; d >= 0; --d) {\n"
-            "                    const I c = rem % (I)P.dims[d];\n"
-            "                    rem /= (I)P.dims[d];\n";
-        for (std::size_t k = 0; k < nslots(); ++k)
-            out_ += fmt::format("                    o{0} += c * (I)s{0}.s[d];\n", k);
-        out_ += "                }\n            }\n";
+            "        const I inner4 = P.mode == 3 ? (I)P.dims[last] >> 2 : (I)1;\n";
+        // Whether a loaded slot's four values are one vector (else one value, broadcast).
         for (std::size_t k : loads_in(0, n))
             out_ += fmt::format(
-                "            const {0} l{1} = s{1}.s[last] ? *reinterpret_cast<const {0}*>(p{1} + "
-                "o{1} + j) : make_{0}(p{1}[o{1}], p{1}[o{1}], p{1}[o{1}], p{1}[o{1}]);\n",
+                "        const bool w{0} = P.mode == 2 ? !((P.bcast >> {0}) & 1) : "
+                "s{0}.s[last] != 0;\n",
+                k);
+        out_ +=
+            "        for (I q = first; q < n4; q += step) {\n"
+            "            I j = q << 2;\n";
+        for (std::size_t k = 0; k < nslots(); ++k)
+            out_ += fmt::format("            I o{0} = 0;\n", k);
+        out_ +=
+            "            if (P.mode == 3) {\n"
+            "                I rem = q / inner4;\n"
+            "                j = (q - rem * inner4) << 2;\n"
+            "                if (P.rank == 2) {\n";
+        for (std::size_t k = 0; k < nslots(); ++k)
+            out_ += fmt::format("                    o{0} = rem * (I)s{0}.s[0];\n", k);
+        out_ +=
+            "                } else {\n"
+            "                    for (int d = last - 1; d >= 0; --d) {\n"
+            "                        const I c = rem % (I)P.dims[d];\n"
+            "                        rem /= (I)P.dims[d];\n";
+        for (std::size_t k = 0; k < nslots(); ++k)
+            out_ += fmt::format("                        o{0} += c * (I)s{0}.s[d];\n", k);
+        out_ += "                    }\n                }\n            }\n";
+        for (std::size_t k : loads_in(0, n))
+            out_ += fmt::format(
+                "            {0} l{1} = w{1} ? *reinterpret_cast<const {0}*>(p{1} + o{1} + "
+                "j) : make_{0}(p{1}[o{1}], p{1}[o{1}], p{1}[o{1}], p{1}[o{1}]);\n",
                 vec4(k), k);
         emit_lanes("*reinterpret_cast<{0}*>(p{1} + o{1} + j) = y{1};");
-        out_ += "        }\n        return;\n    }\n";
+        out_ +=
+            "        }\n"
+            "        if (P.mode == 3) return;\n"
+            "        i0 = (n4 << 2) + first;\n"
+            "    }\n";
     }
 
     // The 4-wide type of slot k's elements (float32 or int32).
@@ -378,20 +382,79 @@ class GroupEmitter {
         return slots_[k].dtype == DType::Float32 ? "float4" : "int4";
     }
 
+    // Whether instrs [lo, hi) call several math functions: such a body is long enough that four
+    // inlined copies of it dominate NVRTC's time, and its arithmetic hides a rolled loop's.
+    bool heavy(int lo, int hi) const {
+        int calls = 0;
+        for (int i = lo; i < hi; ++i) {
+            const Instr& in = instr(i);
+            if (in.kind != InstrKind::Apply) continue;
+            switch (in.op) {
+                case Op::Exp:
+                case Op::Log:
+                case Op::Sin:
+                case Op::Cos:
+                case Op::Tan:
+                case Op::Asin:
+                case Op::Acos:
+                case Op::Atan:
+                case Op::Sinh:
+                case Op::Cosh:
+                case Op::Tanh:
+                case Op::Asinh:
+                case Op::Acosh:
+                case Op::Atanh:
+                case Op::Log1p:
+                case Op::Expm1:
+                case Op::Erf:
+                case Op::Erfc:
+                case Op::Sigmoid:
+                case Op::Softplus: ++calls; break;
+                case Op::Pow:  // x^3 is emitted as products
+                    if (emit_instr(g_, i).find("pow(") != std::string::npos) ++calls;
+                    break;
+                default: break;
+            }
+        }
+        return calls >= 2;
+    }
+
     // The body of a by-4 loop once its loads l<k> are declared: the epilogue for each of the four
     // lanes into y<k>, then `store` (a format of the vector type {0} and the slot {1}) per output.
+    // A heavy body is called once in a rolled loop that rotates the lanes through .x.
     void emit_lanes(const std::string& store) {
         int n = static_cast<int>(g_.instrs.size());
-        for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
-            out_ += fmt::format("            {} y{};\n", vec4(k), k);
-        for (const char* c : {"x", "y", "z", "w"}) {
+        std::vector<std::size_t> outs;
+        for (std::size_t k = g_.inputs.size(); k < nslots(); ++k) outs.push_back(k);
+        if (heavy(0, n)) {
+            for (std::size_t k : outs)
+                out_ += fmt::format("            {0} y{1} = make_{0}(0, 0, 0, 0);\n", vec4(k), k);
             std::vector<std::string> as;
-            for (std::size_t k : loads_in(0, n)) as.push_back(fmt::format("l{}.{}", k, c));
-            for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
-                as.push_back(fmt::format("y{}.{}", k, c));
-            out_ += fmt::format("            {}({});\n", post_, fmt::join(as, ", "));
+            for (std::size_t k : loads_in(0, n)) as.push_back(fmt::format("l{}.x", k));
+            out_ += "            for (int u = 0; u < 4; ++u) {\n";
+            for (std::size_t k : outs) {
+                out_ += fmt::format("                {} r{};\n", ty(k), k);
+                as.push_back(fmt::format("r{}", k));
+            }
+            out_ += fmt::format("                {}({});\n", post_, fmt::join(as, ", "));
+            for (std::size_t k : loads_in(0, n))
+                out_ += fmt::format(
+                    "                l{0} = make_{1}(l{0}.y, l{0}.z, l{0}.w, l{0}.x);\n", k,
+                    vec4(k));
+            for (std::size_t k : outs)
+                out_ += fmt::format(
+                    "                y{0} = make_{1}(y{0}.y, y{0}.z, y{0}.w, r{0});\n", k, vec4(k));
+            out_ += "            }\n";
+        } else {
+            for (std::size_t k : outs) out_ += fmt::format("            {} y{};\n", vec4(k), k);
+            for (const char* c : {"x", "y", "z", "w"}) {
+                std::vector<std::string> as;
+                for (std::size_t k : loads_in(0, n)) as.push_back(fmt::format("l{}.{}", k, c));
+                for (std::size_t k : outs) as.push_back(fmt::format("y{}.{}", k, c));
+                out_ += fmt::format("            {}({});\n", post_, fmt::join(as, ", "));
+            }
         }
-        for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
+        for (std::size_t k : outs)
             out_ += "            " + fmt::format(fmt::runtime(store), vec4(k), k) + "\n";
     }
 
@@ -422,6 +485,10 @@ class GroupEmitter {
         auto mul = [&](const std::string& a, const std::string& b) {
             return fl ? a + " * " + b : fmt::format("(int64_t)((uint64_t){} * (uint64_t){})", a, b);
         };
+        // Online max and sum: each combine costs two exponentials, so the shuffle steps stay
+        // rolled (ten inlined copies per block reduction would cost NVRTC more than the rest).
+        const bool online = op != Op::Sum && op != Op::Mean && op != Op::Prod &&
+                            op != Op::ReduceMax && op != Op::ReduceMin;
         switch (op) {
             case Op::Sum:
             case Op::Mean: body = "a.s = " + add("a.s", "b.s") + ";"; break;
@@ -469,13 +536,13 @@ class GroupEmitter {
 }}
 static __device__ __forceinline__ {0} {1}_block({0} a) {{
     __shared__ {0} part[32];
-    for (int off = 16; off > 0; off >>= 1) {1}_combine(a, {1}_shfl(a, off));
+    {2}for (int off = 16; off > 0; off >>= 1) {1}_combine(a, {1}_shfl(a, off));
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     if (lane == 0) part[w] = a;
     __syncthreads();
     if (w == 0) {{
         a = lane < (int)((blockDim.x + 31) >> 5) ? part[lane] : {1}_identity();
-        for (int off = 16; off > 0; off >>= 1) {1}_combine(a, {1}_shfl(a, off));
+        {2}for (int off = 16; off > 0; off >>= 1) {1}_combine(a, {1}_shfl(a, off));
         if (lane == 0) part[0] = a;
     }}
     __syncthreads();
@@ -484,7 +551,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
     return a;
 }}
 )",
-                        acc, px);
+                        acc, px, online ? "AGNESI_NO_UNROLL " : "");
     }
 
     // The reduced value in the Reduce instr's dtype, from accumulator `a`.
@@ -523,42 +590,40 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         std::string epilogue = fmt::format(
             "{{\n                const {} r = {};\n                {}\n            }}\n",
             c_type(red.dtype), final_value(red), call_at(post_, g_.reduce_at + 1, n, true, "r"));
-        // One output per iteration of `outer`; its reduced values over j from `start` by `step`.
-        // With one reduced axis (the common case) four values are loaded before any is used.
-        auto per_output = [&](const std::string& outer, const std::string& start,
-                              const std::string& step) {
-            out_ += outer;
-            out_ += offsets("row", all_slots(), 0, "P.nkept");
-            for (std::size_t k : pre) out_ += fmt::format("            const I b{0} = o{0};\n", k);
-            out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
-            out_ += "            if (P.rank == P.nkept + 1) {\n";
-            for (std::size_t k : pre)
-                out_ += fmt::format("            const I t{0} = (I)s{0}.s[P.nkept];\n", k);
-            out_ +=
-                unrolled_loop(start, step, loads_in(0, g_.reduce_at), [&](const std::string& u) {
-                    return fmt::format("{}_push(a, {});", pfx_,
-                                       call_loaded(pre_, 0, g_.reduce_at, u));
-                });
-            out_ += "            } else {\n";
-            out_ += fmt::format("            for (I j = {}; j < inner; j += {}) {{\n", start, step);
-            out_ += reduced_offsets(pre);
-            out_ += fmt::format("                {}_push(a, {});\n", pfx_,
-                                call_expr(pre_, 0, g_.reduce_at));
-            out_ += "            }\n            }\n";
-        };
-        // Rows: a block per output, or `split` blocks per output (long rows too few to fill the
-        // device), each reducing every split-th stretch of blockDim values. With a split, each
-        // block's thread 0 stores its partial result and counts it in, and the row's last block
-        // combines them and runs the epilogue. One loop serves both: a second copy of it would
-        // cost NVRTC a third more time.
-        per_output(
-            "    if (P.mode == 0) {\n"
-            "        const I split = P.split > 1 ? (I)P.split : (I)1;\n"
-            "        for (I bid = (I)blockIdx.x; bid < rows * split; bid += (I)gridDim.x) {\n"
-            "            const I row = bid / split, part = bid - row * split;\n            ",
-            "part * (I)blockDim.x + (I)threadIdx.x", "split * (I)blockDim.x");
-        out_ += fmt::format("            a = {}_block(a);\n", pfx_);
+        // Mode 0: a block per output, or `split` blocks per output (long rows too few to fill
+        // the device), each reducing every split-th stretch of blockDim values. With a split,
+        // each block's thread 0 stores its partial result and counts it in, and the row's last
+        // block combines them and runs the epilogue. Otherwise a thread per output (columns).
+        // One loop serves all: each copy of it costs NVRTC time.
+        out_ +=
+            "    const bool by_block = P.mode == 0;\n"
+            "    const I split = by_block && P.split > 1 ? (I)P.split : (I)1;\n"
+            "    const I per = by_block ? (I)1 : (I)blockDim.x;\n"
+            "    for (I bid = (I)blockIdx.x * per + (by_block ? (I)0 : (I)threadIdx.x); bid < "
+            "rows * split; bid += (I)gridDim.x * per) {\n"
+            "            const I row = split == 1 ? bid : bid / split, part = bid - row * split;\n"
+            "            ";
+        out_ += offsets("row", all_slots(), 0, "P.nkept");
+        for (std::size_t k : pre) out_ += fmt::format("            const I b{0} = o{0};\n", k);
+        out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
+        // With one reduced axis (the common case) four values are loaded before any is used;
+        // the rest, and every value of several reduced axes, one by one.
+        for (std::size_t k : pre)
+            out_ += fmt::format("            const I t{0} = (I)s{0}.s[P.nkept];\n", k);
+        out_ += unrolled_loop(
+            "by_block ? part * (I)blockDim.x + (I)threadIdx.x : (I)0",
+            "by_block ? split * (I)blockDim.x : (I)1", loads_in(0, g_.reduce_at),
+            [&](const std::string& u) {
+                return fmt::format("{}_push(a, {});", pfx_, call_loaded(pre_, 0, g_.reduce_at, u));
+            },
+            "P.rank == P.nkept + 1",
+            [&] {
+                return reduced_offsets(pre) + fmt::format("                {}_push(a, {});\n", pfx_,
+                                                          call_expr(pre_, 0, g_.reduce_at));
+            });
         out_ += fmt::format(
+            "            if (by_block) {{\n"
+            "            a = {2}_block(a);\n"
             "            if (threadIdx.x != 0) continue;\n"
             "            if (split > 1) {{\n"
             "                char* const ws = (char*)P.ws;\n"
@@ -580,28 +645,27 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             "                }}\n"
             "                *done = 0;\n"
             "            }}\n"
+            "            }}\n"
             "            ",
             acc, kSplitSlotBytes, pfx_);
         out_ += epilogue;
-        out_ += "        }\n        return;\n    }\n";
-        // Columns: a thread per output.
-        per_output(
-            "    for (I row = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; row < rows; row += "
-            "(I)gridDim.x * (I)blockDim.x) {\n            ",
-            "(I)0", "(I)1");
-        out_ += "            " + epilogue + "    }\n}\n";
+        out_ += "    }\n}\n";
     }
 
     // A loop over j from `start` by `step` below `inner` that loads the values of four steps
     // (l<k>_<u> = p<k>[b<k> + j_u * t<k>] for the slots `ks`) before `use(suffix)` consumes them,
     // so that each thread has four loads in flight; then the remaining steps one by one.
+    // `guard` (if any) must hold for the four-step loop to run; `tail` (if any) is the body of
+    // the one-by-one loop, which then loads for itself.
     template <class Use>
     std::string unrolled_loop(const std::string& start, const std::string& step,
-                              const std::vector<std::size_t>& ks, Use use) const {
+                              const std::vector<std::size_t>& ks, Use use,
+                              const std::string& guard = "",
+                              const std::function<std::string()>& tail = {}) const {
         std::string s = fmt::format(
             "            {{\n            const I st = {1};\n            I j = {0};\n"
-            "            for (; j + 3 * st < inner; j += 4 * st) {{\n",
-            start, step);
+            "            {2}for (; j + 3 * st < inner; j += 4 * st) {{\n",
+            start, step, guard.empty() ? "" : "if (" + guard + ") ");
         for (int u = 0; u < 4; ++u)
             for (std::size_t k : ks)
                 s += fmt::format(
@@ -611,10 +675,14 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             s += fmt::format("                {{ const I ju = j + {} * st; (void)ju; {} }}\n", u,
                              use(fmt::format("_{}", u)));
         s += "            }\n            for (; j < inner; j += st) {\n";
-        for (std::size_t k : ks)
-            s +=
-                fmt::format("                const {0} l{1}_ = p{1}[b{1} + j * t{1}];\n", ty(k), k);
-        s += fmt::format("                {{ const I ju = j; (void)ju; {} }}\n", use("_"));
+        if (tail) {
+            s += tail();
+        } else {
+            for (std::size_t k : ks)
+                s += fmt::format("                const {0} l{1}_ = p{1}[b{1} + j * t{1}];\n",
+                                 ty(k), k);
+            s += fmt::format("                {{ const I ju = j; (void)ju; {} }}\n", use("_"));
+        }
         s += "            }\n            }\n";
         return s;
     }
