@@ -111,7 +111,7 @@ std::vector<Case> corpus() {
     cs.push_back({"integers",
                   {k, y},
                   {k * 3 - y, pow(y, Expr(2)), sum(k), amax(y), abs(-k), where(k > 0, k, y)}});
-    // A long body over int32 and float32 slots: its by-4 loop rotates int4 and float4 lanes.
+    // A long body over int32 and float32 slots, in the by-4 loop shared by both by-4 modes.
     auto ki = vector("ki", 12, i32), xf = vector("xf", 12, f32);
     cs.push_back({"long_body_int32_float32",
                   {ki, xf},

@@ -46,10 +46,10 @@ TEST_P(JitTest, PointwiseChainWithBroadcasts) {
 }
 
 TEST_P(JitTest, LongBodiesInEveryLoopShape) {
-    // A body of several math functions runs once per lane of a rolled by-4 loop on CUDA; each
-    // loop shape separately: flat by 4 with a tail and broadcast scalars, rows by 4 with a row
-    // vector and a column, strided, and flat float64. Then online reductions over a row, over
-    // columns (a thread per output) and over two axes (one value at a time).
+    // A body of several math functions in each loop shape, which CUDA kernels share between
+    // modes: flat by 4 with a tail and broadcast scalars, rows by 4 with a row vector and a
+    // column, strided, and flat float64. Then online reductions over a row, over columns (a
+    // thread per output) and over two axes (one value at a time), which share one loop too.
     auto w = scalar("w", f32), b = scalar("b", f32);
     auto body = [&](const Expr& u) {
         return tanh(u * w + b) * sigmoid(u) + log1p(exp(-abs(u))) + pow(abs(u) + 0.5, 1.5);

@@ -366,7 +366,7 @@ class GroupEmitter {
         out_ += "                    }\n                }\n            }\n";
         for (std::size_t k : loads_in(0, n))
             out_ += fmt::format(
-                "            {0} l{1} = w{1} ? *reinterpret_cast<const {0}*>(p{1} + o{1} + "
+                "            const {0} l{1} = w{1} ? *reinterpret_cast<const {0}*>(p{1} + o{1} + "
                 "j) : make_{0}(p{1}[o{1}], p{1}[o{1}], p{1}[o{1}], p{1}[o{1}]);\n",
                 vec4(k), k);
         emit_lanes("*reinterpret_cast<{0}*>(p{1} + o{1} + j) = y{1};");
@@ -382,79 +382,22 @@ class GroupEmitter {
         return slots_[k].dtype == DType::Float32 ? "float4" : "int4";
     }
 
-    // Whether instrs [lo, hi) call several math functions: such a body is long enough that four
-    // inlined copies of it dominate NVRTC's time, and its arithmetic hides a rolled loop's.
-    bool heavy(int lo, int hi) const {
-        int calls = 0;
-        for (int i = lo; i < hi; ++i) {
-            const Instr& in = instr(i);
-            if (in.kind != InstrKind::Apply) continue;
-            switch (in.op) {
-                case Op::Exp:
-                case Op::Log:
-                case Op::Sin:
-                case Op::Cos:
-                case Op::Tan:
-                case Op::Asin:
-                case Op::Acos:
-                case Op::Atan:
-                case Op::Sinh:
-                case Op::Cosh:
-                case Op::Tanh:
-                case Op::Asinh:
-                case Op::Acosh:
-                case Op::Atanh:
-                case Op::Log1p:
-                case Op::Expm1:
-                case Op::Erf:
-                case Op::Erfc:
-                case Op::Sigmoid:
-                case Op::Softplus: ++calls; break;
-                case Op::Pow:  // x^3 is emitted as products
-                    if (emit_instr(g_, i).find("pow(") != std::string::npos) ++calls;
-                    break;
-                default: break;
-            }
-        }
-        return calls >= 2;
-    }
-
     // The body of a by-4 loop once its loads l<k> are declared: the epilogue for each of the four
     // lanes into y<k>, then `store` (a format of the vector type {0} and the slot {1}) per output.
-    // A heavy body is called once in a rolled loop that rotates the lanes through .x.
+    // The four calls stay inlined: a rolled loop over the lanes would compile faster but cost a
+    // compute-bound body a quarter more instructions per value.
     void emit_lanes(const std::string& store) {
         int n = static_cast<int>(g_.instrs.size());
-        std::vector<std::size_t> outs;
-        for (std::size_t k = g_.inputs.size(); k < nslots(); ++k) outs.push_back(k);
-        if (heavy(0, n)) {
-            for (std::size_t k : outs)
-                out_ += fmt::format("            {0} y{1} = make_{0}(0, 0, 0, 0);\n", vec4(k), k);
+        for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
+            out_ += fmt::format("            {} y{};\n", vec4(k), k);
+        for (const char* c : {"x", "y", "z", "w"}) {
             std::vector<std::string> as;
-            for (std::size_t k : loads_in(0, n)) as.push_back(fmt::format("l{}.x", k));
-            out_ += "            for (int u = 0; u < 4; ++u) {\n";
-            for (std::size_t k : outs) {
-                out_ += fmt::format("                {} r{};\n", ty(k), k);
-                as.push_back(fmt::format("r{}", k));
-            }
-            out_ += fmt::format("                {}({});\n", post_, fmt::join(as, ", "));
-            for (std::size_t k : loads_in(0, n))
-                out_ += fmt::format(
-                    "                l{0} = make_{1}(l{0}.y, l{0}.z, l{0}.w, l{0}.x);\n", k,
-                    vec4(k));
-            for (std::size_t k : outs)
-                out_ += fmt::format(
-                    "                y{0} = make_{1}(y{0}.y, y{0}.z, y{0}.w, r{0});\n", k, vec4(k));
-            out_ += "            }\n";
-        } else {
-            for (std::size_t k : outs) out_ += fmt::format("            {} y{};\n", vec4(k), k);
-            for (const char* c : {"x", "y", "z", "w"}) {
-                std::vector<std::string> as;
-                for (std::size_t k : loads_in(0, n)) as.push_back(fmt::format("l{}.{}", k, c));
-                for (std::size_t k : outs) as.push_back(fmt::format("y{}.{}", k, c));
-                out_ += fmt::format("            {}({});\n", post_, fmt::join(as, ", "));
-            }
+            for (std::size_t k : loads_in(0, n)) as.push_back(fmt::format("l{}.{}", k, c));
+            for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
+                as.push_back(fmt::format("y{}.{}", k, c));
+            out_ += fmt::format("            {}({});\n", post_, fmt::join(as, ", "));
         }
-        for (std::size_t k : outs)
+        for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
             out_ += "            " + fmt::format(fmt::runtime(store), vec4(k), k) + "\n";
     }
 
