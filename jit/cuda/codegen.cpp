@@ -552,7 +552,9 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         // With one reduced axis (the common case) four values are loaded before any is used;
         // the rest, and every value of several reduced axes, one by one.
         for (std::size_t k : pre)
-            out_ += fmt::format("            const I t{0} = (I)s{0}.s[P.nkept];\n", k);
+            out_ += fmt::format(
+                "            const I t{0} = P.rank == P.nkept + 1 ? (I)s{0}.s[P.nkept] : (I)0;\n",
+                k);
         out_ += unrolled_loop(
             "by_block ? part * (I)blockDim.x + (I)threadIdx.x : (I)0",
             "by_block ? split * (I)blockDim.x : (I)1", loads_in(0, g_.reduce_at),
