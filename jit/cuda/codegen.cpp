@@ -275,13 +275,20 @@ class GroupEmitter {
                         const std::string& hi_dim) const {
         std::string s = fmt::format("I rem = {};", idx);
         for (std::size_t k : ks) s += fmt::format(" I o{} = 0;", k);
-        s += fmt::format("\n            for (int d = {} - 1; d >= {}; --d) {{\n", hi_dim, lo_dim);
-        s += "                const I c = rem % (I)P.dims[d];\n                rem /= "
-             "(I)P.dims[d];\n";
-        for (std::size_t k : ks)
-            s += fmt::format("                o{} += c * (I)s{}.s[d];\n", k, k);
-        s += "            }\n";
-        return s;
+        return s + "\n" + decompose(ks, std::to_string(lo_dim), hi_dim, 12);
+    }
+
+    // A loop adding to o<k>, for the slots `ks`, the offset of index `rem` over dims[lo, hi),
+    // indented by `indent`; consumes rem.
+    static std::string decompose(const std::vector<std::size_t>& ks, const std::string& lo_dim,
+                                 const std::string& hi_dim, int indent) {
+        std::string in(static_cast<std::size_t>(indent), ' ');
+        std::string s =
+            fmt::format("{}for (int d = {} - 1; d >= {}; --d) {{\n", in, hi_dim, lo_dim);
+        s += fmt::format("{0}    const I c = rem % (I)P.dims[d];\n{0}    rem /= (I)P.dims[d];\n",
+                         in);
+        for (std::size_t k : ks) s += fmt::format("{0}    o{1} += c * (I)s{1}.s[d];\n", in, k);
+        return s + in + "}\n";
     }
 
     std::vector<std::size_t> all_slots() const {
@@ -315,15 +322,8 @@ class GroupEmitter {
         out_ += "        if (P.mode != 0) {\n";
         for (std::size_t k = 0; k < nslots(); ++k)
             out_ += fmt::format("            o{0} = (P.bcast >> {0}) & 1 ? 0 : i;\n", k);
-        out_ +=
-            "        } else {\n"
-            "            I rem = i;\n"
-            "            for (int d = P.rank - 1; d >= 0; --d) {\n"
-            "                const I c = rem % (I)P.dims[d];\n"
-            "                rem /= (I)P.dims[d];\n";
-        for (std::size_t k = 0; k < nslots(); ++k)
-            out_ += fmt::format("                o{0} += c * (I)s{0}.s[d];\n", k);
-        out_ += "            }\n        }\n";
+        out_ += "        } else {\n            I rem = i;\n";
+        out_ += decompose(all_slots(), "0", "P.rank", 12) + "        }\n";
         out_ += "        " + call_at(post_, 0, n, true) + "\n    }\n}\n";
     }
 
@@ -356,14 +356,8 @@ class GroupEmitter {
             "                if (P.rank == 2) {\n";
         for (std::size_t k = 0; k < nslots(); ++k)
             out_ += fmt::format("                    o{0} = rem * (I)s{0}.s[0];\n", k);
-        out_ +=
-            "                } else {\n"
-            "                    for (int d = last - 1; d >= 0; --d) {\n"
-            "                        const I c = rem % (I)P.dims[d];\n"
-            "                        rem /= (I)P.dims[d];\n";
-        for (std::size_t k = 0; k < nslots(); ++k)
-            out_ += fmt::format("                        o{0} += c * (I)s{0}.s[d];\n", k);
-        out_ += "                    }\n                }\n            }\n";
+        out_ += "                } else {\n";
+        out_ += decompose(all_slots(), "0", "last", 20) + "                }\n            }\n";
         for (std::size_t k : loads_in(0, n))
             out_ += fmt::format(
                 "            const {0} l{1} = w{1} ? *reinterpret_cast<const {0}*>(p{1} + o{1} + "
@@ -649,13 +643,8 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         s += "\n                if (P.rank == P.nkept + 1) {\n";
         for (std::size_t k : pre)
             s += fmt::format("                    o{0} += j * (I)s{0}.s[P.nkept];\n", k);
-        s += "                } else {\n                    I rem = j;\n"
-             "                    for (int d = P.rank - 1; d >= P.nkept; --d) {\n"
-             "                        const I c = rem % (I)P.dims[d];\n"
-             "                        rem /= (I)P.dims[d];\n";
-        for (std::size_t k : pre)
-            s += fmt::format("                        o{0} += c * (I)s{0}.s[d];\n", k);
-        s += "                    }\n                }\n";
+        s += "                } else {\n                    I rem = j;\n";
+        s += decompose(pre, "P.nkept", "P.rank", 20) + "                }\n";
         return s;
     }
 
