@@ -402,8 +402,10 @@ TEST(CudaLaunch, BiasAndReluGoToTheProductsEpilogue) {
     auto x = matrix("ex", 64, 32, f32), W = matrix("eW", 32, 16, f32), c = vector("ec", 16, f32);
     auto r = matrix("er", 64, 1, f32), xd = matrix("exd", 64, 32), Wd = matrix("eWd", 32, 16);
     auto cd = vector("ecd", 16);
-    auto fused = [&](const Expr& e) {
-        jit::Program p = program_of({"fused", free_variables({e}), {e}});
+    auto fused = [&](const Expr& e, const std::vector<Expr>& more = {}) {
+        std::vector<Expr> outs{e};
+        outs.insert(outs.end(), more.begin(), more.end());
+        jit::Program p = program_of({"fused", free_variables(outs), outs});
         for (const jit::Group& g : p.groups)
             if (g.kind == jit::GroupKind::Matmul) return jit::cuda::fused_epilogue(p, g, {});
         return jit::cuda::FusedEpilogue{};
@@ -420,6 +422,10 @@ TEST(CudaLaunch, BiasAndReluGoToTheProductsEpilogue) {
     EXPECT_FALSE(fused(tanh(matmul(x, W) + c)).fused);
     EXPECT_FALSE(fused(relu(matmul(x, W) + c) * 2).fused);
     EXPECT_FALSE(fused(relu(matmul(xd, Wd) + cd)).fused);
+    Expr prod = matmul(x, W);
+    EXPECT_FALSE(fused(relu(prod + c), {prod}).fused);
+    EXPECT_FALSE(fused(relu(prod + c), {sum(prod)}).fused);
+    EXPECT_FALSE(fused(relu(prod + c), {exp(prod) * 2}).fused);
     // The MLP's training step has none: the backward pass reads the hidden layer's product
     // (its ReLU's derivative), and the logits' bias is added where the softmax reads them.
     jit::Program mlp = program_of(mlp_step(f32, 128));

@@ -223,6 +223,13 @@ FusedEpilogue fused_epilogue(const Program& p, const Group& g, const DimEnv& env
     if (dtype(g.gemm.out) != DType::Float32) return no;
     GemmLayout l = gemm_layout(p, g, env);
     if (!l.batch.empty() || l.m < 2 || l.n < 2 || l.k < 1) return no;
+    // cuBLASLt writes only the epilogue's result: the product must be a temporary that no other
+    // group reads.
+    if (p.buffers[static_cast<std::size_t>(g.gemm.out)].kind != BufferKind::Temp) return no;
+    for (const Group& h : p.groups)
+        if (&h != &g)
+            for (const Access& a : h.inputs)
+                if (a.buffer == g.gemm.out) return no;
     // Exactly: the product's Load, the bias's Load, their float32 sum, and perhaps its ReLU.
     int prod = -1, bias = -1, add = -1, act = -1;
     for (std::size_t i = 0; i < g.instrs.size(); ++i) {
