@@ -167,6 +167,7 @@ struct BlasLt {
     decltype(&::cublasLtMatrixLayoutCreate) layout_create = nullptr;
     decltype(&::cublasLtMatmulPreferenceCreate) pref_create = nullptr;
     decltype(&::cublasLtMatmulPreferenceSetAttribute) pref_set = nullptr;
+    decltype(&::cublasLtMatmulPreferenceDestroy) pref_destroy = nullptr;
     decltype(&::cublasLtMatmulAlgoGetHeuristic) heuristic = nullptr;
     decltype(&::cublasLtMatmul) matmul = nullptr;
     std::string error;
@@ -187,6 +188,7 @@ const BlasLt& blas_lt() {
         load(lib, r.layout_create, "cublasLtMatrixLayoutCreate", r.error);
         load(lib, r.pref_create, "cublasLtMatmulPreferenceCreate", r.error);
         load(lib, r.pref_set, "cublasLtMatmulPreferenceSetAttribute", r.error);
+        load(lib, r.pref_destroy, "cublasLtMatmulPreferenceDestroy", r.error);
         load(lib, r.heuristic, "cublasLtMatmulAlgoGetHeuristic", r.error);
         load(lib, r.matmul, "cublasLtMatmul", r.error);
         return r;
@@ -406,6 +408,7 @@ void CudaDevice::gemm(DType dtype, std::int64_t m, std::int64_t n, std::int64_t 
     if (k == 0) return zero(c, static_cast<std::size_t>(m * n * batch) * esize, s);
     const Blas& bl = blas();
     if (!bl.error.empty()) throw Error("matmul on CUDA: " + bl.error);
+    std::lock_guard lock(blas_mutex_);  // the handle's stream is set per call
     if (!cublas_) {
         make_current();
         cublasHandle_t h;
@@ -467,6 +470,7 @@ bool CudaDevice::gemm_bias(std::int64_t m, std::int64_t n, std::int64_t k, const
                            const GemmOperand& b, DevicePtr bias, bool relu, DevicePtr c, Stream s) {
     const BlasLt& lt = blas_lt();
     if (!lt.error.empty() || m <= 0 || n <= 0 || k <= 0) return false;
+    std::lock_guard lock(blas_mutex_);  // the prepared products' bias pointer is set per call
     make_current();
     if (!lt_) {
         auto st = std::make_shared<LtState>();
@@ -514,6 +518,7 @@ bool CudaDevice::gemm_bias(std::int64_t m, std::int64_t n, std::int64_t k, const
         int found = 0;
         cublasStatus_t hs =
             lt.heuristic(st.handle, pr.desc, pr.a, pr.b, pr.c, pr.c, pref, 1, &res, &found);
+        lt.pref_destroy(pref);
         pr.ok = hs == CUBLAS_STATUS_SUCCESS && found > 0 && res.state == CUBLAS_STATUS_SUCCESS;
         pr.algo = res.algo;
         it = st.products.emplace(key, pr).first;

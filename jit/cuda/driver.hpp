@@ -82,6 +82,7 @@ class CudaDevice {
     int major_ = 0, minor_ = 0, sm_count_ = 0;
     void* cublas_ = nullptr;
     std::shared_ptr<void> lt_;  // cuBLASLt's handle, workspace and prepared products
+    std::mutex blas_mutex_;     // cuBLAS and cuBLASLt state, for calls from several threads
     std::mutex pool_mutex_;
     std::unordered_map<std::size_t, std::vector<DevicePtr>> free_;  // by rounded size
     std::unordered_map<DevicePtr, std::size_t> sizes_;              // live blocks
