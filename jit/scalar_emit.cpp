@@ -176,9 +176,8 @@ std::string cuda_scalar_prelude() {
 {0} double agnesi_abs(double x) {{ return fabs(x); }}
 {0} int64_t agnesi_abs(int64_t x) {{ return x < 0 ? (int64_t)(0 - (uint64_t)x) : x; }}
 template <class T> {0} T agnesi_sigmoid(T x) {{
-    if (x >= T(0)) return T(1) / (T(1) + exp(-x));
-    T z = exp(x);
-    return z / (T(1) + z);
+    T z = exp(-fabs(x));
+    return (x >= T(0) ? T(1) : z) / (T(1) + z);
 }}
 template <class T> {0} T agnesi_softplus(T x) {{ return (x < T(0) ? T(0) : x) + log1p(exp(-fabs(x))); }}
 template <class T> {0} T agnesi_relu(T x) {{ return x != x ? x : (x > T(0) ? x : T(0)); }}

@@ -196,12 +196,11 @@ template <class T> AGNESI_INLINE int32_t agnesi_to_i32(T v) {
 template <class T> AGNESI_INLINE T agnesi_sign(T x) {
     return x != x ? x : (T)((T(0) < x) - (x < T(0)));
 }
-// Both quotients are computed so the select vectorizes; each side rounds like the reference.
+// One exponential and one division, no branch (so it vectorizes); each side rounds like the
+// reference: 1 / (1 + exp(-x)) for x >= 0, exp(x) / (1 + exp(x)) below.
 template <class T> AGNESI_INLINE T agnesi_sigmoid(T x) {
     T e = exp(-abs(x));
-    T d = T(1) + e;
-    T r = T(1) / d, q = e / d;
-    return x >= T(0) ? r : q;
+    return (x >= T(0) ? T(1) : e) / (T(1) + e);
 }
 template <class T> AGNESI_INLINE T agnesi_softplus(T x) {
     T t = log1p(exp(-abs(x)));
