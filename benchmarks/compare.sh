@@ -41,7 +41,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 workloads=(chain_f32 chain_f64 gelu_f32 softmax_f32 logsumexp_f32 layer_norm_f32 bias_relu_f32
-           logreg_f32 mlp_step_f32)
+           logreg_f32 mlp_step_f32 call_overhead)
 load_before=$(cut -d' ' -f1 /proc/loadavg)
 for ((round = 0; round < rounds; round++)); do
     "$eigen" "${quick[@]}" --filter triad >>"$out/triad_first.tsv" 2>/dev/null

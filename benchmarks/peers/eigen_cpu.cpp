@@ -324,6 +324,28 @@ void triad(const Config& cfg) {
     report("triad_f64", "stream-triad", ms, gbps(3.0 * n * 8, ms), "GB/s");
 }
 
+// The cost of one call of a tiny function (y = x*2 + 1 over 1024 float32 values), written as
+// a plain function: the floor for the libraries' cost per call. Blocks of calls are timed whole.
+__attribute__((noinline)) void scale_add(const Vec<float>& x, Vec<float>& y) {
+    y = x * 2.0f + 1.0f;
+}
+
+void call_overhead(const Config& cfg) {
+    Vec<float> x(1024), y(1024);
+    fill(x.data(), 1024, 1.0, 0.0);
+    const int calls = cfg.quick ? 200 : 2000;
+    double ms = median_ms(cfg,
+                          [&] {
+                              for (int i = 0; i < calls; ++i) {
+                                  scale_add(x, y);
+                                  asm volatile("" : : "r"(y.data()) : "memory");
+                              }
+                          }) /
+                calls;
+    report("call_overhead", kImpl, ms, ms * 1000, "us");
+    check("call_overhead", kImpl, y.cast<double>().sum());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -353,5 +375,6 @@ int main(int argc, char** argv) {
     if (want("bias_relu_f32")) bias_relu(cfg);
     if (want("logreg_f32")) logreg(cfg);
     if (want("mlp_step_f32")) mlp_step(cfg);
+    if (want("call_overhead")) call_overhead(cfg);
     return 0;
 }

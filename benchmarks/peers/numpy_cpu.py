@@ -237,6 +237,19 @@ def mlp_step(b):
     b.report("mlp_step_f32", ms, flops / (ms * 1e6), "GFLOP/s", losses[0])
 
 
+def call_overhead(b):
+    # The cost of one call on 1024 values, timed over blocks of calls.
+    x = fill((1024,), 1.0, 0.0)
+    calls = 200 if b.quick else 2000
+    out = [None]
+
+    def run():
+        for _ in range(calls):
+            out[0] = x * np.float32(2) + np.float32(1)
+
+    ms = b.median_ms(run) / calls
+    b.report("call_overhead", ms, ms * 1000, "us", float(out[0].astype(np.float64).sum()))
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true")
@@ -251,7 +264,8 @@ def main():
             ("layer_norm_f32", lambda: layer_norm(b)),
             ("bias_relu_f32", lambda: bias_relu(b)),
             ("logreg_f32", lambda: logreg(b)),
-            ("mlp_step_f32", lambda: mlp_step(b))]
+            ("mlp_step_f32", lambda: mlp_step(b)),
+            ("call_overhead", lambda: call_overhead(b))]
     for name, run in work:
         if a.filter in name:
             run()

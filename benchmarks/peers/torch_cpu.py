@@ -177,6 +177,19 @@ def mlp_step(b):
     b.report("mlp_step_f32", ms, flops / (ms * 1e6), "GFLOP/s", losses[0])
 
 
+def call_overhead(b):
+    # The cost of one call on 1024 values, timed over blocks of calls.
+    x = fill((1024,), 1.0, 0.0)
+    calls = 200 if b.quick else 2000
+    out = [None]
+
+    def run():
+        for _ in range(calls):
+            out[0] = x * 2 + 1
+
+    ms = b.median_ms(run) / calls
+    b.report("call_overhead", ms, ms * 1000, "us", checksum(out[0]))
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true")
@@ -193,7 +206,8 @@ def main():
             ("layer_norm_f32", lambda: layer_norm(b)),
             ("bias_relu_f32", lambda: bias_relu(b)),
             ("logreg_f32", lambda: logreg(b)),
-            ("mlp_step_f32", lambda: mlp_step(b))]
+            ("mlp_step_f32", lambda: mlp_step(b)),
+            ("call_overhead", lambda: call_overhead(b))]
     with torch.inference_mode(False):
         for name, run in work:
             if a.filter in name:
