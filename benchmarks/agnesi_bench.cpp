@@ -314,6 +314,19 @@ void gpu_rows(const Config& cfg, const std::string& name, double bytes_per_value
         "GB/s", sum_first);
 }
 
+// A layer's forward pass, relu(X W + b): one cuBLASLt call with its bias and ReLU epilogue.
+void gpu_linear_relu(const Config& cfg) {
+    const std::int64_t m = cfg.quick ? 512 : 8192, k = 1024, n = 1024;
+    Inputs in(true, "gpu_linear_relu");
+    Expr X = in.add("X", fill<float>({m, k}, 1.0, -0.5));
+    Expr W = in.add("W", fill<float>({k, n}, 0.06, -0.03, 7));
+    Expr b = in.add("b", fill<float>({n}, 1.0, -0.5, 8));
+    const double flops = 2.0 * m * k * n;
+    run(
+        cfg, "linear_relu", in, {relu(matmul(X, W) + b)}, {},
+        [&](double ms) { return flops / (ms * 1e6); }, "GFLOP/s", sum_first);
+}
+
 void gpu_logreg(const Config& cfg) {
     const std::int64_t n = cfg.quick ? (1 << 16) : (1 << 20), d = 256;
     Inputs in(true, "gpu_logreg");
@@ -427,6 +440,7 @@ void gpu_workloads(const Config& cfg) {
         gpu_rows(cfg, "bias_act", 8, [](const Expr& x, Inputs& in) {
             return relu(x + in.add("b", fill<float>({4096}, 1.0, -0.5, 1)));
         });
+    if (want("linear_relu")) gpu_linear_relu(cfg);
     if (want("logreg")) gpu_logreg(cfg);
     if (want("mlp_step")) gpu_mlp(cfg);
     if (want("call_overhead")) call_overhead(cfg);

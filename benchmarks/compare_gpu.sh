@@ -4,7 +4,8 @@
 #   benchmarks/compare_gpu.sh [BUILD_DIR] [--quick]      (default: build)
 # Workloads (issue 6, GPU sizes, float32): pointwise chain and gelu (n = 2^26), row softmax and
 # logsumexp, layer norm and bias+activation (16384 x 4096), logistic-regression loss and gradient
-# (2^20 x 256), MLP training step (batch 4096, 784-1024-10). Each line of the table gives the
+# (2^20 x 256), a layer relu(X W + b) (8192 x 1024 x 1024, cuBLASLt's epilogue), MLP training step
+# (batch 4096, 784-1024-10). Each line of the table gives the
 # median time, the rate (GB/s of the bytes a fused kernel must move, or GFLOP/s), the fraction of
 # the copy bandwidth, and the time relative to torch.compile.
 # Needs an NVIDIA GPU with its driver; PyTorch and CuPy are used where installed.
@@ -62,7 +63,7 @@ for f in ("agnesi.tsv", "torch.tsv", "cupy.tsv"):
             rows[(w, impl)] = (None, None, p[2])
             continue
         rate = float(p[3]) if len(p) > 3 else None
-        unit = p[4] if len(p) > 4 else ("GFLOP/s" if w == "mlp_step" else "GB/s")
+        unit = p[4] if len(p) > 4 else ("GFLOP/s" if w in ("mlp_step", "linear_relu") else "GB/s")
         rows[(w, impl)] = (ms, rate, unit)
         if w not in order and w != "copy":
             order.append(w)

@@ -83,6 +83,12 @@ def bias_act(x, b):
     return torch.relu(x + b)
 
 
+def linear_relu(X, W, b):
+    import torch
+
+    return torch.relu(X @ W + b)
+
+
 def logreg(X, y, w):
     import torch
 
@@ -131,6 +137,10 @@ WORKLOADS = [
              layer_norm, nbytes=lambda a: 8 * a[0].numel()),
     Workload("bias_act", lambda xp, d, q: (_mat(d, _n(q, ROWS), COLS), _vec(xp, d, COLS)), bias_act,
              nbytes=lambda a: 8 * a[0].numel()),
+    Workload("linear_relu",
+             lambda xp, d, q: (_mat(d, _n(q, 8192), 1024), _mat(d, 1024, 1024) * 0.03,
+                               _vec(xp, d, 1024)),
+             linear_relu, flops=lambda a: 2 * a[0].shape[0] * 1024 * 1024),
     Workload("logreg",
              lambda xp, d, q: (_mat(d, _n(q, 1 << 20), 256),
                                _vec(xp, d, _n(q, 1 << 20)).sign(), _vec(xp, d, 256)),
