@@ -171,6 +171,39 @@ class FunctionImpl {
         return Tensor(dt, shape);
     }
 
+    // Each group's arguments (sizes, strides and offsets into its buffers), computed on the
+    // first call for a binding of the sizes; later calls only add the buffers' addresses.
+    struct PreparedGroup {
+        bool valid = false;
+        jit::GroupCall call;
+        std::vector<std::size_t> buffer;     // per slot
+        std::vector<std::ptrdiff_t> offset;  // per slot, in bytes
+    };
+    std::vector<PreparedGroup> prepared;
+    jit::DimEnv prepared_env;
+    int prepared_threads = 0;
+    const agnesi_group_args& group_args(std::size_t gi, const jit::DimEnv& env, int threads,
+                                        void* const* ptrs) {
+        const jit::Group& g = program.groups[gi];
+        PreparedGroup& pg = prepared[gi];
+        if (!pg.valid) {
+            jit::prepare_group_call(program, g, ptrs, env, threads, pg.call);
+            pg.buffer.clear();
+            for (const auto& a : g.inputs) pg.buffer.push_back(static_cast<std::size_t>(a.buffer));
+            for (const auto& o : g.outputs)
+                pg.buffer.push_back(static_cast<std::size_t>(o.target.buffer));
+            pg.offset.resize(pg.buffer.size());
+            for (std::size_t k = 0; k < pg.buffer.size(); ++k)
+                pg.offset[k] =
+                    static_cast<char*>(pg.call.ptrs[k]) - static_cast<char*>(ptrs[pg.buffer[k]]);
+            pg.valid = true;
+        } else {
+            for (std::size_t k = 0; k < pg.buffer.size(); ++k)
+                pg.call.ptrs[k] = static_cast<char*>(ptrs[pg.buffer[k]]) + pg.offset[k];
+        }
+        return pg.call.args;
+    }
+
   private:
     jit::DimEnv bind(const std::vector<Tensor>& args) const;
 };
@@ -277,6 +310,11 @@ std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
     }
 
     int threads = options.threads > 0 ? options.threads : cpu_count();
+    if (prepared.size() != p.groups.size() || env != prepared_env || threads != prepared_threads) {
+        prepared.assign(p.groups.size(), PreparedGroup{});
+        prepared_env = env;
+        prepared_threads = threads;
+    }
     jit::GroupCall gc;
     std::vector<char> done(p.groups.size(), 0);
     bool parallel_blocks = executor->name() == "native";
@@ -302,8 +340,7 @@ std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
             if (g.outputs.empty() || executor->run_fused_epilogue(p, gi, ptrs.data(), env))
                 continue;
         }
-        jit::prepare_group_call(p, g, ptrs.data(), env, threads, gc);
-        executor->run_group(p, gi, gc.args);
+        executor->run_group(p, gi, group_args(gi, env, threads, ptrs.data()));
     }
 
     // Outputs; a buffer returned twice (or also an update value) is copied, so no two results
