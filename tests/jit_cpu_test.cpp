@@ -260,6 +260,45 @@ TEST(JitCpu, LargeDomainRunsInParallelChunks) {
     check(exp(x) * 2 + 1, {x}, {random_tensor({100003}, f32, -5, 5)}, kF32 * 2);
 }
 
+TEST(JitCpu, SmallStaticDomainsHaveNoOpenMpRegion) {
+    // Known sizes below kParMin never run on more than one thread: no region to enter (libgomp
+    // spends about a microsecond on one even when its if clause is false). A symbolic size, or a
+    // large one, keeps it.
+    auto regions = [](const Expr& e, const std::vector<Expr>& in) {
+        std::vector<const Node*> in_nodes;
+        for (const Expr& v : in) in_nodes.push_back(v.node());
+        std::string src = generate_source(schedule({e.node()}, in_nodes, 1, {}), "t");
+        std::size_t n = 0;
+        for (std::size_t at = src.find("omp parallel"); at != std::string::npos;
+             at = src.find("omp parallel", at + 1))
+            ++n;
+        return n;
+    };
+    Expr small = variable("x", {64, 511}, f32), large = variable("x", {64, 512}, f32);
+    Expr sym = variable("x", {sym_dim("n"), 3}, f32);
+    for (auto f :
+         {+[](const Expr& x) { return exp(x) * 2 + 1; }, +[](const Expr& x) { return sum(x, {1}); },
+          +[](const Expr& x) { return sum(x); }, +[](const Expr& x) { return sum(x, {0}); },
+          +[](const Expr& x) { return softmax(x, 1); },
+          +[](const Expr& x) { return x - mean(x, {1}, true); }}) {
+        SCOPED_TRACE(to_string(f(small)));
+        EXPECT_EQ(regions(f(small), {small}), 0u);
+        EXPECT_GT(regions(f(large), {large}), 0u);
+        EXPECT_GT(regions(f(sym), {sym}), 0u);
+    }
+    // And the small ones still compute what the reference does.
+    TempCache cache;
+    Tensor a = random_tensor({64, 511}, f32, -3, 3);
+    std::vector<Expr> outs{exp(small) * 2 + 1, sum(small, {1}),   sum(small),
+                           sum(small, {0}),    softmax(small, 1), small - mean(small, {1}, true)};
+    Function fn = compile({small}, outs, {.backend = Backend::Native});
+    std::vector<Tensor> got = fn(a), want = evaluate(outs, {{"x", a}});
+    for (std::size_t k = 0; k < outs.size(); ++k)
+        for (std::int64_t i = 0; i < want[k].size(); ++i)
+            ASSERT_NEAR(got[k].at(i), want[k].at(i), 1e-5 * std::max(1.0, std::abs(want[k].at(i))))
+                << to_string(outs[k]) << " at " << i;
+}
+
 TEST(JitCpu, BroadcastUsesStridedLoops) {
     TempCache cache;
     Expr x = variable("x", {37, 19}, f64), row = variable("r", {19}, f64),

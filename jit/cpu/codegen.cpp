@@ -45,6 +45,15 @@ class GroupEmitter {
                 epi_[static_cast<std::size_t>(in.input)] = true;
         }
         for (int k = 0; k < no_; ++k) epi_[static_cast<std::size_t>(ni_ + k)] = true;
+        // Static sizes too small for threads: loops without an OpenMP region.
+        long long values = 1;
+        serial_ = true;
+        for (Dim dk : g.domain) {
+            if (is_symbolic(dk) || (values = values * std::max<Dim>(dk, 0)) >= kParMin) {
+                serial_ = false;
+                break;
+            }
+        }
         if (g.kind == GroupKind::RowReduce) {
             invariant_.assign(g.instrs.size(), false);
             for (std::size_t i = 0; i < g.instrs.size(); ++i) {
@@ -272,7 +281,7 @@ class GroupEmitter {
         if (all_flat) {
             s += "{\n";
             s += "const int64_t nc = (n + kChunk - 1) / kChunk;\n";
-            s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
+            s += parallel_for();
             s += "for (int64_t c = 0; c < nc; ++c) {\n";
             s += "const int64_t lo = c * kChunk, hi = lo + kChunk < n ? lo + kChunk : n;\n";
             s += "#pragma omp simd\nfor (int64_t i = lo; i < hi; ++i) {\n" + all +
@@ -285,7 +294,7 @@ class GroupEmitter {
         for (int r = 0; r < last; ++r) outer.push_back(r);
         s += fmt::format("const int64_t len = d[{}], rows = n / len;\n", last);
         s += inner_strides(last);
-        s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
+        s += parallel_for();
         s += "for (int64_t r = 0; r < rows; ++r) {\n" + offsets("r", outer);
         Index ix = row_index();
         s += "#pragma omp simd\nfor (int64_t j = 0; j < len; ++j) {\n" + body(0, num_instrs(), ix) +
@@ -461,8 +470,10 @@ class GroupEmitter {
                 s += "if (m == 1) {\n" + offsets("0", {});
                 s += reduce_point(
                     [&](const std::string& clause, const std::string& step, const std::string&) {
-                        return "#pragma omp parallel for simd num_threads(nt) if(par) " + clause +
-                               "\nfor (int64_t j = 0; j < cnt; ++j) {\n" +
+                        return (serial_
+                                    ? "#pragma omp simd "
+                                    : "#pragma omp parallel for simd num_threads(nt) if(par) ") +
+                               clause + "\nfor (int64_t j = 0; j < cnt; ++j) {\n" +
                                prologue(strided_index("o", "j", true)) + step + "\n}\n";
                     },
                     strided_index("o", "0", true));
@@ -470,7 +481,7 @@ class GroupEmitter {
             }
         }
         if (suffix && may_be_more) {
-            s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
+            s += parallel_for();
             s += "for (int64_t o = 0; o < m; ++o) {\n" + offsets("o", kept);
             std::string fetch;
             for (int k = 0; k < ni_; ++k)
@@ -500,7 +511,7 @@ class GroupEmitter {
             const Instr& ri = g_.instrs.at(static_cast<std::size_t>(g_.reduce_at));
             Reducer r = reducer(ri);
             s += "const int64_t nb = (m + kCol - 1) / kCol;\n";
-            s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
+            s += parallel_for();
             s += "for (int64_t b = 0; b < nb; ++b) {\n";
             s += "const int64_t j0 = b * kCol, w = m - j0 < kCol ? m - j0 : kCol;\n";
             s += fmt::format(
@@ -539,7 +550,7 @@ class GroupEmitter {
         }
         s += "int64_t cnt_outer = 1;\n";
         for (int r : outer_red) s += fmt::format("cnt_outer *= d[{}];\n", r);
-        s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
+        s += parallel_for();
         s += "for (int64_t o = 0; o < m; ++o) {\n" + offsets("o", kept);
         s += reduce_point(
             [&](const std::string& clause, const std::string& step, const std::string&) {
@@ -593,7 +604,7 @@ class GroupEmitter {
         s += fmt::format("const int64_t len = d[{}], rows = n / len, cnt = len;\n(void)cnt;\n",
                          last);
         s += inner_strides(last);
-        s += "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
+        s += parallel_for();
         s += "for (int64_t r = 0; r < rows; ++r) {\n" + offsets("r", outer);
         Index ix = row_index();
         std::vector<int> passes = g_.passes();
@@ -629,9 +640,10 @@ class GroupEmitter {
         std::string s = "if (n == 0) return;\n";
         s += fmt::format("const int64_t len = d[{}], rows = n / len;\n", last);
         s += inner_strides(last);
-        s += "#pragma omp parallel num_threads(nt) if(par)\n{\n";
+        s += serial_ ? "{\n" : "#pragma omp parallel num_threads(nt) if(par)\n{\n";
         s += fmt::format("{0}* buf = ({0}*)malloc((size_t)len * sizeof({0}));\n", T);
-        s += "#pragma omp for schedule(static)\nfor (int64_t r = 0; r < rows; ++r) {\n";
+        if (!serial_) s += "#pragma omp for schedule(static)\n";
+        s += "for (int64_t r = 0; r < rows; ++r) {\n";
         s += offsets("r", outer);
         s += fmt::format("{} mx = -INFINITY;\n", T);
         // Pass 1: the prologue into the row buffer, and the row's maximum (NaN never is). When
@@ -684,6 +696,12 @@ class GroupEmitter {
     int ni_ = 0, no_ = 0, rank_ = 0;
     std::vector<bool> epi_, scalar_, invariant_;
     std::vector<bool> flat_, unit_, bcast_;  // statically known layouts (see the constructor)
+    bool serial_ = false;                    // never more than one thread (see the constructor)
+
+    // The OpenMP directive that spreads the loop after it over the threads, if any may run it.
+    std::string parallel_for() const {
+        return serial_ ? "" : "#pragma omp parallel for num_threads(nt) if(par) schedule(static)\n";
+    }
 };
 
 std::string prelude() {
@@ -702,6 +720,7 @@ std::string prelude() {
             f);
     s += "}\nnamespace agnesi_k {\n";
     s += kPreludeFloatMath;
+    s += fmt::format("static const int64_t kParMin = {};\n", kParMin);
     for (const char* f : kVectorUnary) {
         bool own =
             std::ranges::any_of(kOwnFloat, [&](const char* o) { return o == std::string_view(f); });

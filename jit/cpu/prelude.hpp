@@ -33,6 +33,11 @@ extern "C" int omp_get_max_threads(void) noexcept;
 /// tests/jit_cpu_test.cpp checks a strided sample and the special values).
 inline constexpr const char* kOwnFloat[] = {"exp", "expm1", "log", "log1p", "tanh", "erf"};
 
+/// The smallest domain worth more than one thread. A group whose sizes are all known and give
+/// fewer values has no OpenMP region at all: libgomp spends about a microsecond on a region even
+/// when its `if` clause keeps it to one thread.
+inline constexpr long long kParMin = 32768;
+
 inline constexpr const char* kPreludeFloatMath = R"agnesi_prelude(
 // float32 math functions that vectorize: branch-free, with bit manipulation through
 // __builtin_bit_cast. Coefficients are minimax fits (relative error of the polynomial alone
@@ -226,7 +231,6 @@ static inline bool agnesi_contig(const int64_t* s, const int64_t* d, int64_t r) 
     return true;
 }
 static const int64_t kChunk = 8192;     // elements per parallel chunk of a flat loop
-static const int64_t kParMin = 32768;   // smallest domain worth more than one thread
 static const int64_t kCol = 256;        // columns per block when reducing leading axes
 static const int64_t kSumBlock = 256;   // float32 values summed in float before a double add
 )agnesi_prelude";
