@@ -268,7 +268,8 @@ std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
         }
         given = shared_values;
         auto& cuda = static_cast<jit::cuda::CudaExecutor&>(*executor);
-        std::vector<Tensor> all = jit::cuda::run_program(cuda, p, args, shared_values, env);
+        std::vector<Tensor> all =
+            jit::cuda::run_program(cuda, p, args, shared_values, env, !options.asynchronous);
         std::vector<Tensor> out(all.begin(), all.begin() + p.num_outputs);
         // Shared values uploaded by this call stay on the device, unless replaced meanwhile.
         for (std::size_t k = 0; k < shared.size(); ++k) {
@@ -431,6 +432,15 @@ void Function::wait_ready() const {
     if (!impl_) return;
     std::lock_guard lock(impl_->mutex);
     impl_->adopt_pending(true);
+}
+
+void Function::synchronize() const {
+    if (!impl_) return;
+    std::lock_guard lock(impl_->mutex);
+#ifdef AGNESI_WITH_CUDA
+    if (impl_->options.device.kind == Device::Kind::Cuda)
+        static_cast<jit::cuda::CudaExecutor&>(*impl_->executor).synchronize();
+#endif
 }
 
 Function compile(const std::vector<Expr>& inputs, const std::vector<Expr>& outputs,

@@ -500,6 +500,46 @@ TEST(CudaDevice, ResultsAndSharedVariablesStayOnTheDevice) {
     EXPECT_DOUBLE_EQ(get_value(w).at(1), 1.0);
 }
 
+TEST(CudaDevice, AsynchronousCallsAgreeWithTheReference) {
+    auto avail = cuda_availability();
+    if (!avail.available) GTEST_SKIP() << "no CUDA device: " << avail.reason;
+    // A training-like loop that reads nothing until the end: each call's update is the next
+    // call's input, and the pool's blocks go round while earlier calls may still run.
+    Expr w = shared("cuda_async_w", Tensor::from_vector<float>({4}, {1, 2, 3, 4}));
+    auto x = vector("x", 4, f32);
+    Function step = compile({x}, {sum(w * x)},
+                            {.updates = {{w, w * 0.5 + x}},
+                             .device = Device::cuda(),
+                             .asynchronous = true,
+                             .name = "async_step"});
+    Tensor one = Tensor::from_vector<float>({4}, {1, 1, 1, 1});
+    std::vector<double> host{1, 2, 3, 4};
+    Tensor last;
+    for (int i = 0; i < 50; ++i) {
+        last = step(one)[0];
+        double dot = 0;
+        for (double& v : host) dot += v, v = v * 0.5 + 1;
+        if (i == 49) {
+            EXPECT_NEAR(last.item(), dot, 1e-5 * std::abs(dot));
+        }
+    }
+    Tensor wv = get_value(w);
+    for (int k = 0; k < 4; ++k) EXPECT_NEAR(wv.at(k), host[static_cast<std::size_t>(k)], 1e-5);
+    // One function's pending result as another's input: the second stream waits for the first.
+    auto big = vector("big", 1 << 22, f32);
+    Function f = compile({big}, {exp(big * 0.001)},
+                         {.device = Device::cuda(), .asynchronous = true, .name = "async_f"});
+    Function g = compile({big}, {big * 2 - 1},
+                         {.device = Device::cuda(), .asynchronous = true, .name = "async_g"});
+    Tensor in(f32, {1 << 22});
+    for (std::int64_t i = 0; i < in.size(); ++i) in.data<float>()[i] = static_cast<float>(i % 1000);
+    Tensor z;
+    for (int i = 0; i < 5; ++i) z = g(f(in)[0])[0];
+    g.synchronize();
+    for (std::int64_t i : {0, 1, 999, 4000000})
+        EXPECT_NEAR(z.at(i), 2 * std::exp(0.001 * static_cast<double>(i % 1000)) - 1, 1e-5);
+}
+
 #endif  // AGNESI_WITH_CUDA
 
 }  // namespace

@@ -535,7 +535,8 @@ INSTANTIATE_TEST_SUITE_P(Tiers, JitTest,
                          ::testing::Values(testing::Tier(Backend::Evaluator),
                                            testing::Tier(Backend::Native),
                                            testing::Tier(Backend::EmulatedCuda),
-                                           testing::Tier(Backend::Auto, true)),
+                                           testing::Tier(Backend::Auto, true),
+                                           testing::Tier(Backend::Auto, true, true)),
                          [](const auto& info) { return info.param.name(); });
 
 TEST(Function, EvaluatesWhileNativeCodeCompiles) {

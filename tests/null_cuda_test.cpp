@@ -16,7 +16,7 @@ namespace {
 using ::testing::HasSubstr;
 
 struct NullStats {
-    long allocs, launches, modules, syncs, uploads, downloads;
+    long allocs, launches, modules, syncs, uploads, downloads, overlaps;
     std::size_t used;
 };
 
@@ -30,15 +30,19 @@ class NullCuda : public ::testing::Test {
         read_ = reinterpret_cast<NullStats (*)()>(dlsym(lib, "agnesi_null_cuda_read"));
         set_capacity_ =
             reinterpret_cast<void (*)(std::size_t)>(dlsym(lib, "agnesi_null_cuda_set_capacity"));
-        if (!read_ || !set_capacity_) GTEST_SKIP() << "the driver loaded is not the null driver";
+        set_strict_ = reinterpret_cast<void (*)(bool)>(dlsym(lib, "agnesi_null_cuda_set_strict"));
+        if (!read_ || !set_capacity_ || !set_strict_)
+            GTEST_SKIP() << "the driver loaded is not the null driver";
         set_capacity_(std::size_t(1) << 30);
     }
     void TearDown() override {
         if (set_capacity_) set_capacity_(std::size_t(1) << 30);
+        if (set_strict_) set_strict_(false);
     }
     NullStats stats() const { return read_(); }
     NullStats (*read_)() = nullptr;
     void (*set_capacity_)(std::size_t) = nullptr;
+    void (*set_strict_)(bool) = nullptr;
 };
 
 TEST_F(NullCuda, TheDeviceIsTheNullDriversOne) {
@@ -104,6 +108,95 @@ TEST_F(NullCuda, AFailedAllocationSaysWhatAndChangesNoSharedValue) {
     // With room again, the same call goes through.
     set_capacity_(std::size_t(1) << 30);
     EXPECT_NO_THROW(f(Tensor(f32, {1 << 21})));
+}
+
+// Asynchronous calls (CompileOptions::asynchronous): in strict mode the null driver fails a
+// launch or a copy to the host while another stream has work pending, which is what would read
+// unfinished results or race on a GPU.
+
+TEST_F(NullCuda, AsynchronousCallsWaitOnlyWhenAResultIsRead) {
+    auto x = vector("x", 4096, f32);
+    Function f = compile({x}, {exp(x) * 2 + 1, sum(x)},
+                         {.device = Device::cuda(), .asynchronous = true, .name = "async"});
+    Tensor in(f32, {4096});
+    // Warm: a call's results are still held while the next one computes, so the pool holds
+    // two sets of output blocks.
+    std::vector<Tensor> r;
+    for (int i = 0; i < 3; ++i) r = f(in);
+    f.synchronize();
+    set_strict_(true);
+    NullStats before = stats();
+    for (int i = 0; i < 10; ++i) r = f(in);
+    NullStats mid = stats();
+    EXPECT_EQ(mid.syncs, before.syncs) << "an asynchronous call waited";
+    // Temporaries go back to the pool while the stream may still use them; its next call takes
+    // them again (the stream runs in order), so steady calls allocate nothing.
+    EXPECT_EQ(mid.allocs, before.allocs);
+    EXPECT_EQ(mid.launches - before.launches, 20);
+    // Reading a result waits for the stream, then copies (with a wait of its own).
+    EXPECT_DOUBLE_EQ(r[1].item(), 0.0);  // the null driver computes nothing: zeros
+    NullStats after = stats();
+    EXPECT_EQ(after.overlaps, before.overlaps);
+    EXPECT_EQ(after.syncs - mid.syncs, 2);
+    // Now nothing is pending: reading the other result waits for its copy only.
+    EXPECT_FLOAT_EQ(r[0].data<float>()[0], 0.0f);
+    EXPECT_EQ(stats().syncs - after.syncs, 1);
+}
+
+TEST_F(NullCuda, AnotherStreamWaitsForTheWorkThatWroteItsInput) {
+    auto x = vector("x", 4096, f32);
+    CompileOptions o{.device = Device::cuda(), .asynchronous = true};
+    Function f = compile({x}, {x * 2}, o);
+    Function g = compile({x}, {x + 1}, o);
+    Tensor in(f32, {4096});
+    set_strict_(true);
+    NullStats before = stats();
+    Tensor y = f(in)[0];  // pending on f's stream
+    Tensor z = g(y)[0];   // g's stream first waits for f's
+    EXPECT_EQ(stats().overlaps, before.overlaps) << "g launched while f's work was pending";
+    EXPECT_EQ(stats().syncs - before.syncs, 1);
+    g.synchronize();
+    EXPECT_FLOAT_EQ(z.data<float>()[0], 0.0f);
+    EXPECT_EQ(stats().overlaps, before.overlaps);
+}
+
+TEST_F(NullCuda, ReleasedMemoryGoesToAnotherStreamOnlyAfterAWait) {
+    auto x = vector("x", 1 << 14, f32);
+    CompileOptions o{.device = Device::cuda(), .asynchronous = true};
+    Function f = compile({x}, {exp(x)}, o);
+    Function g = compile({x}, {exp(x) + 1}, o);
+    Tensor in(f32, {1 << 14});
+    f(in);  // its input's temporary goes back to the pool while f's stream may still read it
+    f(in);
+    NullStats before = stats();
+    g(in);  // the same size: g may not take f's block
+    EXPECT_EQ(stats().allocs - before.allocs, 2) << "g took a block f's stream may still use";
+    // Once f's stream is waited for, its blocks are free for every stream.
+    f.synchronize();
+    g.synchronize();
+    before = stats();
+    for (int i = 0; i < 4; ++i) g(in);
+    EXPECT_EQ(stats().allocs, before.allocs);
+    g.synchronize();
+}
+
+TEST_F(NullCuda, OutOfMemoryWaitsForStreamsHoldingReleasedMemory) {
+    auto x = vector("x", 1 << 18, f32);  // 1 MiB
+    Function f = compile({x}, {exp(x)}, {.device = Device::cuda(), .asynchronous = true});
+    Tensor in(f32, {1 << 18});
+    // An allocation that fails empties the pool: the blocks earlier tests left in it go back.
+    set_capacity_(0);
+    EXPECT_THROW(f(in), CudaError);
+    set_capacity_(std::size_t(1) << 30);
+    for (int i = 0; i < 3; ++i) f(in);  // blocks released while f's stream may still run
+    // No room beyond what is allocated now: a function of other sizes must wait for f's
+    // stream, give the released blocks back and allocate again.
+    set_capacity_(stats().used);
+    auto w = vector("w", 1 << 17, f32);
+    Function g = compile({w}, {w * 3}, {.device = Device::cuda()});
+    NullStats before = stats();
+    EXPECT_NO_THROW(g(Tensor(f32, {1 << 17})));
+    EXPECT_GT(stats().syncs, before.syncs);
 }
 
 }  // namespace

@@ -41,6 +41,14 @@ def main():
     for impl, f in (("torch-eager", small), ("torch-compile", torch.compile(small))):
         ms = host_median_ms(lambda: (f(x), torch.cuda.synchronize()))
         print(f"call_overhead\t{impl}\t{ms:.4f}\t{ms * 1000:.3f}\tus")
+        # Without a wait per call (PyTorch's calls return once launched): blocks of 2000 calls
+        # and one wait, as agnesi-bench times agnesi-cuda-async.
+        def block():
+            for _ in range(2000):
+                f(x)
+            torch.cuda.synchronize()
+        ms = host_median_ms(block, reps=7, warmup=1) / 2000
+        print(f"call_overhead\t{impl}-async\t{ms:.4f}\t{ms * 1000:.3f}\tus")
 
 
 def host_median_ms(f, reps=200, warmup=5):

@@ -89,6 +89,11 @@ struct CompileOptions {
     bool evaluate_while_compiling = false;
     /// Threads for native code (0: the machine's cores).
     int threads = 0;
+    /// CUDA: a call returns once its kernels are launched, without waiting for them. Reading a
+    /// result or a shared variable on the host waits for the work that wrote it, as does a
+    /// call of another function that uses it; `Function::synchronize()` waits for all of it.
+    /// An error inside a kernel is then reported by a later call or read.
+    bool asynchronous = false;
     /// Name used in generated source and error messages.
     std::string name = "f";
 };
@@ -127,6 +132,9 @@ class Function {
     /// Which tier answers calls now: "evaluator", "native" or "cuda".
     std::string backend() const;
     const CompileStats& stats() const;
+    /// Waits until the work of every call so far has finished (CUDA; see
+    /// CompileOptions::asynchronous), and reports an error it met.
+    void synchronize() const;
     /// Waits until background native compilation (if any) finished.
     void wait_ready() const;
 

@@ -342,21 +342,119 @@ void CudaDevice::trim_pool() {
     free_.clear();
 }
 
-DevicePtr CudaDevice::alloc(std::size_t bytes) {
-    std::size_t size = pool_size_class(bytes);
+namespace {
+// With the pool's lock held.
+bool pending_locked(const StreamUse& u) {
+    return u.tag && u.tag->stream && u.tag->done < u.batch;
+}
+}  // namespace
+
+void CudaDevice::free_finished() {
+    for (auto it = deferred_.begin(); it != deferred_.end();) {
+        if (pending_locked(it->last)) {
+            ++it;
+            continue;
+        }
+        free_[it->size].push_back(it->ptr);
+        it = deferred_.erase(it);
+    }
+}
+
+StreamRef CudaDevice::create_tagged_stream() {
+    auto t = std::make_shared<StreamTag>();
+    t->stream = create_stream();
+    return t;
+}
+
+void CudaDevice::retire(const StreamRef& tag) {
+    Stream s = nullptr;
+    {
+        std::lock_guard lock(pool_mutex_);
+        if (!tag || !tag->stream) return;
+        s = tag->stream;
+    }
+    try {  // from destructors: an error here was reported by the call that caused it
+        synchronize(s);
+    } catch (...) {
+    }
+    {
+        std::lock_guard lock(pool_mutex_);
+        tag->done = tag->issued;
+        tag->stream = nullptr;
+        free_finished();
+    }
+    destroy_stream(s);
+}
+
+StreamUse CudaDevice::begin_batch(const StreamRef& tag) {
     std::lock_guard lock(pool_mutex_);
-    auto it = free_.find(size);
-    if (it != free_.end() && !it->second.empty()) {
-        DevicePtr p = it->second.back();
-        it->second.pop_back();
-        sizes_[p] = size;
-        return p;
+    return {tag, tag->issued + 1};
+}
+
+void CudaDevice::end_batch(const StreamUse& use) {
+    std::lock_guard lock(pool_mutex_);
+    use.tag->issued = std::max(use.tag->issued, use.batch);
+}
+
+bool CudaDevice::pending(const StreamUse& use) {
+    std::lock_guard lock(pool_mutex_);
+    return pending_locked(use);
+}
+
+void CudaDevice::wait(const StreamUse& use) {
+    Stream s = nullptr;
+    std::uint64_t upto = 0;
+    {
+        std::lock_guard lock(pool_mutex_);
+        if (!pending_locked(use)) return;
+        s = use.tag->stream;
+        // Every batch launched in full by now. A batch still launching (another thread's call)
+        // only reads what it shares with others: what it writes nobody else holds yet.
+        upto = use.tag->issued;
+    }
+    synchronize(s);
+    std::lock_guard lock(pool_mutex_);
+    use.tag->done = std::max(use.tag->done, upto);
+    free_finished();
+}
+
+DevicePtr CudaDevice::alloc(std::size_t bytes, const StreamRef& tag) {
+    std::size_t size = pool_size_class(bytes);
+    {
+        std::lock_guard lock(pool_mutex_);
+        auto it = free_.find(size);
+        if (it != free_.end() && !it->second.empty()) {
+            DevicePtr p = it->second.back();
+            it->second.pop_back();
+            sizes_[p] = size;
+            return p;
+        }
+        // A block its own stream released is free for that stream: its work runs in order.
+        if (tag)
+            for (auto d = deferred_.begin(); d != deferred_.end(); ++d)
+                if (d->size == size && d->last.tag == tag) {
+                    DevicePtr p = d->ptr;
+                    deferred_.erase(d);
+                    sizes_[p] = size;
+                    return p;
+                }
     }
     make_current();
     CUdeviceptr p = 0;
     CUresult r = driver().mem_alloc(&p, size);
-    if (r == CUDA_ERROR_OUT_OF_MEMORY) {  // give the cached blocks back and try once more
-        trim_pool();
+    if (r == CUDA_ERROR_OUT_OF_MEMORY) {
+        // Wait for the streams that hold released blocks, give every cached block back to the
+        // driver, and try once more.
+        std::vector<StreamUse> holders;
+        {
+            std::lock_guard lock(pool_mutex_);
+            for (const Deferred& d : deferred_) holders.push_back(d.last);
+        }
+        for (const StreamUse& u : holders) wait(u);
+        {
+            std::lock_guard lock(pool_mutex_);
+            trim_pool();
+        }
         r = driver().mem_alloc(&p, size);
     }
     if (r != CUDA_SUCCESS) {
@@ -369,17 +467,27 @@ DevicePtr CudaDevice::alloc(std::size_t bytes) {
                                     bytes, ordinal_, s ? s : "error", free_b, total),
                         "cuMemAlloc", static_cast<int>(r));
     }
+    std::lock_guard lock(pool_mutex_);
     sizes_[p] = size;
     return p;
 }
 
-void CudaDevice::release(DevicePtr p) {
+void CudaDevice::release(DevicePtr p, const StreamUse& last) {
     if (!p) return;
     std::lock_guard lock(pool_mutex_);
     auto it = sizes_.find(p);
     if (it == sizes_.end()) return;
-    free_[it->second].push_back(p);
+    std::size_t size = it->second;
     sizes_.erase(it);
+    if (pending_locked(last))
+        deferred_.push_back({p, size, last});
+    else
+        free_[size].push_back(p);
+}
+
+void CudaDevice::claim_blas(const StreamUse& use) {
+    if (blas_use_.tag && blas_use_.tag != use.tag) wait(blas_use_);
+    blas_use_ = use;
 }
 
 void CudaDevice::upload(DevicePtr dst, const void* src, std::size_t bytes, Stream s) const {
@@ -397,7 +505,8 @@ void CudaDevice::zero(DevicePtr dst, std::size_t bytes, Stream s) const {
 
 void CudaDevice::gemm(DType dtype, std::int64_t m, std::int64_t n, std::int64_t k,
                       const GemmOperand& a, const GemmOperand& b, DevicePtr c, std::int64_t batch,
-                      Stream s) {
+                      const StreamUse& use) {
+    Stream s = use.tag->stream;
     if (dtype != DType::Float32 && dtype != DType::Float64)
         throw TypeError(
             fmt::format("matmul of {} operands is not supported on CUDA (cuBLAS "
@@ -409,6 +518,7 @@ void CudaDevice::gemm(DType dtype, std::int64_t m, std::int64_t n, std::int64_t 
     const Blas& bl = blas();
     if (!bl.error.empty()) throw Error("matmul on CUDA: " + bl.error);
     std::lock_guard lock(blas_mutex_);  // the handle's stream is set per call
+    claim_blas(use);
     if (!cublas_) {
         make_current();
         cublasHandle_t h;
@@ -467,9 +577,11 @@ void CudaDevice::gemm(DType dtype, std::int64_t m, std::int64_t n, std::int64_t 
 }
 
 bool CudaDevice::gemm_bias(std::int64_t m, std::int64_t n, std::int64_t k, const GemmOperand& a,
-                           const GemmOperand& b, DevicePtr bias, bool relu, DevicePtr c, Stream s) {
+                           const GemmOperand& b, DevicePtr bias, bool relu, DevicePtr c,
+                           const StreamUse& use) {
     const BlasLt& lt = blas_lt();
     if (!lt.error.empty() || m <= 0 || n <= 0 || k <= 0) return false;
+    Stream s = use.tag->stream;
     std::lock_guard lock(blas_mutex_);  // the prepared products' bias pointer is set per call
     make_current();
     if (!lt_) {
@@ -529,6 +641,7 @@ bool CudaDevice::gemm_bias(std::int64_t m, std::int64_t n, std::int64_t k, const
     for (DevicePtr ptr : {a.ptr, b.ptr, bias, c})
         if (ptr % kLtAlignment != 0) return false;
     if (!pr.ok) return false;
+    claim_blas(use);  // the workspace is the device's
     const void* bp = reinterpret_cast<const void*>(bias);
     AGNESI_CUBLAS(lt.desc_set(pr.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof(bp)));
     float one = 1, zero_v = 0;

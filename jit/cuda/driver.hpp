@@ -28,6 +28,23 @@ using Kernel = void*;             ///< CUfunction
 /// Whether the driver loads, initializes and reports at least one device (and if not, why).
 CudaAvailability probe_cuda();
 
+/// A stream as device memory sees it. Each call of a function launches its work on the
+/// function's stream as one numbered batch: `issued` is the last batch launched in full, `done`
+/// the last one the host has waited for. `stream` is null once the stream is gone (after its
+/// work finished). Guarded by the device's pool lock.
+struct StreamTag {
+    Stream stream = nullptr;
+    std::uint64_t issued = 0, done = 0;
+};
+using StreamRef = std::shared_ptr<StreamTag>;
+/// The last use of device memory: a stream and its batch. Until the host has waited for that
+/// batch, only the same stream may reuse the memory (its work runs in order) and the host may
+/// not read it.
+struct StreamUse {
+    StreamRef tag;
+    std::uint64_t batch = 0;
+};
+
 class CudaDevice {
   public:
     /// The device `ordinal`, initialized on first use. Throws Error when CUDA is unavailable.
@@ -50,10 +67,24 @@ class CudaDevice {
     void destroy_stream(Stream s) const;
     void synchronize(Stream s) const;
 
-    /// Device memory from the pool. A failed allocation (after returning cached blocks to the
-    /// driver) throws CudaError with the size asked and the memory free.
-    DevicePtr alloc(std::size_t bytes);
-    void release(DevicePtr p);
+    /// A new stream with its tag; `retire` waits for its work, then destroys it.
+    StreamRef create_tagged_stream();
+    void retire(const StreamRef& tag);
+    /// The number of the next batch on `tag`, and the end of its launches.
+    StreamUse begin_batch(const StreamRef& tag);
+    void end_batch(const StreamUse& use);
+    /// Waits on the host until `use` has finished (at once if it has). Memory it released
+    /// becomes free for every stream.
+    void wait(const StreamUse& use);
+    /// Whether `use` may still be running.
+    bool pending(const StreamUse& use);
+
+    /// Device memory from the pool, for work on `tag`'s stream (null: any stream). A failed
+    /// allocation (after waiting for the streams and returning cached blocks to the driver)
+    /// throws CudaError with the size asked and the memory free.
+    DevicePtr alloc(std::size_t bytes, const StreamRef& tag = nullptr);
+    /// Back to the pool; while `last` may be running, only its own stream may take it again.
+    void release(DevicePtr p, const StreamUse& last = {});
     void upload(DevicePtr dst, const void* src, std::size_t bytes, Stream s) const;
     void download(void* dst, DevicePtr src, std::size_t bytes, Stream s) const;
     void copy(DevicePtr dst, DevicePtr src, std::size_t bytes, Stream s) const;
@@ -65,13 +96,16 @@ class CudaDevice {
         DevicePtr ptr = 0;
         std::int64_t row = 0, col = 0, batch = 0;
     };
+    /// The products run in `use`'s batch on its stream; cuBLAS's workspace is the device's, so a
+    /// product on another stream than the last one waits for that one first.
     void gemm(DType dtype, std::int64_t m, std::int64_t n, std::int64_t k, const GemmOperand& a,
-              const GemmOperand& b, DevicePtr c, std::int64_t batch, Stream s);
+              const GemmOperand& b, DevicePtr c, std::int64_t batch, const StreamUse& use);
     /// C = A B + bias, then ReLU if `relu`, in one cuBLASLt call (its bias epilogue): float32, one
     /// row-major m x n product, `bias` n contiguous values added to every row. Returns false,
     /// having done nothing, where cuBLASLt cannot be loaded or offers no algorithm for it.
     bool gemm_bias(std::int64_t m, std::int64_t n, std::int64_t k, const GemmOperand& a,
-                   const GemmOperand& b, DevicePtr bias, bool relu, DevicePtr c, Stream s);
+                   const GemmOperand& b, DevicePtr bias, bool relu, DevicePtr c,
+                   const StreamUse& use);
 
   private:
     explicit CudaDevice(int ordinal);
@@ -83,10 +117,19 @@ class CudaDevice {
     void* cublas_ = nullptr;
     std::shared_ptr<void> lt_;  // cuBLASLt's handle, workspace and prepared products
     std::mutex blas_mutex_;     // cuBLAS and cuBLASLt state, for calls from several threads
+    StreamUse blas_use_;        // the last products' stream and batch
+    void claim_blas(const StreamUse& use);
     std::mutex pool_mutex_;
     std::unordered_map<std::size_t, std::vector<DevicePtr>> free_;  // by rounded size
     std::unordered_map<DevicePtr, std::size_t> sizes_;              // live blocks
+    struct Deferred {  // released while its last use may still run
+        DevicePtr ptr;
+        std::size_t size;
+        StreamUse last;
+    };
+    std::vector<Deferred> deferred_;
     void trim_pool();
+    void free_finished();  // deferred blocks whose last use has finished go to free_
 };
 
 /// The size class of an allocation: 512-byte granules up to 1 MiB, then powers of two split in

@@ -21,18 +21,24 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Records that batch `u` uses device memory `d` (a block of this file; others are ignored).
+void mark_used(const DeviceStorage* d, const StreamUse& u);
+
 class Exec final : public CudaExecutor {
   public:
     Exec(CudaDevice& dev, std::string source) : dev_(dev), source_(std::move(source)) {
-        stream_ = dev_.create_stream();
+        tag_ = dev_.create_tagged_stream();
+        stream_ = tag_->stream;
     }
-    ~Exec() override { dev_.destroy_stream(stream_); }
+    ~Exec() override { dev_.retire(tag_); }
 
     std::string name() const override { return "cuda"; }
     std::string source() const override { return source_; }
     CudaDevice& device() override { return dev_; }
     Stream stream() const override { return stream_; }
-    void synchronize() override { dev_.synchronize(stream_); }
+    const StreamRef& tag() const override { return tag_; }
+    void begin(const StreamUse& use) override { use_ = use; }
+    void synchronize() override { dev_.wait({tag_, ~std::uint64_t(0)}); }
     std::shared_ptr<DeviceStorage>& constant(std::size_t b) override {
         if (constants_.size() <= b) constants_.resize(b + 1);
         return constants_[b];
@@ -100,7 +106,7 @@ class Exec final : public CudaExecutor {
             const FusedEpilogue& f = fu.epilogue;
             CudaDevice::GemmOperand ga{pa, l.a_rs, l.a_cs, 0}, gb{pb, l.b_rs, l.b_cs, 0};
             DevicePtr bias = base(f.bias) + static_cast<DevicePtr>(f.bias_offset * es);
-            if (dev_.gemm_bias(m, n, k, ga, gb, bias, f.relu, base(f.out), stream_)) return true;
+            if (dev_.gemm_bias(m, n, k, ga, gb, bias, f.relu, base(f.out), use_)) return true;
         }
         // The last batch axis goes to one strided-batched call; outer batch axes loop.
         std::int64_t inner = rbatch ? batch[rbatch - 1] : 1;
@@ -118,7 +124,7 @@ class Exec final : public CudaExecutor {
             CudaDevice::GemmOperand gb{pb + static_cast<DevicePtr>(ob * es), l.b_rs, l.b_cs,
                                        rbatch ? l.b_batch[rbatch - 1] : 0};
             dev_.gemm(dt, m, n, k, ga, gb, pc + static_cast<DevicePtr>(o * inner * m * n * es),
-                      inner, stream_);
+                      inner, use_);
             for (std::size_t d = idx.size(); d-- > 0;) {
                 if (++idx[d] < batch[d]) break;
                 idx[d] = 0;
@@ -197,10 +203,11 @@ class Exec final : public CudaExecutor {
         if (workspaces_.size() <= gi) workspaces_.resize(gi + 1);
         auto& w = workspaces_[gi];
         if (!w.block || w.bytes < bytes) {
-            w.block = device_block(dev_, bytes);
+            w.block = device_block(dev_, bytes, tag_);
             w.bytes = bytes;
             dev_.zero(w.block->address(), bytes, stream_);
         }
+        mark_used(w.block.get(), use_);
         return w.block->address();
     }
     struct Workspace {
@@ -224,30 +231,58 @@ class Exec final : public CudaExecutor {
     }
 
     CudaDevice& dev_;
+    StreamRef tag_;
     Stream stream_ = nullptr;
+    StreamUse use_;  // this call's batch
     std::string source_;
     std::vector<std::shared_ptr<DeviceStorage>> constants_;
 };
 
 class Block final : public DeviceStorage {
   public:
-    Block(CudaDevice& dev, std::size_t bytes) : dev_(dev), ptr_(dev.alloc(bytes)) {}
-    ~Block() override { dev_.release(ptr_); }
+    Block(CudaDevice& dev, std::size_t bytes, const StreamRef& tag)
+        : dev_(dev), ptr_(dev.alloc(bytes, tag)) {}
+    ~Block() override { dev_.release(ptr_, last_use()); }
     Block(const Block&) = delete;
     Block& operator=(const Block&) = delete;
     int device_ordinal() const override { return dev_.ordinal(); }
     std::uint64_t address() const override { return ptr_; }
     void download(void* host, std::size_t bytes) const override {
-        // The call that wrote the block synchronized its stream before it returned.
+        dev_.wait(last_use());  // the work that wrote it, on whichever stream
         dev_.make_current();
         dev_.download(host, ptr_, bytes, nullptr);
         dev_.synchronize(nullptr);
+    }
+    StreamUse last_use() const {
+        std::lock_guard lock(mutex_);
+        return last_;
+    }
+    void use(const StreamUse& u) const {
+        std::lock_guard lock(mutex_);
+        last_ = u;
     }
 
   private:
     CudaDevice& dev_;
     DevicePtr ptr_;
+    mutable std::mutex mutex_;
+    mutable StreamUse last_;  // the batch that last used it (read or written)
 };
+
+void mark_used(const DeviceStorage* d, const StreamUse& u) {
+    if (auto* b = dynamic_cast<const Block*>(d)) b->use(u);
+}
+
+// Device memory that batch `u` is about to use: work on another stream that last used it is
+// waited for first (so only one stream ever has work pending on a block), then `u` is its last
+// use.
+void adopt(CudaDevice& dev, const DeviceStorage* d, const StreamUse& u) {
+    auto* b = dynamic_cast<const Block*>(d);
+    if (!b) return;
+    StreamUse last = b->last_use();
+    if (last.tag && last.tag != u.tag) dev.wait(last);
+    b->use(u);
+}
 
 }  // namespace
 
@@ -299,33 +334,44 @@ std::unique_ptr<CudaExecutor> make_cuda_executor(const Program& p, const Compile
     return ex;
 }
 
-std::shared_ptr<DeviceStorage> device_block(CudaDevice& dev, std::size_t bytes) {
-    return std::make_shared<Block>(dev, bytes);
+std::shared_ptr<DeviceStorage> device_block(CudaDevice& dev, std::size_t bytes,
+                                            const StreamRef& tag) {
+    return std::make_shared<Block>(dev, bytes, tag);
 }
 
 std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
                                 const std::vector<Tensor>& inputs, std::vector<Tensor>& shared,
-                                const DimEnv& env) {
+                                const DimEnv& env, bool wait) {
     CudaDevice& dev = ex.device();
     dev.make_current();
     Stream s = ex.stream();
+    const StreamRef& tag = ex.tag();
+    // This call's work is one batch on the function's stream. Every block it touches records
+    // the batch, so that the host waits for it before reading the block and another stream
+    // waits before using it; the pool gives a released block to other streams only then.
+    const StreamUse use = dev.begin_batch(tag);
+    ex.begin(use);
     std::vector<DevicePtr> bufs(p.buffers.size(), 0);
     // Blocks that outlive the call (outputs, uploaded shared values and constants), declared
-    // before the guard below so that they are released after it synchronized.
+    // before the guard below so that they are released after it.
     std::vector<std::shared_ptr<DeviceStorage>> blocks(p.buffers.size());
     std::vector<DevicePtr> temps;
-    struct Release {  // temporaries go back to the pool however the call ends
+    struct End {  // however the call ends: the batch is launched, temporaries go back
         CudaDevice& dev;
-        Stream s;
+        const StreamUse& use;
+        bool wait;
         std::vector<DevicePtr>& temps;
-        ~Release() {
-            try {  // launches in flight may still use them
-                dev.synchronize(s);
-            } catch (...) {
+        ~End() {
+            dev.end_batch(use);
+            if (wait) {
+                try {  // an error here was reported by the call, or will be by the next one
+                    dev.wait(use);
+                } catch (...) {
+                }
             }
-            for (DevicePtr b : temps) dev.release(b);
+            for (DevicePtr b : temps) dev.release(b, use);
         }
-    } release{dev, s, temps};
+    } end{dev, use, wait, temps};
     for (std::size_t b = 0; b < p.buffers.size(); ++b) {
         const Buffer& buf = p.buffers[b];
         Shape shape = concrete(buf.shape, env);
@@ -337,14 +383,16 @@ std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
             case BufferKind::Constant: {
                 auto& c = ex.constant(b);
                 if (!c) {
-                    c = device_block(dev, bytes);
+                    c = device_block(dev, bytes, tag);
                     dev.upload(c->address(), buf.value.raw(), bytes, s);
                 }
+                mark_used(c.get(), use);
                 bufs[b] = c->address();
                 continue;
             }
             case BufferKind::Output: {
-                blocks[b] = device_block(dev, bytes);
+                blocks[b] = device_block(dev, bytes, tag);
+                mark_used(blocks[b].get(), use);
                 bufs[b] = blocks[b]->address();
                 continue;
             }
@@ -353,22 +401,26 @@ std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
         if (host) {
             const DeviceStorage* d = host->device_storage();
             if (d && d->device_ordinal() == dev.ordinal()) {
+                adopt(dev, d, use);
                 bufs[b] = d->address();
                 continue;
             }
+            // Copies from pageable host memory are staged before the call returns: the caller
+            // may change its tensor at once.
             const void* values = std::as_const(*host).raw();
             if (buf.kind == BufferKind::Shared) {  // uploaded once, then kept on the device
-                blocks[b] = device_block(dev, bytes);
+                blocks[b] = device_block(dev, bytes, tag);
+                mark_used(blocks[b].get(), use);
                 bufs[b] = blocks[b]->address();
                 dev.upload(bufs[b], values, bytes, s);
                 continue;
             }
-            bufs[b] = dev.alloc(bytes);
+            bufs[b] = dev.alloc(bytes, tag);
             temps.push_back(bufs[b]);
             dev.upload(bufs[b], values, bytes, s);
             continue;
         }
-        bufs[b] = dev.alloc(bytes);
+        bufs[b] = dev.alloc(bytes, tag);
         temps.push_back(bufs[b]);
     }
     std::vector<void*> dptrs;
@@ -380,7 +432,10 @@ std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
             continue;
         ex.launch_group(p, gi, bufs.data(), env);
     }
-    ex.synchronize();
+    if (wait) {  // launch errors reported by the wait come from this call
+        dev.end_batch(use);
+        dev.wait(use);
+    }
     // A buffer returned twice gets a tensor of its own each time (its host copy is its own).
     std::vector<Tensor> out;
     std::vector<char> taken(p.buffers.size(), 0);

@@ -33,6 +33,9 @@ class CudaExecutor : public Executor {
                           const DimEnv& env) = 0;
     virtual CudaDevice& device() = 0;
     virtual Stream stream() const = 0;
+    /// The stream's tag, and the batch of the call whose work is being launched.
+    virtual const StreamRef& tag() const = 0;
+    virtual void begin(const StreamUse& use) = 0;
     /// The device copy of constant buffer `b`, uploaded on the first call (null until then).
     virtual std::shared_ptr<DeviceStorage>& constant(std::size_t b) = 0;
     /// Waits until every launch so far has finished (and reports asynchronous errors).
@@ -44,17 +47,19 @@ class CudaExecutor : public Executor {
 std::unique_ptr<CudaExecutor> make_cuda_executor(const Program& p, const CompileOptions& options,
                                                  CompileStats& stats);
 
-/// Device memory from the pool of `dev`, given back when the last tensor holding it is gone.
-std::shared_ptr<DeviceStorage> device_block(CudaDevice& dev, std::size_t bytes);
+/// Device memory from the pool of `dev` (for work on `tag`'s stream), given back when the last
+/// tensor holding it is gone.
+std::shared_ptr<DeviceStorage> device_block(CudaDevice& dev, std::size_t bytes,
+                                            const StreamRef& tag = nullptr);
 
 /// Runs the whole of `p` on the executor's device for one call and returns the values of
-/// `p.outputs` (the outputs, then the update values) as tensors on the device, complete when it
-/// returns. Inputs and shared values already on this device are used in place; others are
+/// `p.outputs` (the outputs, then the update values) as tensors on the device: complete when it
+/// returns if `wait`, else once its kernels finish (reading them waits). Inputs and shared values already on this device are used in place; others are
 /// uploaded, and an uploaded shared value is replaced in `shared` by a device tensor that also
 /// keeps its host values, so that it stays on the device. Temporaries come from the device pool.
 /// This is the device-side counterpart of the buffer loop in Function's call.
 std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
                                 const std::vector<Tensor>& inputs, std::vector<Tensor>& shared,
-                                const DimEnv& env);
+                                const DimEnv& env, bool wait = true);
 
 }  // namespace agnesi::jit::cuda

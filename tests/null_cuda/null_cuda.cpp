@@ -2,7 +2,10 @@
 // Device::cuda() runs against it (NVRTC still compiles every kernel for real), so its logic is
 // tested on machines without a GPU. Device memory is host memory; copies and memsets are done at
 // once; launches are counted and do nothing, so no kernel's result is ever computed here.
-// agnesi_null_cuda_* (below) let a test read the counters and cap the device's memory.
+// Each stream has work pending from a launch or copy on it until it is synchronized; in strict
+// mode a launch or a copy to the host while another stream has work pending fails (for tests
+// whose streams must never overlap). agnesi_null_cuda_* (below) let a test read the counters,
+// cap the device's memory and turn strict mode on.
 #include <cuda.h>
 
 #include <atomic>
@@ -20,14 +23,37 @@ struct State {
     std::size_t used = 0;
     std::size_t capacity = std::size_t(1) << 30;
     std::atomic<long> allocs{0}, launches{0}, modules{0}, syncs{0}, uploads{0}, downloads{0};
+    static constexpr int kStreams = 256;
+    bool pending[kStreams] = {};  // per stream handle (index into stream_handles)
+    int streams = 0;
+    bool strict = false;
+    long overlaps = 0;  // strict-mode failures
 };
 State& state() {
     static State s;
     return s;
 }
 
-int dummy_context, dummy_stream;
+int dummy_context;
 int module_handles[64];  // handles only: nothing behind them (and nothing to leak)
+int stream_handles[State::kStreams];
+
+// Work enqueued on `s` (null: the legacy stream, which the library only uses with a wait).
+// Returns false when strict mode forbids it: another stream has work pending.
+bool enqueue(CUstream s, bool to_host = false) {
+    State& st = state();
+    std::lock_guard lock(st.mutex);
+    int me = -1;
+    if (s) me = static_cast<int>(reinterpret_cast<int*>(s) - stream_handles);
+    if (st.strict)
+        for (int k = 0; k < st.streams; ++k)
+            if (k != me && st.pending[k]) {
+                ++st.overlaps;
+                return false;
+            }
+    if (me >= 0 && !to_host) st.pending[me] = true;
+    return true;
+}
 
 }  // namespace
 
@@ -86,9 +112,10 @@ CUresult cuModuleGetFunction(CUfunction* f, CUmodule m, const char*) {
     return CUDA_SUCCESS;
 }
 CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
-                        unsigned by, unsigned bz, unsigned, CUstream, void** params, void**) {
+                        unsigned by, unsigned bz, unsigned, CUstream s, void** params, void**) {
     if (!f || !params || gx == 0 || gy == 0 || gz == 0 || bx == 0 || bx > 1024 || by * bz != 1)
         return CUDA_ERROR_INVALID_VALUE;
+    if (!enqueue(s)) return CUDA_ERROR_ILLEGAL_STATE;
     ++state().launches;
     return CUDA_SUCCESS;
 }
@@ -121,33 +148,43 @@ CUresult cuMemGetInfo(size_t* free_bytes, size_t* total) {
     *total = s.capacity;
     return CUDA_SUCCESS;
 }
-CUresult cuMemcpyHtoDAsync(CUdeviceptr dst, const void* src, size_t n, CUstream) {
+CUresult cuMemcpyHtoDAsync(CUdeviceptr dst, const void* src, size_t n, CUstream s) {
+    enqueue(s);  // staged at once: never an overlap
     ++state().uploads;
     std::memcpy(reinterpret_cast<void*>(dst), src, n);
     return CUDA_SUCCESS;
 }
-CUresult cuMemcpyDtoHAsync(void* dst, CUdeviceptr src, size_t n, CUstream) {
+CUresult cuMemcpyDtoHAsync(void* dst, CUdeviceptr src, size_t n, CUstream s) {
+    if (!enqueue(s, true)) return CUDA_ERROR_ILLEGAL_STATE;
     ++state().downloads;
     std::memcpy(dst, reinterpret_cast<const void*>(src), n);
     return CUDA_SUCCESS;
 }
-CUresult cuMemcpyDtoDAsync(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream) {
+CUresult cuMemcpyDtoDAsync(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s) {
+    enqueue(s);
     std::memmove(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src), n);
     return CUDA_SUCCESS;
 }
-CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char v, size_t n, CUstream) {
+CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char v, size_t n, CUstream s) {
+    enqueue(s);
     std::memset(reinterpret_cast<void*>(dst), v, n);
     return CUDA_SUCCESS;
 }
 CUresult cuStreamCreate(CUstream* s, unsigned int) {
-    *s = reinterpret_cast<CUstream>(&dummy_stream);
+    State& st = state();
+    std::lock_guard lock(st.mutex);
+    if (st.streams == State::kStreams) return CUDA_ERROR_OUT_OF_MEMORY;
+    *s = reinterpret_cast<CUstream>(&stream_handles[st.streams++]);
     return CUDA_SUCCESS;
 }
 CUresult cuStreamDestroy(CUstream) {
     return CUDA_SUCCESS;
 }
-CUresult cuStreamSynchronize(CUstream) {
-    ++state().syncs;
+CUresult cuStreamSynchronize(CUstream s) {
+    State& st = state();
+    std::lock_guard lock(st.mutex);
+    ++st.syncs;
+    if (s) st.pending[reinterpret_cast<int*>(s) - stream_handles] = false;
     return CUDA_SUCCESS;
 }
 // NVRTC asks a loaded driver for its private tables; there are none here.
@@ -164,15 +201,19 @@ CUresult cuGetErrorString(CUresult e, const char** s) {
 
 // For tests: the counters since the process started, and the device's memory.
 struct agnesi_null_cuda_stats {
-    long allocs, launches, modules, syncs, uploads, downloads;
+    long allocs, launches, modules, syncs, uploads, downloads, overlaps;
     std::size_t used;
 };
 agnesi_null_cuda_stats agnesi_null_cuda_read() {
     State& s = state();
     std::lock_guard lock(s.mutex);
-    return {s.allocs.load(), s.launches.load(), s.modules.load(),
-            s.syncs.load(),  s.uploads.load(),  s.downloads.load(),
-            s.used};
+    return {s.allocs.load(),  s.launches.load(),  s.modules.load(), s.syncs.load(),
+            s.uploads.load(), s.downloads.load(), s.overlaps,       s.used};
+}
+void agnesi_null_cuda_set_strict(bool on) {
+    State& s = state();
+    std::lock_guard lock(s.mutex);
+    s.strict = on;
 }
 void agnesi_null_cuda_set_capacity(std::size_t bytes) {
     State& s = state();

@@ -39,11 +39,13 @@ inline ::testing::AssertionResult tensors_close(const Tensor& got, const Tensor&
 struct Tier {
     Backend backend = Backend::Auto;
     bool cuda = false;
+    bool asynchronous = false;       ///< CUDA calls that return before their kernels finish
     Tier(Backend b) : backend(b) {}  // NOLINT(google-explicit-constructor)
-    Tier(Backend b, bool on_cuda) : backend(b), cuda(on_cuda) {}
+    Tier(Backend b, bool on_cuda, bool async = false)
+        : backend(b), cuda(on_cuda), asynchronous(async) {}
     Device device() const { return cuda ? Device::cuda() : Device::cpu(); }
     std::string name() const {
-        if (cuda) return "Cuda";
+        if (cuda) return asynchronous ? "CudaAsync" : "Cuda";
         return backend == Backend::Evaluator      ? "Evaluator"
                : backend == Backend::Native       ? "Native"
                : backend == Backend::EmulatedCuda ? "EmulatedCuda"
@@ -56,7 +58,10 @@ inline void expect_matches_reference(const std::vector<Expr>& inputs,
                                      const std::vector<Expr>& outputs, const Bindings& at,
                                      Tier tier, double rel = 1e-12, bool simplify = false) {
     Function f = compile(inputs, outputs,
-                         {.device = tier.device(), .backend = tier.backend, .simplify = simplify});
+                         {.device = tier.device(),
+                          .backend = tier.backend,
+                          .simplify = simplify,
+                          .asynchronous = tier.asynchronous});
     std::vector<Tensor> args;
     for (const Expr& v : inputs) args.push_back(at.at(v->name()));
     std::vector<Tensor> got = f.call(args);
