@@ -54,10 +54,11 @@ std::shared_ptr<DeviceStorage> device_block(CudaDevice& dev, std::size_t bytes,
 
 /// Runs the whole of `p` on the executor's device for one call and returns the values of
 /// `p.outputs` (the outputs, then the update values) as tensors on the device: complete when it
-/// returns if `wait`, else once its kernels finish (reading them waits). Inputs and shared values already on this device are used in place; others are
-/// uploaded, and an uploaded shared value is replaced in `shared` by a device tensor that also
-/// keeps its host values, so that it stays on the device. Temporaries come from the device pool.
-/// This is the device-side counterpart of the buffer loop in Function's call.
+/// returns if `wait`, else once its kernels finish (reading them waits). Inputs and shared values
+/// already on this device are used in place; others are uploaded, and an uploaded shared value
+/// is replaced in `shared` by a device tensor that also keeps its host values, so that it stays
+/// on the device. Temporaries come from the device pool. This is the device-side counterpart of
+/// the buffer loop in Function's call.
 std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
                                 const std::vector<Tensor>& inputs, std::vector<Tensor>& shared,
                                 const DimEnv& env, bool wait = true);
