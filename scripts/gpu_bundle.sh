@@ -7,8 +7,9 @@
 #   scripts/gpu_bundle.sh [BUILD_DIR] [OUT_DIR]      (defaults: build, gpu)
 # Then, on the GPU machine, from a copy of the repository with OUT_DIR in it:
 #   OUT_DIR/run.sh [--quick]
-# runs the tests that need a device (the CUDA tier of the JIT tests, the device tensors, the
-# CUDA corpus and fuzz test), then benchmarks/compare_gpu.sh on the bundled agnesi-bench.
+# runs the tests that need a device (the CUDA tiers of the JIT tests, waiting and asynchronous;
+# the device tensors, the CUDA corpus and fuzz test), then benchmarks/compare_gpu.sh on the
+# bundled agnesi-bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -43,7 +44,7 @@ export AGNESI_CACHE_DIR=${AGNESI_CACHE_DIR:-$(mktemp -d)}
 status=0
 nvidia-smi -L || status=1
 "$here/bin/agnesi_unit_tests" --gtest_brief=1 \
-    --gtest_filter='CudaDevice.*:DeviceTensor.*:Cuda*.*:Arch/*:Tiers/JitTest.*/Cuda-CudaEmulator.*' || status=1
+    --gtest_filter='CudaDevice.*:DeviceTensor.*:Cuda*.*:Arch/*:Tiers/JitTest.*/Cuda*-CudaEmulator.*' || status=1
 "$here/bin/agnesi_fuzz_tests" --gtest_brief=1 --gtest_filter='FuzzJit.CudaBatches' || status=1
 benchmarks/compare_gpu.sh "$here" "$@" || status=1
 exit $status
