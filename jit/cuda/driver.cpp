@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <initializer_list>
 #include <map>
@@ -347,11 +348,14 @@ namespace {
 bool pending_locked(const StreamUse& u) {
     return u.tag && u.tag->stream && u.tag->done < u.batch;
 }
+bool any_pending_locked(const std::vector<StreamUse>& uses) {
+    return std::ranges::any_of(uses, pending_locked);
+}
 }  // namespace
 
 void CudaDevice::free_finished() {
     for (auto it = deferred_.begin(); it != deferred_.end();) {
-        if (pending_locked(it->last)) {
+        if (any_pending_locked(it->uses)) {
             ++it;
             continue;
         }
@@ -429,10 +433,11 @@ DevicePtr CudaDevice::alloc(std::size_t bytes, const StreamRef& tag) {
             sizes_[p] = size;
             return p;
         }
-        // A block its own stream released is free for that stream: its work runs in order.
+        // A block that only this stream may still use is free for it: its work runs in order.
+        auto only_this = [&](const StreamUse& u) { return u.tag == tag || !pending_locked(u); };
         if (tag)
             for (auto d = deferred_.begin(); d != deferred_.end(); ++d)
-                if (d->size == size && d->last.tag == tag) {
+                if (d->size == size && std::ranges::all_of(d->uses, only_this)) {
                     DevicePtr p = d->ptr;
                     deferred_.erase(d);
                     sizes_[p] = size;
@@ -448,7 +453,8 @@ DevicePtr CudaDevice::alloc(std::size_t bytes, const StreamRef& tag) {
         std::vector<StreamUse> holders;
         {
             std::lock_guard lock(pool_mutex_);
-            for (const Deferred& d : deferred_) holders.push_back(d.last);
+            for (const Deferred& d : deferred_)
+                holders.insert(holders.end(), d.uses.begin(), d.uses.end());
         }
         for (const StreamUse& u : holders) wait(u);
         {
@@ -472,15 +478,15 @@ DevicePtr CudaDevice::alloc(std::size_t bytes, const StreamRef& tag) {
     return p;
 }
 
-void CudaDevice::release(DevicePtr p, const StreamUse& last) {
+void CudaDevice::release(DevicePtr p, const std::vector<StreamUse>& uses) {
     if (!p) return;
     std::lock_guard lock(pool_mutex_);
     auto it = sizes_.find(p);
     if (it == sizes_.end()) return;
     std::size_t size = it->second;
     sizes_.erase(it);
-    if (pending_locked(last))
-        deferred_.push_back({p, size, last});
+    if (any_pending_locked(uses))
+        deferred_.push_back({p, size, uses});
     else
         free_[size].push_back(p);
 }

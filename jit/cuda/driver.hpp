@@ -83,8 +83,9 @@ class CudaDevice {
     /// allocation (after waiting for the streams and returning cached blocks to the driver)
     /// throws CudaError with the size asked and the memory free.
     DevicePtr alloc(std::size_t bytes, const StreamRef& tag = nullptr);
-    /// Back to the pool; while `last` may be running, only its own stream may take it again.
-    void release(DevicePtr p, const StreamUse& last = {});
+    /// Back to the pool. While one of `uses` (its last use on each stream) may be running, only
+    /// a stream that has all the running ones may take it again.
+    void release(DevicePtr p, const std::vector<StreamUse>& uses = {});
     void upload(DevicePtr dst, const void* src, std::size_t bytes, Stream s) const;
     void download(void* dst, DevicePtr src, std::size_t bytes, Stream s) const;
     void copy(DevicePtr dst, DevicePtr src, std::size_t bytes, Stream s) const;
@@ -122,10 +123,10 @@ class CudaDevice {
     std::mutex pool_mutex_;
     std::unordered_map<std::size_t, std::vector<DevicePtr>> free_;  // by rounded size
     std::unordered_map<DevicePtr, std::size_t> sizes_;              // live blocks
-    struct Deferred {  // released while its last use may still run
+    struct Deferred {  // released while a last use may still run
         DevicePtr ptr;
         std::size_t size;
-        StreamUse last;
+        std::vector<StreamUse> uses;
     };
     std::vector<Deferred> deferred_;
     void trim_pool();

@@ -242,46 +242,65 @@ class Block final : public DeviceStorage {
   public:
     Block(CudaDevice& dev, std::size_t bytes, const StreamRef& tag)
         : dev_(dev), ptr_(dev.alloc(bytes, tag)) {}
-    ~Block() override { dev_.release(ptr_, last_use()); }
+    ~Block() override { dev_.release(ptr_, uses()); }
     Block(const Block&) = delete;
     Block& operator=(const Block&) = delete;
     int device_ordinal() const override { return dev_.ordinal(); }
     std::uint64_t address() const override { return ptr_; }
     void download(void* host, std::size_t bytes) const override {
-        dev_.wait(last_use());  // the work that wrote it, on whichever stream
+        for (const StreamUse& u : uses()) dev_.wait(u);  // the work that wrote it, wherever
         dev_.make_current();
         dev_.download(host, ptr_, bytes, nullptr);
         dev_.synchronize(nullptr);
     }
-    StreamUse last_use() const {
+    std::vector<StreamUse> uses() const {
         std::lock_guard lock(mutex_);
-        return last_;
+        return uses_;
     }
+    // `u` is its last use on u's stream.
     void use(const StreamUse& u) const {
         std::lock_guard lock(mutex_);
-        last_ = u;
+        for (StreamUse& e : uses_)
+            if (e.tag == u.tag) {
+                e = u;
+                return;
+            }
+        uses_.push_back(u);
+    }
+    // Only `u`, and those of `others` (other streams' uses) that still run.
+    void use_only(const StreamUse& u, std::vector<StreamUse> others) const {
+        others.push_back(u);
+        std::lock_guard lock(mutex_);
+        uses_ = std::move(others);
     }
 
   private:
     CudaDevice& dev_;
     DevicePtr ptr_;
     mutable std::mutex mutex_;
-    mutable StreamUse last_;  // the batch that last used it (read or written)
+    // The batch that last used it (read or written) on each stream. Calls wait for the other
+    // streams' uses before theirs, so more than one is pending only while calls of several
+    // functions on several threads share it.
+    mutable std::vector<StreamUse> uses_;
 };
 
 void mark_used(const DeviceStorage* d, const StreamUse& u) {
     if (auto* b = dynamic_cast<const Block*>(d)) b->use(u);
 }
 
-// Device memory that batch `u` is about to use: work on another stream that last used it is
-// waited for first (so only one stream ever has work pending on a block), then `u` is its last
-// use.
+// Device memory that batch `u` is about to use: work on other streams that used it is waited
+// for first, then `u` is its last use.
 void adopt(CudaDevice& dev, const DeviceStorage* d, const StreamUse& u) {
     auto* b = dynamic_cast<const Block*>(d);
     if (!b) return;
-    StreamUse last = b->last_use();
-    if (last.tag && last.tag != u.tag) dev.wait(last);
-    b->use(u);
+    std::vector<StreamUse> running;
+    for (const StreamUse& e : b->uses()) {
+        if (e.tag == u.tag) continue;
+        dev.wait(e);
+        // Still running: a call of another function, on another thread, is launching it.
+        if (dev.pending(e)) running.push_back(e);
+    }
+    b->use_only(u, std::move(running));
 }
 
 }  // namespace
@@ -369,7 +388,7 @@ std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
                 } catch (...) {
                 }
             }
-            for (DevicePtr b : temps) dev.release(b, use);
+            for (DevicePtr b : temps) dev.release(b, {use});
         }
     } end{dev, use, wait, temps};
     for (std::size_t b = 0; b < p.buffers.size(); ++b) {
