@@ -406,6 +406,44 @@ TEST_P(JitTest, Float32RowsAroundTheSumBlock) {
     }
 }
 
+TEST_P(JitTest, RowsByFourWithNonFiniteValuesAndOffsets) {
+    // CUDA row loops take four values at a time: 16-byte loads and stores where a row starts
+    // aligned, one rescale of an online max and sum per four values. Non-finite values in
+    // every lane of a four, rows that start off alignment (odd lengths, slices), and rows of
+    // 4- and 8-byte integers and of float64.
+    const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
+    Tensor zv = random_tensor(f32, {9, 38}, rng, -3, 3);
+    auto set = [&](std::int64_t r, std::int64_t c, double v) {
+        zv.data<float>()[r * 38 + c] = static_cast<float>(v);
+    };
+    set(0, 5, nan);                                                         // a NaN in lane 1
+    set(1, 10, inf);                                                        // +inf in lane 2
+    for (std::int64_t c = 0; c < 38; ++c) set(2, c, c == 23 ? 1.5 : -inf);  // one finite value
+    for (std::int64_t c = 0; c < 38; ++c) set(3, c, -inf);                  // all -inf
+    set(4, 3, inf), set(4, 36, nan);   // +inf, then NaN in the tail
+    set(5, 8, inf), set(5, 9, inf);    // two +inf in one four
+    set(6, 0, 30), set(6, 37, 31);     // the max in the first lane, then the tail
+    set(7, 12, -inf), set(7, 13, 20);  // -inf beside a new max
+    for (std::int64_t c = 0; c < 38; ++c) set(8, c, c == 14 ? nan : -inf);  // NaN among -inf
+    auto z = matrix("z", 9, 38, f32);
+    Bindings at{{"z", zv}};
+    for (const Expr& v : {Expr(z), slice(z, 1, 1, 35), slice(z, 1, 4, 38), slice(z, 1, 2, 37)}) {
+        SCOPED_TRACE(to_string(v));
+        expect_matches_reference({z},
+                                 {softmax(v, 1), log_softmax(v, 1), logsumexp(v, {1}), amax(v, {1}),
+                                  sum(v, {1}), softmax(v, 1) * 2 + v},
+                                 at, tier(), 2e-6);
+    }
+    auto k = matrix("k", 3, 21, i32), q = matrix("q", 3, 22, i64), d = matrix("d", 5, 13);
+    Bindings ints{{"k", random_tensor(i32, {3, 21}, rng, -100, 100)},
+                  {"q", random_tensor(i64, {3, 22}, rng, -100, 100)},
+                  {"d", random_tensor(f64, {5, 13}, rng)}};
+    expect_matches_reference({k, q, d},
+                             {sum(k, {1}), amax(k, {1}), amin(q, {1}), sum(q * q, {1}),
+                              logsumexp(d, {1}), softmax(d, 1), d - mean(d, {1}, true)},
+                             ints, tier());
+}
+
 TEST_P(JitTest, ConstantsAndRepeatedOutputs) {
     auto x = vector("x", 3);
     Bindings at{{"x", random_tensor(f64, {3}, rng)}};

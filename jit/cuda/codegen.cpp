@@ -43,6 +43,28 @@ struct agnesi_params {
     uint64_t ws;
 };
 struct agnesi_strides { int64_t s[AGNESI_MAX_RANK]; };
+// Four consecutive values of 4 or 8 bytes from a 16-byte aligned address: one or two 16-byte
+// loads (or stores) where there would be four. (The CPU emulator checks the alignment.)
+#ifndef AGNESI_ASSERT_ALIGNED
+#define AGNESI_ASSERT_ALIGNED(p)
+#endif
+template <class T> struct alignas(16) agnesi_vec4 { T v[4]; };
+template <class T> static __device__ __forceinline__ bool agnesi_al4(const T* p) {
+    return (sizeof(T) == 4 || sizeof(T) == 8) && ((unsigned long long)p & 15) == 0;
+}
+template <class T>
+static __device__ __forceinline__ void agnesi_ld4(const T* p, T& a, T& b, T& c, T& d) {
+    AGNESI_ASSERT_ALIGNED(p);
+    const agnesi_vec4<T> w = *reinterpret_cast<const agnesi_vec4<T>*>(p);
+    a = w.v[0]; b = w.v[1]; c = w.v[2]; d = w.v[3];
+}
+template <class T>
+static __device__ __forceinline__ void agnesi_st4(T* p, const T a, const T b, const T c, const T d) {
+    agnesi_vec4<T> w;
+    w.v[0] = a; w.v[1] = b; w.v[2] = c; w.v[3] = d;
+    AGNESI_ASSERT_ALIGNED(p);
+    *reinterpret_cast<agnesi_vec4<T>*>(p) = w;
+}
 template <class T> static __device__ __forceinline__ T agnesi_block_sum(T v) {
     __shared__ T part[32];
     for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
@@ -250,24 +272,38 @@ class GroupEmitter {
         return fmt::format("{}", fmt::join(as, ", "));
     }
 
-    // Calls `fn` with loads at offsets o<k> and, for outputs, stores at o<k>.
+    // Calls `fn` with loads at offsets o<k> and, for outputs, stores at o<k>; or, with `into`,
+    // sets the outputs y<k><into> that the caller declared and stores.
     std::string call_at(const std::string& fn, int lo, int hi, bool outputs,
-                        const std::string& first = "") const {
+                        const std::string& first = "", const std::string& into = "") const {
         std::vector<std::string> as;
         if (!first.empty()) as.push_back(first);
         for (std::size_t k : loads_in(lo, hi)) as.push_back(fmt::format("p{}[o{}]", k, k));
         std::string s;
         if (outputs) {
-            for (std::size_t k = g_.inputs.size(); k < nslots(); ++k) {
-                s += fmt::format("{} y{}; ", ty(k), k);
-                as.push_back(fmt::format("y{}", k));
+            for (std::size_t k : output_slots()) {
+                if (into.empty()) s += fmt::format("{} y{}; ", ty(k), k);
+                as.push_back(fmt::format("y{}{}", k, into));
             }
         }
         s += fmt::format("{}({});", fn, fmt::join(as, ", "));
-        if (outputs)
-            for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
-                s += fmt::format(" p{}[o{}] = y{};", k, k, k);
+        if (outputs && into.empty())
+            for (std::size_t k : output_slots()) s += fmt::format(" p{}[o{}] = y{};", k, k, k);
         return s;
+    }
+    std::vector<std::size_t> output_slots() const {
+        std::vector<std::size_t> ks;
+        for (std::size_t k = g_.inputs.size(); k < nslots(); ++k) ks.push_back(k);
+        return ks;
+    }
+    // The four steps of unrolled_loop pushed at once: `fn` of each step's values, as by
+    // call_loaded.
+    std::string push4(const std::string& px, const std::string& fn, int lo, int hi,
+                      const std::string& first = "") const {
+        return fmt::format("{}_push4(a, {}, {}, {}, {});", px, call_loaded(fn, lo, hi, "_0", first),
+                           call_loaded(fn, lo, hi, "_1", first),
+                           call_loaded(fn, lo, hi, "_2", first),
+                           call_loaded(fn, lo, hi, "_3", first));
     }
 
     // Declares I o<k> = 0 for the slots selected and decomposes `idx` over dims[lo, hi).
@@ -463,6 +499,25 @@ class GroupEmitter {
         out_ += fmt::format(
             "static __device__ __forceinline__ void {}_push({}& a, const {} x) {{\n    {}\n}}\n",
             px, acc, A, push);
+        // Four values. An online max and sum rescales once for the four (by their max) and adds
+        // their exponentials in pairs: five exponentials where four pushes have up to eight in
+        // their branches, and no branch per value. A NaN is flagged; the sum it spoils is then
+        // unused, as it is after a +inf max.
+        std::string push4 = fmt::format(
+            "{0}_push(a, x0); {0}_push(a, x1); {0}_push(a, x2); "
+            "{0}_push(a, x3);",
+            px);
+        if (online)
+            push4 = fmt::format(
+                "a.nan |= (x0 != x0) | (x1 != x1) | (x2 != x2) | (x3 != x3);\n    const {1} m = "
+                "fmax(fmax(x0, x1), fmax(x2, x3));\n    if (m > a.m) {{ a.s = a.s * exp(a.m - m); "
+                "a.m = m; }}\n    if (a.m != {0})\n        a.s += (exp(x0 - a.m) + exp(x1 - a.m)) "
+                "+ (exp(x2 - a.m) + exp(x3 - a.m));",
+                lo, A);
+        out_ += fmt::format(
+            "static __device__ __forceinline__ void {0}_push4({1}& a, const {2} x0, const {2} x1, "
+            "const {2} x2, const {2} x3) {{\n    {3}\n}}\n",
+            px, acc, A, push4);
         out_ +=
             fmt::format(R"(static __device__ __forceinline__ {0} {1}_shfl(const {0}& a, int off) {{
     {0} b;
@@ -559,7 +614,8 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             [&] {
                 return reduced_offsets(pre) + fmt::format("                {}_push(a, {});\n", pfx_,
                                                           call_expr(pre_, 0, g_.reduce_at));
-            });
+            },
+            {}, push4(pfx_, pre_, 0, g_.reduce_at));
         out_ += fmt::format(
             "            if (by_block) {{\n"
             "            a = {2}_block(a);\n"
@@ -592,35 +648,79 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
     }
 
     // A loop over j from `start` by `step` below `inner` that loads the values of four steps
-    // (l<k>_<u> = p<k>[b<k> + j_u * t<k>] for the slots `ks`) before `use(suffix)` consumes them,
-    // so that each thread has four loads in flight; then the remaining steps one by one.
+    // (l<k>_<u> for the slots `ks`) before `use(suffix)` consumes them, so that each thread has
+    // four loads in flight (`after4`, if given, consumes the four in its place); then the stores
+    // of the slots `stores` (`use` sets y<k>_<u>), and the remaining steps one by one.
+    // Where every slot is contiguous along the row (or broadcast along it) and 16-byte aligned
+    // at the row's start, the four steps are four consecutive values (du = 1): 16-byte loads and
+    // stores, four times fewer than the scalar ones of a strided row (du = st). The empty asm
+    // hides from the compiler that the choice is the same in every step: it would otherwise copy
+    // the loop, body and all, for each side (NVRTC time for no gain).
     // `guard` (if any) must hold for the four-step loop to run; `tail` (if any) is the body of
     // the one-by-one loop, which then loads for itself.
     template <class Use>
     std::string unrolled_loop(const std::string& start, const std::string& step,
                               const std::vector<std::size_t>& ks, Use use,
                               const std::string& guard = "",
-                              const std::function<std::string()>& tail = {}) const {
+                              const std::function<std::string()>& tail = {},
+                              const std::vector<std::size_t>& stores = {},
+                              const std::string& after4 = "") const {
+        std::vector<std::string> v4;
+        if (!guard.empty()) v4.push_back(guard);
+        for (std::size_t k : ks)
+            v4.push_back(fmt::format("((t{0} == 1 && agnesi_al4(p{0} + b{0})) || t{0} == 0)", k));
+        for (std::size_t k : stores)
+            v4.push_back(fmt::format("(t{0} == 1 && agnesi_al4(p{0} + b{0}))", k));
         std::string s = fmt::format(
-            "            {{\n            const I st = {1};\n            I j = {0};\n"
-            "            {2}for (; j + 3 * st < inner; j += 4 * st) {{\n",
-            start, step, guard.empty() ? "" : "if (" + guard + ") ");
-        for (int u = 0; u < 4; ++u)
-            for (std::size_t k : ks)
-                s += fmt::format(
-                    "                const {0} l{1}_{2} = p{1}[b{1} + (j + {2} * st) * t{1}];\n",
-                    ty(k), k, u);
-        for (int u = 0; u < 4; ++u)
-            s += fmt::format("                {{ const I ju = j + {} * st; (void)ju; {} }}\n", u,
-                             use(fmt::format("_{}", u)));
-        s += "            }\n            for (; j < inner; j += st) {\n";
+            "            {{\n            const I st = {1};\n"
+            "            const bool v4 = {3};\n"
+            "            const I du = v4 ? (I)1 : st;\n"
+            "            I j = v4 ? (I)4 * ({0}) : ({0});\n"
+            "            {2}for (; j + 3 * du < inner; j += 4 * st) {{\n"
+            "                int w4 = v4;\n"
+            "                asm volatile(\"\" : \"+r\"(w4));\n",
+            start, step, guard.empty() ? "" : "if (" + guard + ") ",
+            v4.empty() ? "true" : fmt::format("{}", fmt::join(v4, " && ")));
+        for (std::size_t k : ks) {
+            s += fmt::format("                {0} l{1}_0, l{1}_1, l{1}_2, l{1}_3;\n", ty(k), k);
+            s += fmt::format(
+                "                if (w4 && t{0} != 0) agnesi_ld4(p{0} + b{0} + j, l{0}_0, l{0}_1, "
+                "l{0}_2, l{0}_3);\n                else {{",
+                k);
+            for (int u = 0; u < 4; ++u)
+                s += fmt::format(" l{0}_{1} = p{0}[b{0} + (j + {1} * du) * t{0}];", k, u);
+            s += " }\n";
+        }
+        for (std::size_t k : stores)
+            s += fmt::format("                {0} y{1}_0, y{1}_1, y{1}_2, y{1}_3;\n", ty(k), k);
+        if (!after4.empty())
+            s += "                " + after4 + "\n";
+        else
+            for (int u = 0; u < 4; ++u)
+                s += fmt::format("                {{ const I ju = j + {} * du; (void)ju; {} }}\n",
+                                 u, use(fmt::format("_{}", u)));
+        for (std::size_t k : stores) {
+            s += fmt::format(
+                "                if (w4) agnesi_st4(p{0} + b{0} + j, y{0}_0, y{0}_1, y{0}_2, "
+                "y{0}_3);\n                else {{",
+                k);
+            for (int u = 0; u < 4; ++u)
+                s += fmt::format(" p{0}[b{0} + (j + {1} * du) * t{0}] = y{0}_{1};", k, u);
+            s += " }\n";
+        }
+        s +=
+            fmt::format("            }}\n            if (v4) j = (inner & ~(I)3) + ({});\n", start);
+        s += "            for (; j < inner; j += st) {\n";
         if (tail) {
             s += tail();
         } else {
             for (std::size_t k : ks)
                 s += fmt::format("                const {0} l{1}_ = p{1}[b{1} + j * t{1}];\n",
                                  ty(k), k);
+            for (std::size_t k : stores) s += fmt::format("                {} y{}_;\n", ty(k), k);
             s += fmt::format("                {{ const I ju = j; (void)ju; {} }}\n", use("_"));
+            for (std::size_t k : stores)
+                s += fmt::format("                p{0}[b{0} + j * t{0}] = y{0}_;\n", k);
         }
         s += "            }\n            }\n";
         return s;
@@ -684,10 +784,12 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             at_j += fmt::format(" const I o{0} = b{0} + j * t{0};", k);
         out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
         std::vector<std::size_t> pre_loads = loads_in(0, g_.reduce_at);
-        out_ +=
-            unrolled_loop("(I)threadIdx.x", "(I)blockDim.x", pre_loads, [&](const std::string& u) {
+        out_ += unrolled_loop(
+            "(I)threadIdx.x", "(I)blockDim.x", pre_loads,
+            [&](const std::string& u) {
                 return fmt::format("{}_push(a, {});", pfx_, call_loaded(pre_, 0, g_.reduce_at, u));
-            });
+            },
+            "", {}, {}, push4(pfx_, pre_, 0, g_.reduce_at));
         out_ += fmt::format("            a = {}_block(a);\n", pfx_);
         // A non-finite max is not subtracted: the sum is then of plain exponentials.
         out_ += fmt::format("            const {0} shift = isfinite(a.m) ? a.m : {0}(0);\n", A);
@@ -707,17 +809,19 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         bool log_softmax = nz.op == Op::LogSoftmax;
         out_ += log_softmax ? fmt::format("            const {} lsum = log(sum);\n", A)
                             : fmt::format("            const {0} rsum = {0}(1) / sum;\n", A);
-        out_ +=
-            unrolled_loop("(I)threadIdx.x", "(I)blockDim.x", pre_loads, [&](const std::string& u) {
+        out_ += unrolled_loop(
+            "(I)threadIdx.x", "(I)blockDim.x", pre_loads,
+            [&](const std::string& u) {
                 std::string c;
-                for (std::size_t k = 0; k < nslots(); ++k)
+                for (std::size_t k : loads_in(g_.reduce_at + 1, n))
                     c += fmt::format(" const I o{0} = b{0} + ju * t{0};", k);
                 c += fmt::format(" const {} z = {} - shift;", A,
                                  call_loaded(pre_, 0, g_.reduce_at, u));
                 c +=
                     fmt::format(" const {} r = {};", A, log_softmax ? "z - lsum" : "exp(z) * rsum");
-                return c + " " + call_at(post_, g_.reduce_at + 1, n, true, "r");
-            });
+                return c + " " + call_at(post_, g_.reduce_at + 1, n, true, "r", u);
+            },
+            "", {}, output_slots());
         out_ += "    }\n}\n";
     }
 
@@ -743,34 +847,28 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                                     c_type(instr(at).dtype), k);
             out_ += fmt::format("{}{}_acc a = {}_identity();\n", in, px, px);
             out_ += unrolled_loop(
-                "(I)threadIdx.x", "(I)blockDim.x", loads_in(lo, at), [&](const std::string& u) {
+                "(I)threadIdx.x", "(I)blockDim.x", loads_in(lo, at),
+                [&](const std::string& u) {
                     return fmt::format("{}_push(a, {});", px,
                                        call_loaded(fn, lo, at, u, reduced_args(lo)));
-                });
+                },
+                "", {}, {}, push4(px, fn, lo, at, reduced_args(lo)));
             out_ += fmt::format("{}a = {}_block(a);\n", in, px);
             if (k < last)
                 out_ += fmt::format("                r{} = {};\n            }}\n", k,
                                     final_value(instr(at), at));
         }
         out_ += fmt::format("            const {} r = {};\n", c_type(red.dtype), final_value(red));
-        out_ += unrolled_loop("(I)threadIdx.x", "(I)blockDim.x", loads_in(g_.reduce_at + 1, n),
-                              [&](const std::string& u) {
-                                  std::string c;
-                                  for (std::size_t k = g_.inputs.size(); k < nslots(); ++k)
-                                      c += fmt::format(" const I o{0} = b{0} + ju * t{0};", k);
-                                  std::vector<std::string> as{reduced_args(n)};
-                                  for (std::size_t k : loads_in(g_.reduce_at + 1, n))
-                                      as.push_back(fmt::format("l{}{}", k, u));
-                                  std::string call =
-                                      fmt::format("{}({}", post_, fmt::join(as, ", "));
-                                  std::string decl, store;
-                                  for (std::size_t k = g_.inputs.size(); k < nslots(); ++k) {
-                                      decl += fmt::format(" {} y{};", ty(k), k);
-                                      call += fmt::format(", y{}", k);
-                                      store += fmt::format(" p{0}[o{0}] = y{0};", k);
-                                  }
-                                  return c + decl + " " + call + ");" + store;
-                              });
+        out_ += unrolled_loop(
+            "(I)threadIdx.x", "(I)blockDim.x", loads_in(g_.reduce_at + 1, n),
+            [&](const std::string& u) {
+                std::vector<std::string> as{reduced_args(n)};
+                for (std::size_t k : loads_in(g_.reduce_at + 1, n))
+                    as.push_back(fmt::format("l{}{}", k, u));
+                for (std::size_t k : output_slots()) as.push_back(fmt::format("y{}{}", k, u));
+                return fmt::format("{}({});", post_, fmt::join(as, ", "));
+            },
+            "", {}, output_slots());
         out_ += "    }\n}\n";
     }
 

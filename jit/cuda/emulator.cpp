@@ -65,6 +65,16 @@ static inline double __longlong_as_double(long long i) { double f; memcpy(&f, &i
 static inline void __threadfence() {}
 static inline unsigned atomicAdd(unsigned* p, unsigned v) { unsigned o = *p; *p = o + v; return o; }
 template <class T> static inline T __ldcg(const T* p) { return *p; }
+/* A 16-byte access off alignment faults on a GPU; on the host it would go unseen. */
+#include <stdio.h>
+#include <stdlib.h>
+#define AGNESI_ASSERT_ALIGNED(p) agnesi_emu_assert_aligned(p, __LINE__)
+static inline void agnesi_emu_assert_aligned(const void* p, int line) {
+    if ((unsigned long long)p & 15) {
+        fprintf(stderr, "CUDA emulator: a 16-byte access at %p, off alignment (line %d)\n", p, line);
+        abort();
+    }
+}
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(16) int4 { int x, y, z, w; };
 static inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
