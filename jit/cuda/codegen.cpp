@@ -809,17 +809,24 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         bool log_softmax = nz.op == Op::LogSoftmax;
         out_ += log_softmax ? fmt::format("            const {} lsum = log(sum);\n", A)
                             : fmt::format("            const {0} rsum = {0}(1) / sum;\n", A);
+        // The epilogue's inputs along the row are loaded with the row's values.
+        std::vector<std::size_t> row_loads = pre_loads;
+        for (std::size_t k : loads_in(g_.reduce_at + 1, n))
+            if (std::find(row_loads.begin(), row_loads.end(), k) == row_loads.end())
+                row_loads.push_back(k);
+        std::sort(row_loads.begin(), row_loads.end());
         out_ += unrolled_loop(
-            "(I)threadIdx.x", "(I)blockDim.x", pre_loads,
+            "(I)threadIdx.x", "(I)blockDim.x", row_loads,
             [&](const std::string& u) {
-                std::string c;
+                std::string c = fmt::format(" const {} z = {} - shift;", A,
+                                            call_loaded(pre_, 0, g_.reduce_at, u));
+                c += fmt::format(" const {} r = {}; ", A,
+                                 log_softmax ? "z - lsum" : "exp(z) * rsum");
+                std::vector<std::string> as{"r"};
                 for (std::size_t k : loads_in(g_.reduce_at + 1, n))
-                    c += fmt::format(" const I o{0} = b{0} + ju * t{0};", k);
-                c += fmt::format(" const {} z = {} - shift;", A,
-                                 call_loaded(pre_, 0, g_.reduce_at, u));
-                c +=
-                    fmt::format(" const {} r = {};", A, log_softmax ? "z - lsum" : "exp(z) * rsum");
-                return c + " " + call_at(post_, g_.reduce_at + 1, n, true, "r", u);
+                    as.push_back(fmt::format("l{}{}", k, u));
+                for (std::size_t k : output_slots()) as.push_back(fmt::format("y{}{}", k, u));
+                return c + fmt::format("{}({});", post_, fmt::join(as, ", "));
             },
             "", {}, output_slots());
         out_ += "    }\n}\n";
