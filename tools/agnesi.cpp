@@ -187,6 +187,11 @@ int run(int argc, char** argv) {
         "types", po::bool_switch(), "debug format: show dtype and shape")(
         "wrt", po::value<std::vector<std::string>>()->composing(), "grad: variables x,y,...")(
         "target", po::value<std::string>()->default_value("cuda"), "emit: cuda|cpu");
+    // `--help` in EXPR's place asks for help ("-h" stays an expression: the negation of h).
+    if (text == "--help") {
+        std::cout << kUsage << "\n" << opts;
+        return 0;
+    }
     po::variables_map vm;
     // Everything after EXPR is options; EXPR itself is never read as one (the parser skips the
     // first element it is given, as it would a program name, and that element is EXPR).
