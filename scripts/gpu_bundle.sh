@@ -9,7 +9,7 @@
 #   OUT_DIR/run.sh [--quick]
 # runs the tests that need a device (the CUDA tiers of the JIT tests, waiting and asynchronous;
 # the device tensors, the CUDA corpus and fuzz test), then benchmarks/compare_gpu.sh on the
-# bundled agnesi-bench.
+# bundled agnesi-bench, then NVRTC's compile times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -47,6 +47,8 @@ nvidia-smi -L || status=1
     --gtest_filter='CudaDevice.*:DeviceTensor.*:Cuda*.*:Arch/*:Tiers/JitTest.*/Cuda*-CudaEmulator.*' || status=1
 "$here/bin/agnesi_fuzz_tests" --gtest_brief=1 --gtest_filter='FuzzJit.CudaBatches' || status=1
 benchmarks/compare_gpu.sh "$here" "$@" || status=1
+# NVRTC's cold compile of each workload's kernels on this machine's CPU.
+"$here/bin/agnesi_bench_cuda_compile" --benchmark_filter=Cold || status=1
 exit $status
 RUN
 chmod +x "$out/run.sh"
