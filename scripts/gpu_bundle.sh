@@ -47,6 +47,11 @@ nvidia-smi -L || status=1
     --gtest_filter='CudaDevice.*:DeviceTensor.*:Cuda*.*:Arch/*:Tiers/JitTest.*/Cuda*-CudaEmulator.*' || status=1
 "$here/bin/agnesi_fuzz_tests" --gtest_brief=1 --gtest_filter='FuzzJit.CudaBatches' || status=1
 benchmarks/compare_gpu.sh "$here" "$@" || status=1
+# The row kernels again with every row on strided scalar loads, to set beside the table's.
+echo "row kernels with AGNESI_CUDA_ROWS_BY_FOUR=0 (strided scalar loads):"
+for w in softmax logsumexp layer_norm; do
+    AGNESI_CUDA_ROWS_BY_FOUR=0 "$here/bin/agnesi-bench" --device cuda --filter "$w" "$@" || status=1
+done
 # NVRTC's cold compile of each workload's kernels on this machine's CPU.
 "$here/bin/agnesi_bench_cuda_compile" --benchmark_filter=Cold || status=1
 exit $status

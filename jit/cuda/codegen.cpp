@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 
 #include "agnesi/error.hpp"
@@ -24,6 +26,16 @@ std::string sanitize(const std::string& s) {
 // Loops are not unrolled: the kernels are memory-bound, and unrolled copies of a long fused
 // body are most of NVRTC's compile time. The index type is 32-bit unless the source is compiled
 // with -DAGNESI_WIDE_INDEX (the runtime does that only for launches that need it).
+// AGNESI_CUDA_ROWS_BY_FOUR=0 keeps every row on the strided scalar loads, to measure what the
+// 16-byte loads of contiguous rows bring on a device.
+bool rows_by_four() {
+    static const bool on = [] {
+        const char* v = std::getenv("AGNESI_CUDA_ROWS_BY_FOUR");
+        return !(v && std::strcmp(v, "0") == 0);
+    }();
+    return on;
+}
+
 const char* kPrelude = R"(#define AGNESI_MAX_RANK 8
 #define AGNESI_NO_UNROLL _Pragma("unroll 1")
 #ifdef AGNESI_WIDE_INDEX
@@ -680,7 +692,9 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             "                int w4 = v4;\n"
             "                asm volatile(\"\" : \"+r\"(w4));\n",
             start, step, guard.empty() ? "" : "if (" + guard + ") ",
-            v4.empty() ? "true" : fmt::format("{}", fmt::join(v4, " && ")));
+            !rows_by_four() ? "false"
+            : v4.empty()    ? "true"
+                            : fmt::format("{}", fmt::join(v4, " && ")));
         for (std::size_t k : ks) {
             s += fmt::format("                {0} l{1}_0, l{1}_1, l{1}_2, l{1}_3;\n", ty(k), k);
             s += fmt::format(
