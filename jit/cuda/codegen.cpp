@@ -56,13 +56,22 @@ struct agnesi_params {
 };
 struct agnesi_strides { int64_t s[AGNESI_MAX_RANK]; };
 // Four consecutive values of 4 or 8 bytes from a 16-byte aligned address: one or two 16-byte
-// loads (or stores) where there would be four. (The CPU emulator checks the alignment.)
+// loads (or stores) where there would be four; agnesi_vld and agnesi_vst move a float4 or int4.
+// (The CPU emulator checks the alignment of each.)
 #ifndef AGNESI_ASSERT_ALIGNED
 #define AGNESI_ASSERT_ALIGNED(p)
 #endif
 template <class T> struct alignas(16) agnesi_vec4 { T v[4]; };
 template <class T> static __device__ __forceinline__ bool agnesi_al4(const T* p) {
     return (sizeof(T) == 4 || sizeof(T) == 8) && ((unsigned long long)p & 15) == 0;
+}
+template <class V, class T> static __device__ __forceinline__ V agnesi_vld(const T* p) {
+    AGNESI_ASSERT_ALIGNED(p);
+    return *reinterpret_cast<const V*>(p);
+}
+template <class V, class T> static __device__ __forceinline__ void agnesi_vst(T* p, const V& v) {
+    AGNESI_ASSERT_ALIGNED(p);
+    *reinterpret_cast<V*>(p) = v;
 }
 template <class T>
 static __device__ __forceinline__ void agnesi_ld4(const T* p, T& a, T& b, T& c, T& d) {
@@ -408,10 +417,10 @@ class GroupEmitter {
         out_ += decompose(all_slots(), "0", "last", 20) + "                }\n            }\n";
         for (std::size_t k : loads_in(0, n))
             out_ += fmt::format(
-                "            const {0} l{1} = w{1} ? *reinterpret_cast<const {0}*>(p{1} + o{1} + "
-                "j) : make_{0}(p{1}[o{1}], p{1}[o{1}], p{1}[o{1}], p{1}[o{1}]);\n",
+                "            const {0} l{1} = w{1} ? agnesi_vld<{0}>(p{1} + o{1} + j) : "
+                "make_{0}(p{1}[o{1}], p{1}[o{1}], p{1}[o{1}], p{1}[o{1}]);\n",
                 vec4(k), k);
-        emit_lanes("*reinterpret_cast<{0}*>(p{1} + o{1} + j) = y{1};");
+        emit_lanes("agnesi_vst<{0}>(p{1} + o{1} + j, y{1});");
         out_ +=
             "        }\n"
             "        if (P.mode == 3) return;\n"
