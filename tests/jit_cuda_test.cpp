@@ -4,10 +4,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <random>
 #include <regex>
 
@@ -220,6 +223,88 @@ TEST(CudaEmulator, CorpusAgreesWithTheReferenceEvaluator) {
         EXPECT_THAT(f.source(), HasSubstr("__global__"));
         return f.call(args);
     });
+}
+
+// Each float32 function against the double-precision library function, in ulp of the exact
+// result: a strided sample of every float bit pattern (all signs and binades, subnormals,
+// infinities, NaNs) and each function's edges. The bounds are CUDA's stated maximum errors
+// (CUDA C++ Programming Guide, single-precision functions; sigmoid is this library's
+// `(x >= 0 ? 1 : z) / (1 + z)`, `z = exp(-|x|)`: exp's 2 ulp, and 1.5 for the sum and the
+// division). On the CPU the emulator runs the same kernels on the host's math library, whose
+// float functions (glibc's) are held to CUDA's bounds plus `slack` (glibc's tanhf reaches 2.07
+// ulp where CUDA states 2).
+void expect_float_functions_within_cuda_bounds(const CompileOptions& options, double slack = 0) {
+    std::vector<float> xs;
+    for (std::uint64_t b = 0; b < (1ull << 32); b += 4093) {
+        auto bits = static_cast<std::uint32_t>(b);
+        float f;
+        std::memcpy(&f, &bits, sizeof f);
+        xs.push_back(f);
+    }
+    for (float f : {0.0f, -0.0f, 1.0f, -1.0f, 88.72f, 88.73f, -87.33f, -103.9f, -104.1f, 1e-30f,
+                    -1e-30f, 1e-45f, -0.9999999f, 17.0f, -18.5f, 1e4f, -1e4f, 1e30f})
+        xs.push_back(f);
+    const auto n = static_cast<std::int64_t>(xs.size());
+    Expr x = variable("x", {n}, f32);
+    struct Fn {
+        Expr e;
+        double (*ref)(double);
+        double bound;
+    };
+    const std::vector<Fn> fns{
+        {exp(x), [](double v) { return std::exp(v); }, 2},
+        {expm1(x), [](double v) { return std::expm1(v); }, 1},
+        {log(x), [](double v) { return std::log(v); }, 1},
+        {log1p(x), [](double v) { return std::log1p(v); }, 1},
+        {sqrt(x), [](double v) { return std::sqrt(v); }, 0.5},
+        {sin(x), [](double v) { return std::sin(v); }, 2},
+        {cos(x), [](double v) { return std::cos(v); }, 2},
+        {tanh(x), [](double v) { return std::tanh(v); }, 2},
+        {erf(x), [](double v) { return std::erf(v); }, 2},
+        {sigmoid(x),
+         [](double v) { return v >= 0 ? 1 / (1 + std::exp(-v)) : std::exp(v) / (1 + std::exp(v)); },
+         3.5}};
+    std::vector<Expr> outs;
+    for (const Fn& f : fns) outs.push_back(f.e);
+    Function fn = compile({x}, outs, options);
+    std::vector<Tensor> got = fn.call({Tensor::from_vector<float>({n}, xs)});
+    ASSERT_EQ(got.size(), fns.size());
+    for (std::size_t r = 0; r < fns.size(); ++r) {
+        SCOPED_TRACE(to_string(fns[r].e));
+        double worst = 0;
+        int failures = 0;
+        for (std::int64_t i = 0; i < n && failures < 5; ++i) {
+            const float in = xs[static_cast<std::size_t>(i)], out = got[r].data<float>()[i];
+            const double want = fns[r].ref(in);
+            bool ok = true;
+            double err = 0;
+            if (std::isnan(want)) {
+                ok = std::isnan(out);
+            } else if (std::isinf(want) || want == 0) {
+                ok = out == want && std::signbit(out) == std::signbit(want);
+            } else if (std::isinf(out)) {
+                ok = out == static_cast<float>(want);  // overflowed in rounding too
+            } else {
+                int e = 0;
+                std::frexp(want, &e);
+                err = std::fabs(static_cast<double>(out) - want) /
+                      std::ldexp(1.0, std::max(e, -125) - 24);
+                ok = err <= fns[r].bound + slack;
+                worst = std::max(worst, err);
+            }
+            if (!ok) {
+                ++failures;
+                ADD_FAILURE() << "at x = " << in << ": got " << out << ", want " << want << " ("
+                              << err << " ulp)";
+            }
+        }
+        EXPECT_GT(worst, 0.0);  // the comparison saw real values
+        std::cout << to_string(fns[r].e) << ": at most " << worst << " ulp\n";
+    }
+}
+
+TEST(CudaEmulator, Float32FunctionsWithinCudaUlpBounds) {
+    expect_float_functions_within_cuda_bounds({.backend = Backend::EmulatedCuda}, 0.25);
 }
 
 #ifdef AGNESI_WITH_CUDA
@@ -465,6 +550,12 @@ TEST(CudaDevice, CorpusAgreesWithTheReferenceEvaluator) {
         std::vector<Tensor> no_shared;
         return jit::cuda::run_program(*ex, p, args, no_shared, {});
     });
+}
+
+TEST(CudaDevice, Float32FunctionsWithinCudaUlpBounds) {
+    auto avail = cuda_availability();
+    if (!avail.available) GTEST_SKIP() << "no CUDA device: " << avail.reason;
+    expect_float_functions_within_cuda_bounds({.device = Device::cuda()});
 }
 
 TEST(CudaDevice, ResultsAndSharedVariablesStayOnTheDevice) {
