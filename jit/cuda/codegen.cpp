@@ -23,9 +23,6 @@ std::string sanitize(const std::string& s) {
     return out.empty() ? "f" : out;
 }
 
-// Loops are not unrolled: the kernels are memory-bound, and unrolled copies of a long fused
-// body are most of NVRTC's compile time. The index type is 32-bit unless the source is compiled
-// with -DAGNESI_WIDE_INDEX (the runtime does that only for launches that need it).
 // AGNESI_CUDA_ROWS_BY_FOUR=0 keeps every row on the strided scalar loads, to measure what the
 // 16-byte loads of contiguous rows bring on a device.
 bool rows_by_four() {
@@ -36,6 +33,9 @@ bool rows_by_four() {
     return on;
 }
 
+// Loops are not unrolled: the kernels are memory-bound, and unrolled copies of a long fused
+// body are most of NVRTC's compile time. The index type is 32-bit unless the source is compiled
+// with -DAGNESI_WIDE_INDEX (the runtime does that only for launches that need it).
 const char* kPrelude = R"(#define AGNESI_MAX_RANK 8
 #define AGNESI_NO_UNROLL _Pragma("unroll 1")
 #ifdef AGNESI_WIDE_INDEX
