@@ -2,7 +2,7 @@
 // from variables, differentiated with `grad` where it needs a gradient, compiled with `compile`,
 // and timed through `Function::call` (median of the repetitions after a warm-up).
 //
-//   agnesi-bench [--quick] [--all] [--filter SUBSTR] [--device cpu|cuda]
+//   agnesi-bench [--quick] [--all] [--filter SUBSTR] [--device cpu|cuda] [--profile]
 //
 // Prints workload<TAB>implementation<TAB>median_ms<TAB>value<TAB>unit per workload, like the
 // peers in benchmarks/peers/, and to stderr `check<TAB>workload<TAB>implementation<TAB>checksum`
@@ -45,6 +45,7 @@ struct Config {
     bool quick = false;
     bool all = false;
     bool cuda = false;
+    bool profile = false;
     std::string filter;
 };
 
@@ -142,6 +143,32 @@ class Inputs {
     std::vector<Tensor> args_;
 };
 
+// Where a call's time goes, per fusion group, on stderr: a profiled twin of the function (the
+// timed one is left as it is), called as often as the timing called it.
+void print_profile(const std::string& workload, Impl impl, const Inputs& in,
+                   const std::vector<Expr>& outputs) {
+    impl.options.profile = true;
+    Function f = compile(in.vars(), outputs, impl.options);
+    f.wait_ready();
+    for (int i = 0; i < impl.warmup; ++i) f.call(in.args());
+    std::vector<GroupProfile> before = f.profile();
+    for (int i = 0; i < impl.reps; ++i) f.call(in.args());
+    std::vector<std::string> lines;  // the schedule's lines of groups ("g3: ...")
+    std::string text = f.schedule_text();
+    for (std::size_t at = 0, nl; at < text.size(); at = nl + 1) {
+        nl = text.find('\n', at);
+        if (nl == std::string::npos) nl = text.size();
+        if (text[at] == 'g') lines.push_back(text.substr(at, nl - at));
+    }
+    for (const GroupProfile& g : f.profile()) {
+        std::int64_t calls = g.calls - before[g.group].calls;
+        if (calls == 0) continue;
+        std::fprintf(stderr, "profile\t%s\t%s\t%.4f ms\t%s\n", workload.c_str(), impl.name.c_str(),
+                     (g.ms - before[g.group].ms) / static_cast<double>(calls),
+                     g.group < lines.size() ? lines[g.group].c_str() : g.kind.c_str());
+    }
+}
+
 // Compiles `outputs` under each implementation, times its calls and reports `rate(ms)`.
 // `checksum` reads the outputs of the first call; `reset` (if any) runs before each
 // implementation (to restore shared state).
@@ -169,6 +196,7 @@ void run(const Config& cfg, const std::string& workload, const Inputs& in,
             });
             report(workload, impl.name, ms, rate(ms), unit_name);
             check(workload, impl.name, checksum(first));
+            if (cfg.profile) print_profile(workload, impl, in, outputs);
         } catch (const Error& e) {
             std::fprintf(stderr, "agnesi-bench: %s, %s: %s\n", workload.c_str(), impl.name.c_str(),
                          e.what());
@@ -515,7 +543,9 @@ int main(int argc, char** argv) {
                                               "smaller sizes and fewer repetitions")(
         "all", po::bool_switch(&cfg.all), "the evaluator tier on the full sizes too")(
         "filter", po::value(&cfg.filter), "only workloads whose name contains this")(
-        "device", po::value(&device), "cpu or cuda")("compile-once", "(internal)");
+        "device", po::value(&device), "cpu or cuda")(
+        "profile", po::bool_switch(&cfg.profile),
+        "each workload's time per fusion group, on stderr")("compile-once", "(internal)");
     po::variables_map vm;
     try {
         po::store(po::parse_command_line(argc, argv, desc), vm);

@@ -155,6 +155,14 @@ class FunctionImpl {
 
     std::vector<Tensor> call(const std::vector<Tensor>& args);
 
+    // Per group: calls and milliseconds (CompileOptions::profile).
+    std::vector<std::pair<std::int64_t, double>> profiled;
+    void add_profile(std::size_t gi, double ms) {
+        if (profiled.size() != program.groups.size()) profiled.assign(program.groups.size(), {});
+        profiled[gi].first += 1;
+        profiled[gi].second += ms;
+    }
+
     // Buffers are recycled between calls: temporaries at once, outputs and replaced shared
     // values once nobody else holds them. A fresh large buffer costs page faults on first touch.
     std::vector<Tensor> pool, lent;
@@ -268,8 +276,11 @@ std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
         }
         given = shared_values;
         auto& cuda = static_cast<jit::cuda::CudaExecutor&>(*executor);
+        std::vector<double> group_ms;
         std::vector<Tensor> all =
-            jit::cuda::run_program(cuda, p, args, shared_values, env, !options.asynchronous);
+            jit::cuda::run_program(cuda, p, args, shared_values, env, !options.asynchronous,
+                                   options.profile ? &group_ms : nullptr);
+        for (std::size_t gi = 0; gi < group_ms.size(); ++gi) add_profile(gi, group_ms[gi]);
         std::vector<Tensor> out(all.begin(), all.begin() + p.num_outputs);
         // Shared values uploaded by this call stay on the device, unless replaced meanwhile.
         for (std::size_t k = 0; k < shared.size(); ++k) {
@@ -319,9 +330,23 @@ std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
     jit::GroupCall gc;
     std::vector<char> done(p.groups.size(), 0);
     bool parallel_blocks = executor->name() == "native";
+    // Profiling on the CPU: the host's clock around each group's work (a pair of products
+    // counts as its first group's).
+    auto started = std::chrono::steady_clock::now();
+    auto profile_to = [&](std::size_t gi) {
+        if (!options.profile) return;
+        auto now = std::chrono::steady_clock::now();
+        add_profile(gi, std::chrono::duration<double, std::milli>(now - started).count());
+        started = now;
+    };
     for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
         if (done[gi]) continue;
         const jit::Group& g = p.groups[gi];
+        struct Profiled {
+            decltype(profile_to)& to;
+            std::size_t gi;
+            ~Profiled() { to(gi); }
+        } profiled_group{profile_to, gi};
         if (auto pair = jit::find_gemv_pair(p, gi, env)) {
             jit::run_gemv_pair(p, *pair, ptrs.data(), env, *executor, threads, parallel_blocks);
             for (std::size_t m : pair->members) done[m] = 1;
@@ -427,6 +452,28 @@ std::string Function::backend() const {
 }
 const CompileStats& Function::stats() const {
     return impl_->stats;
+}
+std::vector<GroupProfile> Function::profile() const {
+    if (!impl_) throw Error("profile(): the function is empty");
+    std::lock_guard lock(impl_->mutex);
+    if (!impl_->options.profile)
+        throw Error(
+            fmt::format("{}: profile() needs the function compiled with "
+                        "CompileOptions::profile = true",
+                        impl_->options.name));
+    std::vector<GroupProfile> out;
+    const auto& groups = impl_->program.groups;
+    for (std::size_t gi = 0; gi < groups.size(); ++gi) {
+        GroupProfile g;
+        g.group = gi;
+        g.kind = jit::group_kind_name(groups[gi].kind);
+        if (gi < impl_->profiled.size()) {
+            g.calls = impl_->profiled[gi].first;
+            g.ms = impl_->profiled[gi].second;
+        }
+        out.push_back(std::move(g));
+    }
+    return out;
 }
 void Function::wait_ready() const {
     if (!impl_) return;

@@ -1011,9 +1011,13 @@ GemmLayout gemm_layout(const Program& p, const Group& g, const DimEnv& env) {
     return l;
 }
 
+const char* group_kind_name(GroupKind k) {
+    static const char* kinds[] = {"pointwise", "reduce", "row-normalize", "matmul", "row-reduce"};
+    return kinds[static_cast<int>(k)];
+}
+
 std::string Program::to_string() const {
     std::string s;
-    static const char* kinds[] = {"pointwise", "reduce", "row-normalize", "matmul", "row-reduce"};
     static const char* bkinds[] = {"input", "shared", "constant", "temp", "output"};
     for (std::size_t i = 0; i < buffers.size(); ++i) {
         const Buffer& b = buffers[i];
@@ -1024,8 +1028,7 @@ std::string Program::to_string() const {
     }
     for (std::size_t i = 0; i < groups.size(); ++i) {
         const Group& g = groups[i];
-        s += fmt::format("g{}: {} over {}", i, kinds[static_cast<int>(g.kind)],
-                         shape_string(g.domain));
+        s += fmt::format("g{}: {} over {}", i, group_kind_name(g.kind), shape_string(g.domain));
         if (g.kind == GroupKind::Matmul)
             s +=
                 fmt::format(" gemm(b{}, b{}) -> b{}", g.gemm.a.buffer, g.gemm.b.buffer, g.gemm.out);

@@ -77,6 +77,8 @@ struct Instr {
 };
 
 enum class GroupKind : std::uint8_t { Pointwise, Reduce, RowNormalize, Matmul, RowReduce };
+/// "pointwise", "reduce", "row-normalize", "matmul" or "row-reduce".
+const char* group_kind_name(GroupKind k);
 
 struct Gemm {
     Access a, b;   ///< operands ([..., M, K] and [..., K, N]); views only transpose or broadcast

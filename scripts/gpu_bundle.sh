@@ -52,6 +52,10 @@ echo "row kernels with AGNESI_CUDA_ROWS_BY_FOUR=0 (strided scalar loads):"
 for w in softmax logsumexp layer_norm; do
     AGNESI_CUDA_ROWS_BY_FOUR=0 "$here/bin/agnesi-bench" --device cuda --filter "$w" "$@" || status=1
 done
+# Where the multi-kernel workloads spend their time, kernel by kernel (CUDA events).
+for w in logreg mlp_step layer_norm; do
+    "$here/bin/agnesi-bench" --device cuda --profile --filter "$w" "$@" >/dev/null || status=1
+done
 # NVRTC's cold compile of each workload's kernels on this machine's CPU.
 "$here/bin/agnesi_bench_cuda_compile" --benchmark_filter=Cold || status=1
 exit $status

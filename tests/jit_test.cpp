@@ -444,6 +444,28 @@ TEST_P(JitTest, RowsByFourWithNonFiniteValuesAndOffsets) {
                              ints, tier());
 }
 
+TEST_P(JitTest, ProfileCountsEachGroupsCallsAndTime) {
+    auto z = matrix("z", 64, 300, f32), w = matrix("w", 300, 20, f32);
+    Expr h = tanh(matmul(z, w));
+    Function f = compile({z, w}, {softmax(h, 1), sum(z * z, {1})},
+                         {.device = device(), .backend = backend(), .profile = true});
+    Tensor zv = random_tensor(f32, {64, 300}, rng), wv = random_tensor(f32, {300, 20}, rng);
+    for (int i = 0; i < 4; ++i) f(zv, wv);
+    std::vector<GroupProfile> prof = f.profile();
+    ASSERT_EQ(prof.size(), static_cast<std::size_t>(f.stats().groups));
+    double total = 0;
+    int products = 0;
+    for (const GroupProfile& g : prof) {
+        SCOPED_TRACE(g.group);
+        EXPECT_EQ(g.calls, 4);
+        EXPECT_GE(g.ms, 0);
+        total += g.ms;
+        products += g.kind == "matmul";
+    }
+    EXPECT_GT(total, 0);
+    EXPECT_EQ(products, 1);
+}
+
 TEST_P(JitTest, ConstantsAndRepeatedOutputs) {
     auto x = vector("x", 3);
     Bindings at{{"x", random_tensor(f64, {3}, rng)}};

@@ -66,6 +66,30 @@ TEST_F(NullCuda, CallsReuseThePoolAndLaunchOnceAGroup) {
     EXPECT_EQ(after.modules, before.modules);
 }
 
+TEST_F(NullCuda, ProfileTimesEachGroupWithEvents) {
+    // The null driver's events count a microsecond per launch between them: each group's
+    // kernel is one launch, timed between its own two events.
+    auto x = vector("x", 1 << 12, f32);
+    Function f = compile(
+        {x}, {exp(x) * 2 + 1, sum(x)},
+        {.device = Device::cuda(), .asynchronous = true, .profile = true, .name = "profiled"});
+    Tensor a(f32, {1 << 12});
+    NullStats before = stats();
+    for (int i = 0; i < 3; ++i) f(a);
+    EXPECT_EQ(stats().syncs - before.syncs, 3) << "a profiled call waits for its work";
+    std::vector<GroupProfile> prof = f.profile();
+    ASSERT_EQ(prof.size(), 2u);
+    EXPECT_THAT((std::vector<std::string>{prof[0].kind, prof[1].kind}),
+                ::testing::UnorderedElementsAre("pointwise", "reduce"));
+    for (const GroupProfile& g : prof) {
+        EXPECT_EQ(g.calls, 3);
+        EXPECT_NEAR(g.ms, 0.003, 1e-6);
+    }
+    Function plain = compile({x}, {x * 2}, {.device = Device::cuda(), .name = "plain"});
+    EXPECT_THAT([&] { plain.profile(); },
+                ::testing::ThrowsMessage<Error>(HasSubstr("CompileOptions::profile")));
+}
+
 TEST_F(NullCuda, SharedValuesUploadOnceAndStayOnTheDevice) {
     Tensor w0 = Tensor::from_vector<float>({4}, {1, 2, 3, 4});
     Expr w = shared("null_cuda_w", w0);

@@ -94,6 +94,10 @@ struct CompileOptions {
     /// call of another function that uses it; `Function::synchronize()` waits for all of it.
     /// An error inside a kernel is then reported by a later call or read.
     bool asynchronous = false;
+    /// Time each fusion group's work in every call (Function::profile): on a GPU with CUDA
+    /// events around its kernel or products (the call then waits for its work), on the CPU
+    /// with the host's clock.
+    bool profile = false;
     /// Name used in generated source and error messages.
     std::string name = "f";
 };
@@ -105,6 +109,14 @@ struct CompileStats {
     double load_ms = 0;      ///< loading the compiled code
     bool cache_hit = false;
     int groups = 0;  ///< fusion groups (kernels)
+};
+
+/// One fusion group's share of a function's calls (CompileOptions::profile).
+struct GroupProfile {
+    std::size_t group = 0;  ///< its line in Function::schedule_text()
+    std::string kind;       ///< pointwise, reduce, row-normalize, matmul or row-reduce
+    std::int64_t calls = 0;
+    double ms = 0;  ///< in all: device time on a GPU, host time on the CPU
 };
 
 class FunctionImpl;
@@ -132,6 +144,9 @@ class Function {
     /// Which tier answers calls now: "evaluator", "native" or "cuda".
     std::string backend() const;
     const CompileStats& stats() const;
+    /// Where the calls so far spent their time, one entry per fusion group. Needs
+    /// CompileOptions::profile (throws otherwise).
+    std::vector<GroupProfile> profile() const;
     /// Waits until the work of every call so far has finished (CUDA; see
     /// CompileOptions::asynchronous), and reports an error it met.
     void synchronize() const;

@@ -42,6 +42,10 @@ struct Driver {
     decltype(&::cuStreamDestroy) stream_destroy = nullptr;
     decltype(&::cuStreamSynchronize) stream_sync = nullptr;
     decltype(&::cuGetErrorString) error_string = nullptr;
+    decltype(&::cuEventCreate) event_create = nullptr;
+    decltype(&::cuEventRecord) event_record = nullptr;
+    decltype(&::cuEventElapsedTime) event_elapsed = nullptr;
+    decltype(&::cuEventDestroy) event_destroy = nullptr;
     std::string error;  // why the driver is unusable
     int count = 0;
 };
@@ -91,6 +95,15 @@ const Driver& driver() {
         load(lib, r.stream_destroy, "cuStreamDestroy_v2", r.error);
         load(lib, r.stream_sync, "cuStreamSynchronize", r.error);
         load(lib, r.error_string, "cuGetErrorString", r.error);
+        load(lib, r.event_create, "cuEventCreate", r.error);
+        load(lib, r.event_record, "cuEventRecord", r.error);
+        load(lib, r.event_destroy, "cuEventDestroy_v2", r.error);
+        // The elapsed time has a _v2 since CUDA 12.8; older drivers have only the first.
+        r.event_elapsed = reinterpret_cast<decltype(r.event_elapsed)>(
+            dlsym(lib, "cuEventElapsedTime_v2") ? dlsym(lib, "cuEventElapsedTime_v2")
+                                                : dlsym(lib, "cuEventElapsedTime"));
+        if (!r.event_elapsed && r.error.empty())
+            r.error = "the CUDA driver has no cuEventElapsedTime";
         if (!r.error.empty()) return r;
         if (CUresult e = r.init(0); e != CUDA_SUCCESS) {
             const char* s = nullptr;
@@ -335,6 +348,27 @@ void CudaDevice::destroy_stream(Stream s) const {
 
 void CudaDevice::synchronize(Stream s) const {
     AGNESI_CU(driver().stream_sync(static_cast<CUstream>(s)));
+}
+
+Event CudaDevice::create_event() const {
+    make_current();
+    CUevent e;
+    AGNESI_CU(driver().event_create(&e, CU_EVENT_DEFAULT));
+    return e;
+}
+
+void CudaDevice::record(Event e, Stream s) const {
+    AGNESI_CU(driver().event_record(static_cast<CUevent>(e), static_cast<CUstream>(s)));
+}
+
+double CudaDevice::elapsed_ms(Event from, Event to) const {
+    float ms = 0;
+    AGNESI_CU(driver().event_elapsed(&ms, static_cast<CUevent>(from), static_cast<CUevent>(to)));
+    return ms;
+}
+
+void CudaDevice::destroy_event(Event e) const {
+    driver().event_destroy(static_cast<CUevent>(e));
 }
 
 void CudaDevice::trim_pool() {

@@ -24,6 +24,7 @@ using DevicePtr = std::uint64_t;  ///< CUdeviceptr
 using Stream = void*;             ///< CUstream
 using Module = void*;             ///< CUmodule
 using Kernel = void*;             ///< CUfunction
+using Event = void*;              ///< CUevent
 
 /// Whether the driver loads, initializes and reports at least one device (and if not, why).
 CudaAvailability probe_cuda();
@@ -66,6 +67,13 @@ class CudaDevice {
     Stream create_stream() const;
     void destroy_stream(Stream s) const;
     void synchronize(Stream s) const;
+
+    /// Events timing work on a stream: elapsed_ms is the device time between two recorded
+    /// events that have completed.
+    Event create_event() const;
+    void record(Event e, Stream s) const;
+    double elapsed_ms(Event from, Event to) const;
+    void destroy_event(Event e) const;
 
     /// A new stream with its tag; `retire` waits for its work, then destroys it.
     StreamRef create_tagged_stream();

@@ -360,7 +360,7 @@ std::shared_ptr<DeviceStorage> device_block(CudaDevice& dev, std::size_t bytes,
 
 std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
                                 const std::vector<Tensor>& inputs, std::vector<Tensor>& shared,
-                                const DimEnv& env, bool wait) {
+                                const DimEnv& env, bool wait, std::vector<double>* group_ms) {
     CudaDevice& dev = ex.device();
     dev.make_current();
     Stream s = ex.stream();
@@ -444,16 +444,33 @@ std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
     }
     std::vector<void*> dptrs;
     for (DevicePtr b : bufs) dptrs.push_back(reinterpret_cast<void*>(b));
+    // Profiling: an event before each group's work and one after the last, on the stream.
+    struct Events {
+        CudaDevice& dev;
+        std::vector<Event> at;
+        ~Events() {
+            for (Event e : at) dev.destroy_event(e);
+        }
+    } events{dev, {}};
+    if (group_ms)
+        for (std::size_t k = 0; k <= p.groups.size(); ++k) events.at.push_back(dev.create_event());
     for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
         const Group& g = p.groups[gi];
+        if (group_ms) dev.record(events.at[gi], s);
         if (g.kind == GroupKind::Matmul &&
             (ex.run_gemm(p, g, dptrs.data(), env) || g.outputs.empty()))
             continue;
         ex.launch_group(p, gi, bufs.data(), env);
     }
-    if (wait) {  // launch errors reported by the wait come from this call
+    if (group_ms) dev.record(events.at.back(), s);
+    if (wait || group_ms) {  // launch errors reported by the wait come from this call
         dev.end_batch(use);
         dev.wait(use);
+    }
+    if (group_ms) {
+        group_ms->assign(p.groups.size(), 0.0);
+        for (std::size_t gi = 0; gi < p.groups.size(); ++gi)
+            (*group_ms)[gi] = dev.elapsed_ms(events.at[gi], events.at[gi + 1]);
     }
     // A buffer returned twice gets a tensor of its own each time (its host copy is its own).
     std::vector<Tensor> out;

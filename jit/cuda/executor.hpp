@@ -58,9 +58,11 @@ std::shared_ptr<DeviceStorage> device_block(CudaDevice& dev, std::size_t bytes,
 /// already on this device are used in place; others are uploaded, and an uploaded shared value
 /// is replaced in `shared` by a device tensor that also keeps its host values, so that it stays
 /// on the device. Temporaries come from the device pool. This is the device-side counterpart of
-/// the buffer loop in Function's call.
+/// the buffer loop in Function's call. With `group_ms`, the call waits for its work and sets
+/// each group's device time (CUDA events around its kernel or products) there.
 std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
                                 const std::vector<Tensor>& inputs, std::vector<Tensor>& shared,
-                                const DimEnv& env, bool wait = true);
+                                const DimEnv& env, bool wait = true,
+                                std::vector<double>* group_ms = nullptr);
 
 }  // namespace agnesi::jit::cuda
