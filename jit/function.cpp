@@ -332,7 +332,8 @@ std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
     bool parallel_blocks = executor->name() == "native";
     // Profiling on the CPU: the host's clock around each group's work (a pair of products
     // counts as its first group's).
-    auto started = std::chrono::steady_clock::now();
+    auto started = options.profile ? std::chrono::steady_clock::now()
+                                   : std::chrono::steady_clock::time_point{};
     auto profile_to = [&](std::size_t gi) {
         if (!options.profile) return;
         auto now = std::chrono::steady_clock::now();

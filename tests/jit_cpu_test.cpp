@@ -19,6 +19,7 @@
 #include "agnesi/traverse.hpp"
 #include "jit/cpu/codegen.hpp"
 #include "jit/cpu/compiler.hpp"
+#include "support/float_sample.hpp"
 
 namespace agnesi::jit::cpu {
 namespace {
@@ -350,17 +351,10 @@ TEST(JitCpu, EveryFloatUnaryOpMatchesEvaluator) {
 // function's branches.
 TEST(JitCpu, OwnFloatMathIsWithinItsUlpBound) {
     TempCache cache;
-    std::vector<float> xs;
-    for (std::uint64_t b = 0; b < (1ull << 32); b += 4093) {
-        auto bits = static_cast<std::uint32_t>(b);
-        float f;
-        std::memcpy(&f, &bits, sizeof f);
-        xs.push_back(f);
-    }
-    for (float f : {0.0f,    -0.0f,   1.0f,   -1.0f,       88.72f,  88.73f, -87.33f,
-                    -103.9f, -104.1f, 89.5f,  0.625f,      -0.625f, 3.92f,  -3.92f,
-                    1e-30f,  -1e-30f, 1e-45f, -0.9999999f, 17.0f,   -18.5f, 24.5f})
-        xs.push_back(f);
+    std::vector<float> xs = agnesi::testing::float_sample(
+        {0.0f,    -0.0f,   1.0f,   -1.0f,       88.72f,  88.73f, -87.33f,
+         -103.9f, -104.1f, 89.5f,  0.625f,      -0.625f, 3.92f,  -3.92f,
+         1e-30f,  -1e-30f, 1e-45f, -0.9999999f, 17.0f,   -18.5f, 24.5f});
     const auto n = static_cast<std::int64_t>(xs.size());
     Tensor a = Tensor::from_vector<float>({n}, xs);
     Expr x = variable("x", {n}, f32);

@@ -19,6 +19,7 @@
 #include "jit/cuda/plan.hpp"
 #include "jit/scalar_emit.hpp"
 #include "jit/schedule.hpp"
+#include "support/float_sample.hpp"
 #include "support/jit_check.hpp"
 #ifdef AGNESI_WITH_CUDA
 #include "jit/cuda/executor.hpp"
@@ -234,16 +235,9 @@ TEST(CudaEmulator, CorpusAgreesWithTheReferenceEvaluator) {
 // float functions (glibc's) are held to CUDA's bounds plus `slack` (glibc's tanhf reaches 2.07
 // ulp where CUDA states 2).
 void expect_float_functions_within_cuda_bounds(const CompileOptions& options, double slack = 0) {
-    std::vector<float> xs;
-    for (std::uint64_t b = 0; b < (1ull << 32); b += 4093) {
-        auto bits = static_cast<std::uint32_t>(b);
-        float f;
-        std::memcpy(&f, &bits, sizeof f);
-        xs.push_back(f);
-    }
-    for (float f : {0.0f, -0.0f, 1.0f, -1.0f, 88.72f, 88.73f, -87.33f, -103.9f, -104.1f, 1e-30f,
-                    -1e-30f, 1e-45f, -0.9999999f, 17.0f, -18.5f, 1e4f, -1e4f, 1e30f})
-        xs.push_back(f);
+    std::vector<float> xs = agnesi::testing::float_sample(
+        {0.0f, -0.0f, 1.0f, -1.0f, 88.72f, 88.73f, -87.33f, -103.9f, -104.1f, 1e-30f, -1e-30f,
+         1e-45f, -0.9999999f, 17.0f, -18.5f, 1e4f, -1e4f, 1e30f});
     const auto n = static_cast<std::int64_t>(xs.size());
     Expr x = variable("x", {n}, f32);
     struct Fn {

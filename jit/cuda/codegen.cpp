@@ -686,6 +686,12 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                               const std::function<std::string()>& tail = {},
                               const std::vector<std::size_t>& stores = {},
                               const std::string& after4 = "") const {
+        // Slot k's statement `pattern` for each of the four steps ({1}) of the strided side.
+        auto four = [](const char* pattern, std::size_t k) {
+            std::string r;
+            for (int u = 0; u < 4; ++u) r += fmt::format(fmt::runtime(pattern), k, u);
+            return r;
+        };
         std::vector<std::string> v4;
         if (!guard.empty()) v4.push_back(guard);
         for (std::size_t k : ks)
@@ -710,9 +716,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                 "                if (w4 && t{0} != 0) agnesi_ld4(p{0} + b{0} + j, l{0}_0, l{0}_1, "
                 "l{0}_2, l{0}_3);\n                else {{",
                 k);
-            for (int u = 0; u < 4; ++u)
-                s += fmt::format(" l{0}_{1} = p{0}[b{0} + (j + {1} * du) * t{0}];", k, u);
-            s += " }\n";
+            s += four(" l{0}_{1} = p{0}[b{0} + (j + {1} * du) * t{0}];", k) + " }\n";
         }
         for (std::size_t k : stores)
             s += fmt::format("                {0} y{1}_0, y{1}_1, y{1}_2, y{1}_3;\n", ty(k), k);
@@ -727,9 +731,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                 "                if (w4) agnesi_st4(p{0} + b{0} + j, y{0}_0, y{0}_1, y{0}_2, "
                 "y{0}_3);\n                else {{",
                 k);
-            for (int u = 0; u < 4; ++u)
-                s += fmt::format(" p{0}[b{0} + (j + {1} * du) * t{0}] = y{0}_{1};", k, u);
-            s += " }\n";
+            s += four(" p{0}[b{0} + (j + {1} * du) * t{0}] = y{0}_{1};", k) + " }\n";
         }
         s +=
             fmt::format("            }}\n            if (v4) j = (inner & ~(I)3) + ({});\n", start);
