@@ -1,8 +1,9 @@
 // NVRTC compile time of generated CUDA kernels, cold (no cache) and from the caches. Runs without
 // a GPU: NVRTC compiles to cubin for sm_90 on any machine with the toolkit.
-//   BM_JitCompileCudaCold/<workload>   one NVRTC run on the kernel's source
+//   BM_JitCompileCudaCold/<workload>/<dense>   one NVRTC run on the kernel's source
 //   BM_JitCompileCudaDisk/<workload>   the cubin read back from the disk cache
 #include <benchmark/benchmark.h>
+#include <fmt/format.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include "agnesi/agnesi.hpp"
 #include "jit/cuda/codegen.hpp"
 #include "jit/cuda/nvrtc.hpp"
+#include "jit/cuda/plan.hpp"
 #include "jit/schedule.hpp"
 
 namespace {
@@ -60,13 +62,17 @@ std::string workload(int i) {
 const char* kNames[] = {"scale",     "gelu",       "chain",          "softmax",
                         "logsumexp", "layer_norm", "mlp_step_module"};
 
+// Second argument: 0 the general kernels, 1 the dense ones (-DAGNESI_DENSE_LAYOUT), which a
+// function whose layouts are dense compiles instead.
 void BM_JitCompileCudaCold(benchmark::State& state) {
     std::string src = workload(static_cast<int>(state.range(0)));
     jit::cuda::NvrtcOptions o;
     o.arch = "sm_90";
     o.use_cache = false;
+    o.extra = jit::cuda::variant_options(static_cast<int>(state.range(1)));
     for (auto _ : state) benchmark::DoNotOptimize(jit::cuda::nvrtc_compile(src, "bench", o));
-    state.SetLabel(kNames[state.range(0)]);
+    state.SetLabel(
+        fmt::format("{} {}", kNames[state.range(0)], state.range(1) ? "dense" : "general"));
 }
 
 void BM_JitCompileCudaDisk(benchmark::State& state) {
@@ -89,6 +95,9 @@ void BM_JitCompileCudaDisk(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_JitCompileCudaCold)->DenseRange(0, 6)->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_JitCompileCudaCold)
+    ->ArgsProduct({benchmark::CreateDenseRange(0, 6, 1), {0, 1}})
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
 BENCHMARK(BM_JitCompileCudaDisk)->DenseRange(0, 6)->Unit(benchmark::kMillisecond);
 BENCHMARK_MAIN();

@@ -314,15 +314,20 @@ TEST_P(CudaCompile, EveryCorpusKernelCompilesToCubin) {
     jit::cuda::NvrtcOptions o;
     o.arch = GetParam();
     o.use_cache = false;
-    // All kernels of all cases, compiled in parallel as a function's kernels are.
+    // All kernels of all cases, general and dense, compiled in parallel as a function's kernels
+    // are.
     std::vector<std::string> sources;
+    std::vector<std::vector<std::string>> extra;
     for (const Case& c : corpus()) {
         jit::Program p = program_of(c);
         for (std::size_t gi = 0; gi < p.groups.size(); ++gi)
-            sources.push_back(jit::cuda::generate_cuda_group_source(p, c.name, gi));
+            for (int variant : {0, 1}) {
+                sources.push_back(jit::cuda::generate_cuda_group_source(p, c.name, gi));
+                extra.push_back(jit::cuda::variant_options(variant));
+            }
     }
     try {
-        auto results = jit::cuda::nvrtc_compile_all(sources, "corpus", o);
+        auto results = jit::cuda::nvrtc_compile_all(sources, "corpus", o, 0, extra);
         for (std::size_t i = 0; i < sources.size(); ++i) {
             if (!sources[i].empty()) {
                 EXPECT_GT(results[i].cubin->size(), 0u) << sources[i];

@@ -444,6 +444,25 @@ TEST_P(JitTest, RowsByFourWithNonFiniteValuesAndOffsets) {
                              ints, tier());
 }
 
+TEST_P(JitTest, DenseAndGeneralLayoutsOfEveryKernel) {
+    // CUDA kernels come in a dense variant (flat or rows by four over two axes; at most one
+    // kept axis, rows that move four values at a time) and a general one. Kept axes that do
+    // not merge (a transposed batch), rows by four over three axes, a full sum and a split one
+    // (a single kept axis of none), columns, and float64 rows.
+    auto X = variable("X", {4, 5, 8}, f32), b = vector("b", 8, f32), v = vector("v", 70000, f32);
+    auto d = matrix("d", 6, 12);
+    Expr Y = transpose(X, {1, 0, 2});
+    Bindings at{{"X", random_tensor(f32, {4, 5, 8}, rng, -3, 3)},
+                {"b", random_tensor(f32, {8}, rng, -1, 1)},
+                {"v", random_tensor(f32, {70000}, rng, -1, 1)},
+                {"d", random_tensor(f64, {6, 12}, rng)}};
+    expect_matches_reference({X, b, v, d},
+                             {sum(Y, {2}), logsumexp(Y, {2}), softmax(Y, 2), Y - mean(Y, {2}, true),
+                              Y * b, sum(X, {2}), softmax(X, 2), X * b, sum(v), amax(v, {0}),
+                              sum(X, {0}), softmax(d, 1), sum(d, {1}), d - mean(d, {1}, true)},
+                             at, tier(), 1e-4);
+}
+
 TEST_P(JitTest, ProfileCountsEachGroupsCallsAndTime) {
     auto z = matrix("z", 64, 300, f32), w = matrix("w", 300, 20, f32);
     Expr h = tanh(matmul(z, w));

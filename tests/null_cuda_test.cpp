@@ -90,6 +90,38 @@ TEST_F(NullCuda, ProfileTimesEachGroupWithEvents) {
                 ::testing::ThrowsMessage<Error>(HasSubstr("CompileOptions::profile")));
 }
 
+TEST_F(NullCuda, KernelsCompileForTheLayoutsTheirCallsTake) {
+    // Contiguous: the dense kernel alone, compiled with the function; calls compile nothing.
+    auto x = vector("x", 1 << 12, f32);
+    long m0 = stats().modules;
+    Function f = compile({x}, {exp(x) * 2}, {.device = Device::cuda(), .name = "dense"});
+    long m1 = stats().modules;
+    EXPECT_EQ(m1 - m0, 1);
+    f(Tensor(f32, {1 << 12}));
+    EXPECT_EQ(stats().modules, m1);
+    // A transposed input: the general kernel, compiled with the function.
+    auto z = matrix("z", 64, 32, f32);
+    Function t = compile({z}, {transpose(z) * 2}, {.device = Device::cuda(), .name = "strided"});
+    long m2 = stats().modules;
+    EXPECT_EQ(m2 - m1, 1);
+    t(Tensor(f32, {64, 32}));
+    EXPECT_EQ(stats().modules, m2);
+    // Symbolic sizes are guessed: a bias along rows of `m` values goes by four, dense. Rows of
+    // six values cannot: the general kernel is compiled at the first such call, once.
+    Dim n = sym_dim("n"), m = sym_dim("m");
+    auto X = variable("X", {n, m}, f32), b = variable("b", {m}, f32);
+    Function g = compile({X, b}, {X + b}, {.device = Device::cuda(), .name = "guess"});
+    long m3 = stats().modules;
+    EXPECT_EQ(m3 - m2, 1);
+    g(Tensor(f32, {8, 16}), Tensor(f32, {16}));
+    EXPECT_EQ(stats().modules, m3);
+    g(Tensor(f32, {8, 6}), Tensor(f32, {6}));
+    EXPECT_EQ(stats().modules, m3 + 1);
+    g(Tensor(f32, {5, 6}), Tensor(f32, {6}));
+    g(Tensor(f32, {8, 16}), Tensor(f32, {16}));
+    EXPECT_EQ(stats().modules, m3 + 1);
+}
+
 TEST_F(NullCuda, SharedValuesUploadOnceAndStayOnTheDevice) {
     Tensor w0 = Tensor::from_vector<float>({4}, {1, 2, 3, 4});
     Expr w = shared("null_cuda_w", w0);

@@ -14,6 +14,15 @@
 #include "jit/scalar_emit.hpp"
 
 namespace agnesi::jit::cuda {
+
+bool rows_by_four() {
+    static const bool on = [] {
+        const char* v = std::getenv("AGNESI_CUDA_ROWS_BY_FOUR");
+        return !(v && std::strcmp(v, "0") == 0);
+    }();
+    return on;
+}
+
 namespace {
 
 std::string sanitize(const std::string& s) {
@@ -23,25 +32,22 @@ std::string sanitize(const std::string& s) {
     return out.empty() ? "f" : out;
 }
 
-// AGNESI_CUDA_ROWS_BY_FOUR=0 keeps every row on the strided scalar loads, to measure what the
-// 16-byte loads of contiguous rows bring on a device.
-bool rows_by_four() {
-    static const bool on = [] {
-        const char* v = std::getenv("AGNESI_CUDA_ROWS_BY_FOUR");
-        return !(v && std::strcmp(v, "0") == 0);
-    }();
-    return on;
-}
-
 // Loops are not unrolled: the kernels are memory-bound, and unrolled copies of a long fused
 // body are most of NVRTC's compile time. The index type is 32-bit unless the source is compiled
 // with -DAGNESI_WIDE_INDEX (the runtime does that only for launches that need it).
+// Compiled with -DAGNESI_DENSE_LAYOUT, the kernels take dense launches only (LaunchPlan::dense)
+// and leave out the code of other layouts, which is about half of NVRTC's work on a kernel.
 const char* kPrelude = R"(#define AGNESI_MAX_RANK 8
 #define AGNESI_NO_UNROLL _Pragma("unroll 1")
 #ifdef AGNESI_WIDE_INDEX
 typedef int64_t agnesi_index;
 #else
 typedef int agnesi_index;
+#endif
+#ifdef AGNESI_DENSE_LAYOUT
+#define AGNESI_DENSE true
+#else
+#define AGNESI_DENSE false
 #endif
 struct agnesi_params {
     int64_t count;
@@ -327,12 +333,16 @@ class GroupEmitter {
                            call_loaded(fn, lo, hi, "_3", first));
     }
 
-    // Declares I o<k> = 0 for the slots selected and decomposes `idx` over dims[lo, hi).
-    std::string offsets(const std::string& idx, const std::vector<std::size_t>& ks, int lo_dim,
+    // Declares I o<k> = 0 for the slots selected and decomposes `idx` over dims[0, hi); a dense
+    // launch has at most one such axis.
+    std::string offsets(const std::string& idx, const std::vector<std::size_t>& ks,
                         const std::string& hi_dim) const {
         std::string s = fmt::format("I rem = {};", idx);
         for (std::size_t k : ks) s += fmt::format(" I o{} = 0;", k);
-        return s + "\n" + decompose(ks, std::to_string(lo_dim), hi_dim, 12);
+        s += "\n            if (D) {\n";
+        for (std::size_t k : ks)
+            s += fmt::format("                o{0} = rem * (I)s{0}.s[0];\n", k);
+        return s + "            } else {\n" + decompose(ks, "0", hi_dim, 12) + "            }\n";
     }
 
     // A loop adding to o<k>, for the slots `ks`, the offset of index `rem` over dims[lo, hi),
@@ -364,7 +374,7 @@ class GroupEmitter {
     // what NVRTC spends its time on, so modes share loops, branching on P.mode (uniform).
     void emit_pointwise() {
         int n = static_cast<int>(g_.instrs.size());
-        out_ += "template <class I>\n";
+        out_ += "template <class I, bool D>\n";
         out_ += fmt::format("static __device__ __forceinline__ void {}_run({}) {{\n", pfx_,
                             slot_params(true));
         out_ +=
@@ -376,7 +386,7 @@ class GroupEmitter {
         // Flat (mode 1, and mode 2's last n % 4 values) or strided (mode 0).
         out_ += "    for (I i = i0; i < n; i += step) {\n";
         for (std::size_t k = 0; k < nslots(); ++k) out_ += fmt::format("        I o{} = 0;\n", k);
-        out_ += "        if (P.mode != 0) {\n";
+        out_ += "        if (D || P.mode != 0) {\n";
         for (std::size_t k = 0; k < nslots(); ++k)
             out_ += fmt::format("            o{0} = (P.bcast >> {0}) & 1 ? 0 : i;\n", k);
         out_ += "        } else {\n            I rem = i;\n";
@@ -410,7 +420,7 @@ class GroupEmitter {
             "            if (P.mode == 3) {\n"
             "                I rem = q / inner4;\n"
             "                j = (q - rem * inner4) << 2;\n"
-            "                if (P.rank == 2) {\n";
+            "                if (D || P.rank == 2) {\n";
         for (std::size_t k = 0; k < nslots(); ++k)
             out_ += fmt::format("                    o{0} = rem * (I)s{0}.s[0];\n", k);
         out_ += "                } else {\n";
@@ -596,7 +606,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         int n = static_cast<int>(g_.instrs.size());
         auto pre = slots_where(false);
         std::string acc = pfx_ + "_acc";
-        out_ += "template <class I>\n";
+        out_ += "template <class I, bool D>\n";
         out_ += fmt::format("static __device__ __forceinline__ void {}_run({}) {{\n", pfx_,
                             slot_params(true));
         out_ += "    const I rows = (I)P.count, inner = (I)P.inner;\n";
@@ -609,21 +619,22 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         // block combines them and runs the epilogue. Otherwise a thread per output (columns).
         // One loop serves all: each copy of it costs NVRTC time.
         out_ +=
-            "    const bool by_block = P.mode == 0;\n"
+            "    const bool by_block = D || P.mode == 0;\n"
             "    const I split = by_block && P.split > 1 ? (I)P.split : (I)1;\n"
             "    const I per = by_block ? (I)1 : (I)blockDim.x;\n"
             "    for (I bid = (I)blockIdx.x * per + (by_block ? (I)0 : (I)threadIdx.x); bid < "
             "rows * split; bid += (I)gridDim.x * per) {\n"
             "            const I row = split == 1 ? bid : bid / split, part = bid - row * split;\n"
             "            ";
-        out_ += offsets("row", all_slots(), 0, "P.nkept");
+        out_ += offsets("row", all_slots(), "P.nkept");
         for (std::size_t k : pre) out_ += fmt::format("            const I b{0} = o{0};\n", k);
         out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
         // With one reduced axis (the common case) four values are loaded before any is used;
         // the rest, and every value of several reduced axes, one by one.
         for (std::size_t k : pre)
             out_ += fmt::format(
-                "            const I t{0} = P.rank == P.nkept + 1 ? (I)s{0}.s[P.nkept] : (I)0;\n",
+                "            const I t{0} = D || P.rank == P.nkept + 1 ? (I)s{0}.s[P.nkept] : "
+                "(I)0;\n",
                 k);
         out_ += unrolled_loop(
             "by_block ? part * (I)blockDim.x + (I)threadIdx.x : (I)0",
@@ -700,13 +711,13 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             v4.push_back(fmt::format("(t{0} == 1 && agnesi_al4(p{0} + b{0}))", k));
         std::string s = fmt::format(
             "            {{\n            const I st = {1};\n"
-            "            const bool v4 = {3};\n"
+            "            const bool v4 = D || ({3});\n"
             "            const I du = v4 ? (I)1 : st;\n"
             "            I j = v4 ? (I)4 * ({0}) : ({0});\n"
             "            {2}for (; j + 3 * du < inner; j += 4 * st) {{\n"
             "                int w4 = v4;\n"
-            "                asm volatile(\"\" : \"+r\"(w4));\n",
-            start, step, guard.empty() ? "" : "if (" + guard + ") ",
+            "                if (!D) asm volatile(\"\" : \"+r\"(w4));\n",
+            start, step, guard.empty() ? "" : "if (D || " + guard + ") ",
             !rows_by_four() ? "false"
             : v4.empty()    ? "true"
                             : fmt::format("{}", fmt::join(v4, " && ")));
@@ -765,7 +776,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
     std::string reduced_offsets(const std::vector<std::size_t>& pre) const {
         std::string s = "               ";
         for (std::size_t k : pre) s += fmt::format(" I o{0} = b{0};", k);
-        s += "\n                if (P.rank == P.nkept + 1) {\n";
+        s += "\n                if (D || P.rank == P.nkept + 1) {\n";
         for (std::size_t k : pre)
             s += fmt::format("                    o{0} += j * (I)s{0}.s[P.nkept];\n", k);
         s += "                } else {\n                    I rem = j;\n";
@@ -782,13 +793,13 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
     // The run function's start for a block per row of the last axis: each slot's offset b<k> at
     // the row's start and its stride t<k> along the row.
     void emit_rows_head() {
-        out_ += "template <class I>\n";
+        out_ += "template <class I, bool D>\n";
         out_ += fmt::format("static __device__ __forceinline__ void {}_run({}) {{\n", pfx_,
                             slot_params(true));
         out_ +=
             "    const I rows = (I)P.count, inner = (I)P.inner;\n"
             "    for (I row = (I)blockIdx.x; row < rows; row += (I)gridDim.x) {\n            ";
-        out_ += offsets("row", all_slots(), 0, "P.rank - 1");
+        out_ += offsets("row", all_slots(), "P.rank - 1");
         for (std::size_t k = 0; k < nslots(); ++k)
             out_ += fmt::format(
                 "            const I b{0} = o{0};\n"
@@ -910,7 +921,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         out_ += fmt::format("extern \"C\" __global__ void __launch_bounds__({}) {}({}) {{\n",
                             rows ? kRowBlockMax : kBlockSize, cuda_kernel_name(fname_, gi_),
                             slot_params(false));
-        out_ += fmt::format("    {}_run<agnesi_index>({});\n}}\n", pfx_, slot_args());
+        out_ += fmt::format("    {}_run<agnesi_index, AGNESI_DENSE>({});\n}}\n", pfx_, slot_args());
     }
 
     const Program& p_;

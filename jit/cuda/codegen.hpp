@@ -18,6 +18,12 @@
 //   elements. The epilogue runs once per output.
 // - RowNormalize: one block per row; one pass reads the row for its max and sum of exponentials
 //   (online, rescaling the sum when the max grows), a second writes the normalized values.
+//
+// Each kernel also compiles, with -DAGNESI_DENSE_LAYOUT, to a smaller variant for dense
+// launches only (LaunchPlan::dense): pointwise in the flat modes and in rows by 4 over two axes;
+// reductions and row kernels with at most one kept axis and rows that move four values at a
+// time. The runtime compiles the variant that the function's layouts likely need, and the other
+// one on the first call that needs it.
 #pragma once
 
 #include <cstdint>
@@ -82,6 +88,11 @@ bool has_kernel(const Group& g);
 
 /// Whether the group's kernels include the flat-by-4 mode (every slot a 4-byte dtype).
 bool vectorizable(const Program& p, const Group& g);
+
+/// Whether row kernels may read and write four consecutive values at once (16-byte accesses).
+/// AGNESI_CUDA_ROWS_BY_FOUR=0 keeps every row on strided scalar accesses, to measure what the
+/// 16-byte accesses of contiguous rows bring on a device.
+bool rows_by_four();
 
 /// For each input of `g`: whether its Loads are in the epilogue (after reduce_at).
 std::vector<bool> epilogue_inputs(const Group& g);

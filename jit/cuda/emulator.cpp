@@ -260,9 +260,10 @@ class BlockRun {
     Runtime rt_;
 };
 
-// The entry point of group gi's kernel: unpacks the launch arguments (as cuLaunchKernel takes
-// them: the address of each parameter) into a call.
-std::string trampoline(const Program& p, const std::string& fname, std::size_t gi) {
+// The entry points of group gi's kernel, general and dense (agnesi_emu_entry_<gi> and
+// agnesi_emu_dense_<gi>): each unpacks the launch arguments (as cuLaunchKernel takes them: the
+// address of each parameter) into a call of the kernel's code in its variant.
+std::string trampoline(const Program& p, std::size_t gi) {
     const Group& g = p.groups[gi];
     std::vector<std::string> as{"*(const agnesi_params*)a[0]"};
     std::size_t k = 0;
@@ -274,14 +275,18 @@ std::string trampoline(const Program& p, const std::string& fname, std::size_t g
     };
     for (const Access& a : g.inputs) add(a, false);
     for (const auto& o : g.outputs) add(o.target, true);
-    return fmt::format(
-        "extern \"C\" void agnesi_emu_entry_{}(void* const* a, const agnesi_emu_rt* rt) {{\n"
-        "    agnesi_emu = rt;\n    {}({});\n}}\n",
-        gi, cuda_kernel_name(fname, gi), fmt::join(as, ", "));
+    std::string s;
+    for (const char* v : {"entry", "dense"})
+        s += fmt::format(
+            "extern \"C\" void agnesi_emu_{0}_{1}(void* const* a, const agnesi_emu_rt* rt) {{\n"
+            "    agnesi_emu = rt;\n    agnesi_g{1}_run<agnesi_index, {2}>({3});\n}}\n",
+            v, gi, v[0] == 'd' ? "true" : "false", fmt::join(as, ", "));
+    return s;
 }
 
 // Every group's kernel in one module (one compiler run per function, as the CUDA executor
-// compiles one module per core); the 64-bit index variant only when a launch needs it.
+// compiles one module per core), general and dense; the 64-bit index variants only when a
+// launch needs them.
 class Emulator final : public Executor {
   public:
     Emulator(const Program& p, std::string fname, cpu::HostCompiler cc)
@@ -317,12 +322,13 @@ class Emulator final : public Executor {
         if (!has_kernel(g)) return;
         LaunchPlan plan = plan_launch(p, g, a, kEmulatedSms);
         if (!plan.launch) return;
-        Entry fn = narrow_.at(gi);
+        Entries* e = &narrow_;
         if (plan.wide) {
             std::lock_guard lock(mutex_);
-            if (wide_.empty()) wide_ = build(p, true);
-            fn = wide_.at(gi);
+            if (wide_.general.empty()) wide_ = build(p, true);
+            e = &wide_;
         }
+        Entry fn = (plan.dense ? e->dense : e->general).at(gi);
         std::vector<char> workspace(plan.workspace, 0);
         if (plan.workspace > 0) plan.params.ws = reinterpret_cast<std::uintptr_t>(workspace.data());
         auto nslots = static_cast<std::size_t>(a.num_inputs + a.num_outputs);
@@ -337,22 +343,29 @@ class Emulator final : public Executor {
     }
 
   private:
-    std::vector<Entry> build(const Program& p, bool wide) {
-        std::vector<Entry> entries(p.groups.size(), nullptr);
+    struct Entries {
+        std::vector<Entry> general, dense;
+    };
+    Entries build(const Program& p, bool wide) {
+        Entries entries{std::vector<Entry>(p.groups.size(), nullptr),
+                        std::vector<Entry>(p.groups.size(), nullptr)};
         if (source_.empty()) return entries;
         std::string src = kEmulationPrelude;
         if (wide) src += "#define AGNESI_WIDE_INDEX 1\n";
         src += source_ + "\n";
         for (std::size_t gi = 0; gi < p.groups.size(); ++gi)
-            if (has_kernel(p.groups[gi])) src += trampoline(p, fname_, gi);
+            if (has_kernel(p.groups[gi])) src += trampoline(p, gi);
         cpu::BuildResult r = cpu::build(src, cc_, kKernelFlags);
         modules_.push_back(r.module);
         for (std::size_t gi = 0; gi < p.groups.size(); ++gi) {
             if (!has_kernel(p.groups[gi])) continue;
             // Through void (*)(): the symbol's real type is Entry, not GroupFn.
-            auto any = reinterpret_cast<void (*)()>(
-                r.module->function(fmt::format("agnesi_emu_entry_{}", gi)));
-            entries[gi] = reinterpret_cast<Entry>(any);
+            auto entry = [&](const char* v) {
+                return reinterpret_cast<Entry>(reinterpret_cast<void (*)()>(
+                    r.module->function(fmt::format("agnesi_emu_{}_{}", v, gi))));
+            };
+            entries.general[gi] = entry("entry");
+            entries.dense[gi] = entry("dense");
         }
         return entries;
     }
@@ -360,7 +373,7 @@ class Emulator final : public Executor {
     std::string fname_;
     cpu::HostCompiler cc_;
     std::string source_;
-    std::vector<Entry> narrow_, wide_;
+    Entries narrow_, wide_;
     std::vector<std::shared_ptr<cpu::Module>> modules_;
     std::mutex mutex_;
 };

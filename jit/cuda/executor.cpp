@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -44,18 +45,16 @@ class Exec final : public CudaExecutor {
         return constants_[b];
     }
 
-    std::vector<Kernel> kernels;       // per group, 32-bit indices (null: no kernel)
-    std::vector<Kernel> wide_kernels;  // per group, 64-bit indices, compiled on first need
-    std::vector<std::string> sources;  // per module
-    std::vector<std::vector<std::size_t>> modules;  // the groups of each module
-    std::vector<std::size_t> module_of;             // per group
+    // Per group, its kernel in each variant (kernel_variant): the likely one compiled with the
+    // function, the others on their first launch.
+    std::vector<std::array<Kernel, kKernelVariants>> kernels;
     std::string fname, arch;
 
     void run_group(const Program& p, std::size_t gi, const agnesi_group_args& a) override {
         const Group& g = p.groups[gi];
         if (!has_kernel(g)) return;
         LaunchPlan plan = plan_launch(p, g, a, dev_.sm_count());
-        launch(gi, plan, a.ptrs);
+        launch(p, gi, plan, a.ptrs);
     }
 
     void launch_group(const Program& p, std::size_t gi, const DevicePtr* bufs,
@@ -65,21 +64,22 @@ class Exec final : public CudaExecutor {
         if (prepared_.size() < p.groups.size()) prepared_.resize(p.groups.size());
         Prepared& pr = prepared_[gi];
         if (!pr.valid || pr.env != env) prepare(p, gi, env, pr);
-        std::size_t nslots = pr.buffer.size();
+        std::size_t nslots = pr.layout.buffer.size();
         pr.ptrs.resize(nslots);
         std::uint64_t aligned = 0;
         for (std::size_t k = 0; k < nslots; ++k) {
-            DevicePtr ptr = bufs[pr.buffer[k]] + static_cast<DevicePtr>(pr.byte_offset[k]);
+            DevicePtr ptr =
+                bufs[pr.layout.buffer[k]] + static_cast<DevicePtr>(pr.layout.byte_offset[k]);
             pr.ptrs[k] = reinterpret_cast<void*>(ptr);
             aligned |= std::uint64_t(ptr % 16 == 0) << k;
         }
         // The plan depends on the pointers only through their alignment (by-4 modes).
         if (aligned != pr.aligned) {
-            pr.args.ptrs = pr.ptrs.data();
-            pr.plan = plan_launch(p, g, pr.args, dev_.sm_count());
+            pr.layout.args.ptrs = pr.ptrs.data();
+            pr.plan = plan_launch(p, g, pr.layout.args, dev_.sm_count());
             pr.aligned = aligned;
         }
-        launch(gi, pr.plan, pr.ptrs.data());
+        launch(p, gi, pr.plan, pr.ptrs.data());
     }
 
     bool run_gemm(const Program& p, const Group& g, void* const* buffers,
@@ -140,10 +140,8 @@ class Exec final : public CudaExecutor {
     struct Prepared {
         bool valid = false;
         DimEnv env;
-        std::vector<std::size_t> buffer;
-        std::vector<std::int64_t> byte_offset, dims, edims, strides;
+        GroupLayout layout;
         std::vector<void*> ptrs;
-        agnesi_group_args args{};
         std::uint64_t aligned = ~std::uint64_t(0);
         LaunchPlan plan;
     };
@@ -157,33 +155,13 @@ class Exec final : public CudaExecutor {
     std::vector<Fused> fused_;
 
     void prepare(const Program& p, std::size_t gi, const DimEnv& env, Prepared& pr) {
-        const Group& g = p.groups[gi];
         pr = Prepared{};
         pr.env = env;
-        Shape d = concrete(g.domain, env), e = concrete(g.epilogue_domain(), env);
-        pr.dims.assign(d.begin(), d.end());
-        pr.edims.assign(e.begin(), e.end());
-        auto add = [&](const Access& a, bool epi) {
-            Resolved r = resolve_in_group(p, g, a, epi, env);
-            auto b = static_cast<std::size_t>(a.buffer);
-            pr.buffer.push_back(b);
-            pr.byte_offset.push_back(r.offset *
-                                     static_cast<std::int64_t>(dtype_size(p.buffers[b].dtype)));
-            pr.strides.insert(pr.strides.end(), r.strides.begin(), r.strides.end());
-        };
-        std::vector<bool> epi = epilogue_inputs(g);
-        for (std::size_t k = 0; k < g.inputs.size(); ++k) add(g.inputs[k], epi[k]);
-        for (const auto& o : g.outputs) add(o.target, true);
-        pr.args.rank = static_cast<std::int64_t>(pr.dims.size());
-        pr.args.dims = pr.dims.data();
-        pr.args.edims = pr.edims.data();
-        pr.args.strides = pr.strides.data();
-        pr.args.num_inputs = static_cast<std::int64_t>(g.inputs.size());
-        pr.args.num_outputs = static_cast<std::int64_t>(g.outputs.size());
+        group_layout(p, p.groups[gi], env, pr.layout);
         pr.valid = true;
     }
 
-    void launch(std::size_t gi, LaunchPlan& plan, void* const* ptrs) {
+    void launch(const Program& p, std::size_t gi, LaunchPlan& plan, void* const* ptrs) {
         if (!plan.launch) return;
         if (plan.workspace > 0) plan.params.ws = workspace(gi, plan.workspace);
         std::size_t nslots = plan.strides.size();
@@ -192,7 +170,7 @@ class Exec final : public CudaExecutor {
             params_.push_back(const_cast<void**>(ptrs + k));
             params_.push_back(&plan.strides[k]);
         }
-        dev_.launch(plan.wide ? wide_kernel(gi) : kernels[gi], plan.grid, plan.block, stream_,
+        dev_.launch(kernel(p, gi, kernel_variant(plan)), plan.grid, plan.block, stream_,
                     params_.data());
     }
     std::vector<void*> params_;
@@ -216,18 +194,17 @@ class Exec final : public CudaExecutor {
     };
     std::vector<Workspace> workspaces_;
 
-    Kernel wide_kernel(std::size_t gi) {
-        if (!wide_kernels[gi]) {  // the module's 64-bit variant, on first need
-            std::size_t mi = module_of[gi];
+    Kernel kernel(const Program& p, std::size_t gi, int variant) {
+        Kernel& k = kernels[gi][static_cast<std::size_t>(variant)];
+        if (!k) {  // a variant the function's likely layouts did not need: this group alone
             NvrtcOptions o;
             o.arch = arch;
-            o.extra = {"-DAGNESI_WIDE_INDEX"};
-            auto r = nvrtc_compile(sources[mi], fmt::format("{}_m{}_wide", fname, mi), o);
-            Module m = dev_.load_module(*r.cubin);
-            for (std::size_t g : modules[mi])
-                wide_kernels[g] = dev_.kernel(m, cuda_kernel_name(fname, g));
+            o.extra = variant_options(variant);
+            auto r = nvrtc_compile(generate_cuda_group_source(p, fname, gi),
+                                   fmt::format("{}_g{}_v{}", fname, gi, variant), o);
+            k = dev_.kernel(dev_.load_module(*r.cubin), cuda_kernel_name(fname, gi));
         }
-        return wide_kernels[gi];
+        return k;
     }
 
     CudaDevice& dev_;
@@ -309,25 +286,46 @@ std::unique_ptr<CudaExecutor> make_cuda_executor(const Program& p, const Compile
                                                  CompileStats& stats) {
     CudaDevice& dev = CudaDevice::get(options.device.ordinal);
     auto t0 = std::chrono::steady_clock::now();
-    // One module per core at most: each NVRTC run has a fixed cost (~100 ms), so a function's
+    // One module per core at most: each NVRTC run has a fixed cost (~40 ms), so a function's
     // kernels are dealt round-robin into as many modules as there are cores to compile them.
-    std::vector<std::size_t> with_kernel;
+    // Each group compiles in the variant its layout most likely needs (a dense kernel is about
+    // half the NVRTC work), so a module holds the groups of one variant.
+    struct ModuleSpec {
+        int variant;
+        std::vector<std::size_t> groups;
+    };
+    std::vector<std::vector<std::size_t>> by_variant(kKernelVariants);
+    std::size_t with_kernel = 0;
     for (std::size_t gi = 0; gi < p.groups.size(); ++gi)
-        if (has_kernel(p.groups[gi])) with_kernel.push_back(gi);
-    std::size_t nmod = std::min<std::size_t>(with_kernel.size(),
-                                             std::max(1u, std::thread::hardware_concurrency()));
-    std::vector<std::vector<std::size_t>> modules(nmod);
-    for (std::size_t i = 0; i < with_kernel.size(); ++i)
-        modules[i % nmod].push_back(with_kernel[i]);
+        if (has_kernel(p.groups[gi])) {
+            by_variant[static_cast<std::size_t>(likely_variant(p, p.groups[gi], dev.sm_count()))]
+                .push_back(gi);
+            ++with_kernel;
+        }
+    const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
+    std::vector<ModuleSpec> modules;
+    for (int v = 0; v < kKernelVariants; ++v) {
+        const auto& gs = by_variant[static_cast<std::size_t>(v)];
+        if (gs.empty()) continue;
+        // This variant's share of the cores, at least one module.
+        std::size_t n = std::clamp<std::size_t>(cores * gs.size() / with_kernel, 1, gs.size());
+        std::size_t first = modules.size();
+        modules.resize(first + n, ModuleSpec{v, {}});
+        for (std::size_t i = 0; i < gs.size(); ++i) modules[first + i % n].groups.push_back(gs[i]);
+    }
     std::vector<std::string> sources;
-    for (const auto& m : modules) sources.push_back(generate_cuda_source(p, options.name, m));
+    std::vector<std::vector<std::string>> extra;
+    for (const auto& m : modules) {
+        sources.push_back(generate_cuda_source(p, options.name, m.groups));
+        extra.push_back(variant_options(m.variant));
+    }
     std::string whole = generate_cuda_source(p, options.name);
     stats.codegen_ms = ms_since(t0);
     t0 = std::chrono::steady_clock::now();
     NvrtcOptions no;
     no.arch = dev.arch();
-    std::vector<CompileResult> compiled =
-        nvrtc_compile_all(sources, options.name, no, static_cast<int>(nmod));
+    std::vector<CompileResult> compiled = nvrtc_compile_all(
+        sources, options.name, no, static_cast<int>(std::min(modules.size(), cores)), extra);
     stats.compile_ms = 0;
     stats.cache_hit = true;
     for (const auto& c : compiled)
@@ -335,21 +333,16 @@ std::unique_ptr<CudaExecutor> make_cuda_executor(const Program& p, const Compile
     if (!stats.cache_hit) stats.compile_ms = ms_since(t0);
     t0 = std::chrono::steady_clock::now();
     auto ex = std::make_unique<Exec>(dev, std::move(whole));
-    ex->kernels.resize(p.groups.size(), nullptr);
-    ex->wide_kernels.resize(p.groups.size(), nullptr);
-    ex->module_of.resize(p.groups.size(), 0);
+    ex->kernels.resize(p.groups.size());
     ex->fname = options.name;
     ex->arch = no.arch;
     for (std::size_t mi = 0; mi < modules.size(); ++mi) {
         Module m = dev.load_module(*compiled[mi].cubin);
-        for (std::size_t gi : modules[mi]) {
-            ex->kernels[gi] = dev.kernel(m, cuda_kernel_name(options.name, gi));
-            ex->module_of[gi] = mi;
-        }
+        for (std::size_t gi : modules[mi].groups)
+            ex->kernels[gi][static_cast<std::size_t>(modules[mi].variant)] =
+                dev.kernel(m, cuda_kernel_name(options.name, gi));
     }
     stats.load_ms = ms_since(t0);
-    ex->sources = std::move(sources);
-    ex->modules = std::move(modules);
     return ex;
 }
 

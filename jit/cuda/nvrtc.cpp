@@ -289,7 +289,8 @@ CompileResult nvrtc_compile(const std::string& source, const std::string& name,
 
 std::vector<CompileResult> nvrtc_compile_all(const std::vector<std::string>& sources,
                                              const std::string& name, const NvrtcOptions& options,
-                                             int threads) {
+                                             int threads,
+                                             const std::vector<std::vector<std::string>>& extra) {
     std::vector<CompileResult> out(sources.size());
     std::vector<std::exception_ptr> errors(sources.size());
     std::atomic<std::size_t> next{0};
@@ -297,7 +298,10 @@ std::vector<CompileResult> nvrtc_compile_all(const std::vector<std::string>& sou
         for (std::size_t i; (i = next++) < sources.size();) {
             if (sources[i].empty()) continue;
             try {
-                out[i] = nvrtc_compile(sources[i], fmt::format("{}_g{}", name, i), options);
+                NvrtcOptions o = options;
+                if (i < extra.size())
+                    o.extra.insert(o.extra.end(), extra[i].begin(), extra[i].end());
+                out[i] = nvrtc_compile(sources[i], fmt::format("{}_m{}", name, i), o);
             } catch (...) {
                 errors[i] = std::current_exception();
             }

@@ -44,10 +44,12 @@ CompileResult nvrtc_compile(const std::string& source, const std::string& name,
                             const NvrtcOptions& options = {});
 
 /// Compiles several sources at once, on up to `threads` threads (0: the machine's cores); the
-/// results are in the order of `sources`. The first error is rethrown after all finished.
-std::vector<CompileResult> nvrtc_compile_all(const std::vector<std::string>& sources,
-                                             const std::string& name,
-                                             const NvrtcOptions& options = {}, int threads = 0);
+/// results are in the order of `sources`. Source i also takes the options extra[i], if any. The
+/// first error is rethrown after all finished.
+std::vector<CompileResult> nvrtc_compile_all(
+    const std::vector<std::string>& sources, const std::string& name,
+    const NvrtcOptions& options = {}, int threads = 0,
+    const std::vector<std::vector<std::string>>& extra = {});
 
 /// The on-disk cache folder ($AGNESI_CACHE_DIR/cuda or ~/.cache/agnesi/cuda).
 std::string cuda_cache_dir();

@@ -65,6 +65,19 @@ unsigned block_for_row(std::int64_t inner, std::int64_t count, int sm_count) {
     return static_cast<unsigned>(std::min<std::int64_t>(b, cap));
 }
 
+// Whether every row of a dense row kernel reads (or writes) slot k four values at a time: the
+// slot is contiguous along the row, each row starting 16 bytes aligned, or an input broadcast
+// along it. `axes` are the launch's (at most one kept axis, then the row).
+bool dense_row_slot(const std::vector<Axis>& axes, std::size_t k, bool output, DType t,
+                    const void* ptr) {
+    std::int64_t along = axes.back().st[k];
+    if (along == 0) return !output;
+    auto bytes = static_cast<std::int64_t>(dtype_size(t));
+    if (along != 1 || (bytes != 4 && bytes != 8)) return false;
+    if (reinterpret_cast<std::uintptr_t>(ptr) % 16 != 0) return false;
+    return axes.size() == 1 || axes[0].st[k] * bytes % 16 == 0;
+}
+
 // A block per row of `inner` values, rows in a grid-stride loop over at most 64 blocks per SM.
 void row_blocks(LaunchPlan& plan, std::int64_t inner, std::int64_t count, int sm_count) {
     plan.block = block_for_row(inner, count, sm_count);
@@ -79,6 +92,11 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
     const auto nslots = static_cast<std::size_t>(a.num_inputs + a.num_outputs);
     std::vector<bool> epi = epilogue_inputs(g);
     epi.resize(nslots, true);  // outputs are written over the epilogue domain
+    auto slot_dtype = [&](std::size_t k) {
+        const Access& acc =
+            k < g.inputs.size() ? g.inputs[k] : g.outputs[k - g.inputs.size()].target;
+        return p.buffers[static_cast<std::size_t>(acc.buffer)].dtype;
+    };
     bool reduce = g.kind == GroupKind::Reduce;
     // A row normalization or row reduction: a block per row of the last axis.
     bool normalize = g.kind == GroupKind::RowNormalize || g.kind == GroupKind::RowReduce;
@@ -165,6 +183,7 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
             }
             if (rows4) P.mode = 3;
         }
+        plan.dense = P.mode == 1 || P.mode == 2 || (P.mode == 3 && P.rank == 2);
         std::int64_t work = P.mode >= 2 ? std::max<std::int64_t>(count / 4, 1) : count;
         plan.block = kBlockSize;
         plan.grid = blocks_for(work, plan.block, std::int64_t(sm_count) * 16);
@@ -187,6 +206,10 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
         bool rows = P.nkept == P.rank ? false : contiguous || count < std::int64_t(sm_count) * 256;
         if (inner <= 1) rows = false;
         P.mode = rows ? 0 : 1;
+        // Dense: rows, with at most one kept axis, each read four values at a time.
+        plan.dense = rows && P.nkept <= 1 && P.rank == P.nkept + 1 && rows_by_four();
+        for (std::size_t k = 0; plan.dense && k < nslots; ++k)
+            plan.dense = epi[k] || dense_row_slot(axes, k, false, slot_dtype(k), a.ptrs[k]);
         // Rows too few to give every SM two blocks, and long: each row split across blocks of
         // at least kSplitMinValues values.
         std::int64_t split = 1;
@@ -207,13 +230,73 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
         }
         return plan;
     }
-    // RowNormalize: a block per row.
+    // RowNormalize and RowReduce: a block per row; dense when there is at most one kept axis and
+    // every slot moves four values at a time.
     if (inner == 0) {
         plan.launch = false;
         return plan;
     }
     row_blocks(plan, inner, count, sm_count);
+    plan.dense = P.rank <= 2 && rows_by_four();
+    for (std::size_t k = 0; plan.dense && k < nslots; ++k)
+        plan.dense = dense_row_slot(axes, k, k >= static_cast<std::size_t>(a.num_inputs),
+                                    slot_dtype(k), a.ptrs[k]);
     return plan;
+}
+
+std::vector<std::string> variant_options(int variant) {
+    std::vector<std::string> o;
+    if (variant & 2) o.push_back("-DAGNESI_WIDE_INDEX");
+    if (variant & 1) o.push_back("-DAGNESI_DENSE_LAYOUT");
+    return o;
+}
+
+void group_layout(const Program& p, const Group& g, const DimEnv& env, GroupLayout& out) {
+    out = GroupLayout{};
+    Shape d = concrete(g.domain, env), e = concrete(g.epilogue_domain(), env);
+    out.dims.assign(d.begin(), d.end());
+    out.edims.assign(e.begin(), e.end());
+    auto add = [&](const Access& a, bool epi) {
+        Resolved r = resolve_in_group(p, g, a, epi, env);
+        auto b = static_cast<std::size_t>(a.buffer);
+        out.buffer.push_back(b);
+        out.byte_offset.push_back(r.offset *
+                                  static_cast<std::int64_t>(dtype_size(p.buffers[b].dtype)));
+        out.strides.insert(out.strides.end(), r.strides.begin(), r.strides.end());
+    };
+    std::vector<bool> epi = epilogue_inputs(g);
+    for (std::size_t k = 0; k < g.inputs.size(); ++k) add(g.inputs[k], epi[k]);
+    for (const auto& o : g.outputs) add(o.target, true);
+    out.args.rank = static_cast<std::int64_t>(out.dims.size());
+    out.args.dims = out.dims.data();
+    out.args.edims = out.edims.data();
+    out.args.strides = out.strides.data();
+    out.args.num_inputs = static_cast<std::int64_t>(g.inputs.size());
+    out.args.num_outputs = static_cast<std::int64_t>(g.outputs.size());
+}
+
+int likely_variant(const Program& p, const Group& g, int sm_count) {
+    constexpr std::int64_t kGuess = 1024;
+    DimEnv env;
+    auto bind = [&](const Shape& s) {
+        for (Dim d : s)
+            if (is_symbolic(d)) env.emplace(d, kGuess);
+    };
+    bind(g.domain);
+    bind(g.epilogue_domain());
+    for (const Buffer& b : p.buffers) bind(b.shape);
+    try {
+        GroupLayout l;
+        group_layout(p, g, env, l);
+        std::vector<void*> ptrs;
+        for (std::int64_t off : l.byte_offset)
+            ptrs.push_back(reinterpret_cast<void*>(
+                static_cast<std::uintptr_t>((std::int64_t(1) << 40) + off)));
+        l.args.ptrs = ptrs.data();
+        return kernel_variant(plan_launch(p, g, l.args, sm_count));
+    } catch (const Error&) {
+        return 1;  // no launch at the guessed sizes (an empty max): calls decide
+    }
 }
 
 FusedEpilogue fused_epilogue(const Program& p, const Group& g, const DimEnv& env) {
