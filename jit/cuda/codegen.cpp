@@ -386,7 +386,13 @@ class GroupEmitter {
         // Flat (mode 1, and mode 2's last n % 4 values) or strided (mode 0).
         out_ += "    for (I i = i0; i < n; i += step) {\n";
         for (std::size_t k = 0; k < nslots(); ++k) out_ += fmt::format("        I o{} = 0;\n", k);
-        out_ += "        if (D || P.mode != 0) {\n";
+        // The mode hidden from the compiler (as in unrolled_loop): it would otherwise copy the
+        // loop, body and all, for the flat and the strided offsets, or for the last values of a
+        // by-4 call.
+        out_ +=
+            "        int flat = D || P.mode != 0;\n"
+            "        asm volatile(\"\" : \"+r\"(flat));\n"
+            "        if (flat) {\n";
         for (std::size_t k = 0; k < nslots(); ++k)
             out_ += fmt::format("            o{0} = (P.bcast >> {0}) & 1 ? 0 : i;\n", k);
         out_ += "        } else {\n            I rem = i;\n";
@@ -417,7 +423,9 @@ class GroupEmitter {
         for (std::size_t k = 0; k < nslots(); ++k)
             out_ += fmt::format("            I o{0} = 0;\n", k);
         out_ +=
-            "            if (P.mode == 3) {\n"
+            "            int rows = P.mode == 3;\n"
+            "            asm volatile(\"\" : \"+r\"(rows));\n"
+            "            if (rows) {\n"
             "                I rem = q / inner4;\n"
             "                j = (q - rem * inner4) << 2;\n"
             "                if (D || P.rank == 2) {\n";
@@ -687,7 +695,8 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
     // at the row's start, the four steps are four consecutive values (du = 1): 16-byte loads and
     // stores, four times fewer than the scalar ones of a strided row (du = st). The empty asm
     // hides from the compiler that the choice is the same in every step: it would otherwise copy
-    // the loop, body and all, for each side (NVRTC time for no gain).
+    // the loop, body and all, for each side (NVRTC time for no gain). A dense kernel (D) takes
+    // the four consecutive values in every row; a slot broadcast along the row is one value.
     // `guard` (if any) must hold for the four-step loop to run; `tail` (if any) is the body of
     // the one-by-one loop, which then loads for itself.
     template <class Use>
@@ -716,7 +725,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             "            I j = v4 ? (I)4 * ({0}) : ({0});\n"
             "            {2}for (; j + 3 * du < inner; j += 4 * st) {{\n"
             "                int w4 = v4;\n"
-            "                if (!D) asm volatile(\"\" : \"+r\"(w4));\n",
+            "                asm volatile(\"\" : \"+r\"(w4));\n",
             start, step, guard.empty() ? "" : "if (D || " + guard + ") ",
             !rows_by_four() ? "false"
             : v4.empty()    ? "true"
@@ -725,7 +734,9 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             s += fmt::format("                {0} l{1}_0, l{1}_1, l{1}_2, l{1}_3;\n", ty(k), k);
             s += fmt::format(
                 "                if (w4 && t{0} != 0) agnesi_ld4(p{0} + b{0} + j, l{0}_0, l{0}_1, "
-                "l{0}_2, l{0}_3);\n                else {{",
+                "l{0}_2, l{0}_3);\n"
+                "                else if (D) l{0}_0 = l{0}_1 = l{0}_2 = l{0}_3 = p{0}[b{0}];\n"
+                "                else {{",
                 k);
             s += four(" l{0}_{1} = p{0}[b{0} + (j + {1} * du) * t{0}];", k) + " }\n";
         }
@@ -739,7 +750,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                                  u, use(fmt::format("_{}", u)));
         for (std::size_t k : stores) {
             s += fmt::format(
-                "                if (w4) agnesi_st4(p{0} + b{0} + j, y{0}_0, y{0}_1, y{0}_2, "
+                "                if (D || w4) agnesi_st4(p{0} + b{0} + j, y{0}_0, y{0}_1, y{0}_2, "
                 "y{0}_3);\n                else {{",
                 k);
             s += four(" p{0}[b{0} + (j + {1} * du) * t{0}] = y{0}_{1};", k) + " }\n";
