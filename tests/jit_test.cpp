@@ -391,6 +391,28 @@ TEST_P(JitTest, VeryLongRowsSplitAcrossBlocks) {
     expect_matches_reference({x, z, t, k}, {amax(x), sum(x), logsumexp(x, {0})}, with_nan, tier());
 }
 
+TEST_P(JitTest, ColumnsSplitAcrossThreads) {
+    // Reductions over an outer axis with too few outputs to fill a GPU: each column is split
+    // across threads (the emulator's two SMs aim at 4096 threads), and the column's last part
+    // combines the partial results and runs the epilogue. A NaN, a late maximum, float64 and
+    // int64 columns, and a middle axis of a 3-D array.
+    auto X = matrix("X", 3000, 40, f32), b = vector("b", 40, f32), D = matrix("D", 700, 33);
+    auto K = matrix("K", 900, 36, i64), T = variable("T", {6, 500, 8});
+    Tensor xv = random_tensor(f32, {3000, 40}, rng, -2, 2);
+    xv.data<float>()[2999 * 40 + 7] = 9.5f;  // column 7's maximum, in its last value
+    xv.data<float>()[1234 * 40 + 11] = std::nanf("");
+    Bindings at{{"X", xv},
+                {"b", random_tensor(f32, {40}, rng)},
+                {"D", random_tensor(f64, {700, 33}, rng)},
+                {"K", random_tensor(i64, {900, 36}, rng, -1000, 1000)},
+                {"T", random_tensor(f64, {6, 500, 8}, rng)}};
+    expect_matches_reference({X, b, D, K, T},
+                             {sum(X, {0}), amax(X, {0}) * 2 + b, logsumexp(X, {0}), mean(D, {0}),
+                              prod(1 + D * 1e-3, {0}), amin(K, {0}), sum(K, {0}), sum(T, {1}),
+                              logsumexp(T, {1})},
+                             at, tier(), 1e-4);  // float32 sums of 3000 terms in another order
+}
+
 TEST_P(JitTest, Float32RowsAroundTheSumBlock) {
     // Native code adds a float32 row in float within blocks of 256 values and the blocks in
     // double, and fetches the next row ahead: rows shorter than, equal to and just past a

@@ -622,17 +622,21 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             "{{\n                const {} r = {};\n                {}\n            }}\n",
             c_type(red.dtype), final_value(red), call_at(post_, g_.reduce_at + 1, n, true, "r"));
         // Mode 0: a block per output, or `split` blocks per output (long rows too few to fill
-        // the device), each reducing every split-th stretch of blockDim values. With a split,
-        // each block's thread 0 stores its partial result and counts it in, and the row's last
-        // block combines them and runs the epilogue. Otherwise a thread per output (columns).
+        // the device), each reducing every split-th stretch of blockDim values. Mode 1
+        // (columns): a thread per output, neighbouring threads on neighbouring outputs, or
+        // `split` threads per output (too few outputs to fill the device), each reducing every
+        // split-th value. With a split, each part's partial result is stored and counted in, and
+        // the output's last part combines them and runs the epilogue.
         // One loop serves all: each copy of it costs NVRTC time.
         out_ +=
             "    const bool by_block = D || P.mode == 0;\n"
-            "    const I split = by_block && P.split > 1 ? (I)P.split : (I)1;\n"
+            "    const I split = P.split > 1 ? (I)P.split : (I)1;\n"
             "    const I per = by_block ? (I)1 : (I)blockDim.x;\n"
             "    for (I bid = (I)blockIdx.x * per + (by_block ? (I)0 : (I)threadIdx.x); bid < "
             "rows * split; bid += (I)gridDim.x * per) {\n"
-            "            const I row = split == 1 ? bid : bid / split, part = bid - row * split;\n"
+            "            const I row = split == 1 ? bid : by_block ? bid / split : bid % rows;\n"
+            "            const I part = split == 1 ? (I)0 : by_block ? bid - row * split : bid / "
+            "rows;\n"
             "            ";
         out_ += offsets("row", all_slots(), "P.nkept");
         for (std::size_t k : pre) out_ += fmt::format("            const I b{0} = o{0};\n", k);
@@ -645,8 +649,8 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                 "(I)0;\n",
                 k);
         out_ += unrolled_loop(
-            "by_block ? part * (I)blockDim.x + (I)threadIdx.x : (I)0",
-            "by_block ? split * (I)blockDim.x : (I)1", loads_in(0, g_.reduce_at),
+            "by_block ? part * (I)blockDim.x + (I)threadIdx.x : part",
+            "by_block ? split * (I)blockDim.x : split", loads_in(0, g_.reduce_at),
             [&](const std::string& u) {
                 return fmt::format("{}_push(a, {});", pfx_, call_loaded(pre_, 0, g_.reduce_at, u));
             },
@@ -658,8 +662,9 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             {}, push4(pfx_, pre_, 0, g_.reduce_at));
         out_ += fmt::format(
             "            if (by_block) {{\n"
-            "            a = {2}_block(a);\n"
-            "            if (threadIdx.x != 0) continue;\n"
+            "                a = {2}_block(a);\n"
+            "                if (threadIdx.x != 0) continue;\n"
+            "            }}\n"
             "            if (split > 1) {{\n"
             "                char* const ws = (char*)P.ws;\n"
             "                char* const parts = ws + (uint64_t)row * (uint64_t)split * {1};\n"
@@ -679,7 +684,6 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             "                    {2}_combine(a, t);\n"
             "                }}\n"
             "                *done = 0;\n"
-            "            }}\n"
             "            }}\n"
             "            ",
             acc, kSplitSlotBytes, pfx_);

@@ -15,7 +15,8 @@
 //   reduced axes last (`inner` values each). Mode 0 ("rows"): one block per output, warp shuffles
 //   and a block reduction, for a reduced axis that is contiguous; mode 1 ("columns"): one thread
 //   per output, for reductions over outer axes, where neighbouring threads read neighbouring
-//   elements. The epilogue runs once per output.
+//   elements. Either splits an output across blocks (or threads) when the outputs are too few
+//   to fill the device. The epilogue runs once per output.
 // - RowNormalize: one block per row; one pass reads the row for its max and sum of exponentials
 //   (online, rescaling the sum when the max grows), a second writes the normalized values.
 //
@@ -53,10 +54,11 @@ struct CudaParams {
     std::int32_t nkept = 0;  ///< Reduce: leading kept axes of dims
     /// Pointwise: 0 strided, 1 flat, 2 flat by 4, 3 rows by 4; Reduce: 0 rows, 1 columns
     std::int32_t mode = 0;
-    std::int32_t split = 0;   ///< Reduce mode 0: blocks per row (0 or 1: one)
+    /// Reduce: parts per output (0 or 1: one), blocks in mode 0, threads in mode 1
+    std::int32_t split = 0;
     std::uint64_t bcast = 0;  ///< flat modes: bit k set when slot k has all-zero strides
-    /// Reduce mode 0 with a split: the workspace (kSplitSlotBytes per block's partial result,
-    /// then a counter per row), zero-filled before its first launch; each row's last block leaves
+    /// Reduce with a split: the workspace (kSplitSlotBytes per part's partial result, then a
+    /// counter per output), zero-filled before its first launch; each output's last part leaves
     /// its counter at zero again.
     std::uint64_t ws = 0;
 };

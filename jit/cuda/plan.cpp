@@ -49,6 +49,10 @@ std::vector<Axis> simplify_axes(std::vector<Axis> axes, bool keep_last) {
 // A split row's blocks reduce at least this many values each (16 per thread of 256).
 constexpr std::int64_t kSplitMinValues = 4096;
 constexpr std::int64_t kMaxSplitBlocks = std::int64_t(1) << 20;
+// A split column's threads reduce at least this many values each; the split aims at this many
+// threads per SM (a full SM of an H100).
+constexpr std::int64_t kSplitMinColumnValues = 64;
+constexpr std::int64_t kThreadsPerSm = 2048;
 
 unsigned blocks_for(std::int64_t work, unsigned block, std::int64_t cap) {
     std::int64_t b = (work + block - 1) / block;
@@ -198,12 +202,14 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
         if (inner == 0 && (op == Op::ReduceMax || op == Op::ReduceMin))
             throw ValueError(fmt::format("{} of an empty axis", op_info(op).name));
         // Rows (a block per output) when the reduced values are contiguous for some input or
-        // there are too few outputs to fill the device one thread each; columns otherwise.
+        // there are fewer outputs than a warp's threads; columns otherwise, where a warp reads
+        // 32 neighbouring outputs' values at once (a block per output would read one value of
+        // each 32-byte sector).
         bool contiguous = false;
         if (P.nkept < P.rank)
             for (std::size_t k = 0; k < nslots; ++k)
                 contiguous = contiguous || (!epi[k] && axes.back().st[k] == 1);
-        bool rows = P.nkept == P.rank ? false : contiguous || count < std::int64_t(sm_count) * 256;
+        bool rows = P.nkept < P.rank && (contiguous || count < 32);
         if (inner <= 1) rows = false;
         P.mode = rows ? 0 : 1;
         // Dense: rows, with at most one kept axis, each read four values at a time.
@@ -216,10 +222,16 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
         if (rows && count < 2 * std::int64_t(sm_count) && inner >= 4 * kSplitMinValues)
             split =
                 std::min((2 * std::int64_t(sm_count) + count - 1) / count, inner / kSplitMinValues);
+        // Columns too few to give every SM a full load of threads: each column split across
+        // threads of at least kSplitMinColumnValues values.
+        const std::int64_t threads = std::int64_t(sm_count) * kThreadsPerSm;
+        if (!rows && inner >= 2 * kSplitMinColumnValues && count < threads)
+            split = std::min((threads + count - 1) / count, inner / kSplitMinColumnValues);
         if (split >= 2 && count * split <= kMaxSplitBlocks) {
             P.split = static_cast<std::int32_t>(split);
             plan.block = kBlockSize;
-            plan.grid = static_cast<unsigned>(count * split);
+            plan.grid = rows ? static_cast<unsigned>(count * split)
+                             : blocks_for(count * split, plan.block, std::int64_t(sm_count) * 16);
             plan.workspace = static_cast<std::size_t>(count * split) * kSplitSlotBytes +
                              static_cast<std::size_t>(count) * sizeof(std::uint32_t);
         } else if (rows) {
