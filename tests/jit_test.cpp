@@ -406,11 +406,11 @@ TEST_P(JitTest, ColumnsSplitAcrossThreads) {
                 {"D", random_tensor(f64, {700, 33}, rng)},
                 {"K", random_tensor(i64, {900, 36}, rng, -1000, 1000)},
                 {"T", random_tensor(f64, {6, 500, 8}, rng)}};
-    expect_matches_reference({X, b, D, K, T},
-                             {sum(X, {0}), amax(X, {0}) * 2 + b, logsumexp(X, {0}), mean(D, {0}),
-                              prod(1 + D * 1e-3, {0}), amin(K, {0}), sum(K, {0}), sum(T, {1}),
-                              logsumexp(T, {1})},
-                             at, tier(), 1e-4);  // float32 sums of 3000 terms in another order
+    expect_matches_reference(
+        {X, b, D, K, T},
+        {sum(X, {0}), amax(X, {0}) * 2 + b, logsumexp(X, {0}), mean(D, {0}),
+         prod(1 + D * 1e-3, {0}), amin(K, {0}), sum(K, {0}), sum(T, {1}), logsumexp(T, {1})},
+        at, tier(), 1e-4);  // float32 sums of 3000 terms in another order
 }
 
 TEST_P(JitTest, Float32RowsAroundTheSumBlock) {

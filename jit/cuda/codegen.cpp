@@ -36,7 +36,7 @@ std::string sanitize(const std::string& s) {
 // body are most of NVRTC's compile time. The index type is 32-bit unless the source is compiled
 // with -DAGNESI_WIDE_INDEX (the runtime does that only for launches that need it).
 // Compiled with -DAGNESI_DENSE_LAYOUT, the kernels take dense launches only (LaunchPlan::dense)
-// and leave out the code of other layouts, which is about half of NVRTC's work on a kernel.
+// and leave out the code of other layouts: 5-25% fewer instructions for NVRTC to compile.
 const char* kPrelude = R"(#define AGNESI_MAX_RANK 8
 #define AGNESI_NO_UNROLL _Pragma("unroll 1")
 #ifdef AGNESI_WIDE_INDEX

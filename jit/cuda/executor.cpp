@@ -286,10 +286,10 @@ std::unique_ptr<CudaExecutor> make_cuda_executor(const Program& p, const Compile
                                                  CompileStats& stats) {
     CudaDevice& dev = CudaDevice::get(options.device.ordinal);
     auto t0 = std::chrono::steady_clock::now();
-    // One module per core at most: each NVRTC run has a fixed cost (~40 ms), so a function's
+    // One module per core at most: each NVRTC run has a fixed cost (30-40 ms), so a function's
     // kernels are dealt round-robin into as many modules as there are cores to compile them.
-    // Each group compiles in the variant its layout most likely needs (a dense kernel is about
-    // half the NVRTC work), so a module holds the groups of one variant.
+    // Each group compiles in the variant its layout most likely needs (a dense kernel is less
+    // NVRTC work), so a module holds the groups of one variant.
     struct ModuleSpec {
         int variant;
         std::vector<std::size_t> groups;
