@@ -138,11 +138,10 @@ class GroupEmitter {
     }
 
     std::string emit() {
-        static const char* kinds[] = {"pointwise", "reduce", "row-normalize", "matmul epilogue",
-                                      "row-reduce"};
-        out_ += fmt::format("\n// group {}: {}, {} instrs, {} inputs, {} outputs\n", gi_,
-                            kinds[static_cast<int>(g_.kind)], g_.instrs.size(), g_.inputs.size(),
-                            g_.outputs.size());
+        out_ +=
+            fmt::format("\n// group {}: {}{}, {} instrs, {} inputs, {} outputs\n", gi_,
+                        group_kind_name(g_.kind), g_.kind == GroupKind::Matmul ? " epilogue" : "",
+                        g_.instrs.size(), g_.inputs.size(), g_.outputs.size());
         switch (g_.kind) {
             case GroupKind::Pointwise:
             case GroupKind::Matmul:

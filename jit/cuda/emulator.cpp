@@ -260,7 +260,7 @@ class BlockRun {
     Runtime rt_;
 };
 
-// The entry points of group gi's kernel, general and dense (agnesi_emu_entry_<gi> and
+// The entry points of group gi's kernel, general and dense (agnesi_emu_general_<gi> and
 // agnesi_emu_dense_<gi>): each unpacks the launch arguments (as cuLaunchKernel takes them: the
 // address of each parameter) into a call of the kernel's code in its variant.
 std::string trampoline(const Program& p, std::size_t gi) {
@@ -276,7 +276,7 @@ std::string trampoline(const Program& p, std::size_t gi) {
     for (const Access& a : g.inputs) add(a, false);
     for (const auto& o : g.outputs) add(o.target, true);
     std::string s;
-    for (const char* v : {"entry", "dense"})
+    for (const char* v : {"general", "dense"})
         s += fmt::format(
             "extern \"C\" void agnesi_emu_{0}_{1}(void* const* a, const agnesi_emu_rt* rt) {{\n"
             "    agnesi_emu = rt;\n    agnesi_g{1}_run<agnesi_index, {2}>({3});\n}}\n",
@@ -364,7 +364,7 @@ class Emulator final : public Executor {
                 return reinterpret_cast<Entry>(reinterpret_cast<void (*)()>(
                     r.module->function(fmt::format("agnesi_emu_{}_{}", v, gi))));
             };
-            entries.general[gi] = entry("entry");
+            entries.general[gi] = entry("general");
             entries.dense[gi] = entry("dense");
         }
         return entries;
