@@ -35,6 +35,8 @@ struct Case {
     std::string name;
     std::vector<Expr> inputs;
     std::vector<Expr> outputs;
+    // Half-widths of the inputs' uniform random values, one per input; empty: 2 for all.
+    std::vector<double> ranges{};
 };
 
 jit::Program program_of(const Case& c) {
@@ -58,7 +60,11 @@ Case mlp_step(DType dt, std::int64_t batch) {
     std::vector<Expr> outs{loss};
     std::vector<Expr> params{W1, b1, W2, b2};
     for (std::size_t i = 0; i < gs.size(); ++i) outs.push_back(params[i] - 0.1 * gs[i]);
-    return {"mlp_step", {X, Y, W1, b1, W2, b2}, outs};
+    // Weights of a network's scale: with inputs in [-2, 2], logits of thousands make the softmax
+    // one-hot except in rows where two nearly tie, and there float32 gives the step only to 5e-5
+    // (the reference evaluator's own float32 error against float64), so any other order of the
+    // matrix products' sums would miss the tolerance.
+    return {"mlp_step", {X, Y, W1, b1, W2, b2}, outs, {2, 2, 0.1, 0.5, 0.2, 0.5}};
 }
 
 // Every kind of group the backend generates.
@@ -124,9 +130,9 @@ std::vector<Case> corpus() {
     return cs;
 }
 
-Tensor random_tensor(DType dt, const Shape& shape, std::mt19937& rng) {
+Tensor random_tensor(DType dt, const Shape& shape, std::mt19937& rng, double range = 2) {
     Tensor t(f64, shape);
-    std::uniform_real_distribution<double> u(-2, 2);
+    std::uniform_real_distribution<double> u(-range, range);
     for (std::int64_t i = 0; i < t.size(); ++i) t.data<double>()[i] = u(rng);
     return t.astype(dt);
 }
@@ -201,8 +207,9 @@ void expect_corpus_agrees(
         SCOPED_TRACE(c.name);
         Bindings at;
         std::vector<Tensor> args;
-        for (const Expr& v : c.inputs) {
-            Tensor t = random_tensor(v.dtype(), v.shape(), rng);
+        for (std::size_t k = 0; k < c.inputs.size(); ++k) {
+            const Expr& v = c.inputs[k];
+            Tensor t = random_tensor(v.dtype(), v.shape(), rng, c.ranges.empty() ? 2 : c.ranges[k]);
             at[v->name()] = t;
             args.push_back(t);
         }
@@ -230,11 +237,12 @@ TEST(CudaEmulator, CorpusAgreesWithTheReferenceEvaluator) {
 // result: a strided sample of every float bit pattern (all signs and binades, subnormals,
 // infinities, NaNs) and each function's edges. The bounds are CUDA's stated maximum errors
 // (CUDA C++ Programming Guide, single-precision functions; sigmoid is this library's
-// `(x >= 0 ? 1 : z) / (1 + z)`, `z = exp(-|x|)`: exp's 2 ulp, and 1.5 for the sum and the
-// division). On the CPU the emulator runs the same kernels on the host's math library, whose
-// float functions (glibc's) are held to CUDA's bounds plus `slack` (glibc's tanhf reaches 2.07
-// ulp where CUDA states 2).
-void expect_float_functions_within_cuda_bounds(const CompileOptions& options, double slack = 0) {
+// `(x >= 0 ? 1 : z) / (1 + z)`, `z = exp(-|x|)`: exp's 2 ulp, and 1 for the sum and the
+// division) plus half an ulp: CUDA states them from the correctly rounded result, which is
+// itself up to half an ulp from the exact one (expm1f reaches 1.06 ulp from the exact result
+// on an H200). On the CPU the emulator runs the same kernels on the host's math library, whose
+// float functions (glibc's) are held to the same bounds.
+void expect_float_functions_within_cuda_bounds(const CompileOptions& options) {
     std::vector<float> xs = agnesi::testing::float_sample(
         {0.0f, -0.0f, 1.0f, -1.0f, 88.72f, 88.73f, -87.33f, -103.9f, -104.1f, 1e-30f, -1e-30f,
          1e-45f, -0.9999999f, 17.0f, -18.5f, 1e4f, -1e4f, 1e30f});
@@ -250,14 +258,14 @@ void expect_float_functions_within_cuda_bounds(const CompileOptions& options, do
         {expm1(x), [](double v) { return std::expm1(v); }, 1},
         {log(x), [](double v) { return std::log(v); }, 1},
         {log1p(x), [](double v) { return std::log1p(v); }, 1},
-        {sqrt(x), [](double v) { return std::sqrt(v); }, 0.5},
+        {sqrt(x), [](double v) { return std::sqrt(v); }, 0},
         {sin(x), [](double v) { return std::sin(v); }, 2},
         {cos(x), [](double v) { return std::cos(v); }, 2},
         {tanh(x), [](double v) { return std::tanh(v); }, 2},
         {erf(x), [](double v) { return std::erf(v); }, 2},
         {sigmoid(x),
          [](double v) { return v >= 0 ? 1 / (1 + std::exp(-v)) : std::exp(v) / (1 + std::exp(v)); },
-         3.5}};
+         3}};
     std::vector<Expr> outs;
     for (const Fn& f : fns) outs.push_back(f.e);
     Function fn = compile({x}, outs, options);
@@ -283,7 +291,7 @@ void expect_float_functions_within_cuda_bounds(const CompileOptions& options, do
                 std::frexp(want, &e);
                 err = std::fabs(static_cast<double>(out) - want) /
                       std::ldexp(1.0, std::max(e, -125) - 24);
-                ok = err <= fns[r].bound + slack;
+                ok = err <= fns[r].bound + 0.5;
                 worst = std::max(worst, err);
             }
             if (!ok) {
@@ -298,7 +306,7 @@ void expect_float_functions_within_cuda_bounds(const CompileOptions& options, do
 }
 
 TEST(CudaEmulator, Float32FunctionsWithinCudaUlpBounds) {
-    expect_float_functions_within_cuda_bounds({.backend = Backend::EmulatedCuda}, 0.25);
+    expect_float_functions_within_cuda_bounds({.backend = Backend::EmulatedCuda});
 }
 
 #ifdef AGNESI_WITH_CUDA
