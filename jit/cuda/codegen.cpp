@@ -613,6 +613,20 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         int n = static_cast<int>(g_.instrs.size());
         auto pre = slots_where(false);
         std::string acc = pfx_ + "_acc";
+        // A split column's 8 parts in a block (its warps, a lane per output): the first warp
+        // combines them.
+        out_ += fmt::format(R"(static __device__ __forceinline__ {0} {1}_columns({0} a) {{
+    __shared__ {0} part[256];
+    part[threadIdx.x] = a;
+    __syncthreads();
+    if (threadIdx.x < 32) {{
+        AGNESI_NO_UNROLL for (int w = 1; w < 8; ++w) {1}_combine(a, part[threadIdx.x + 32 * w]);
+    }}
+    __syncthreads();
+    return a;
+}}
+)",
+                            acc, pfx_);
         out_ += "template <class I, bool D>\n";
         out_ += fmt::format("static __device__ __forceinline__ void {}_run({}) {{\n", pfx_,
                             slot_params(true));
@@ -624,18 +638,25 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         // the device), each reducing every split-th stretch of blockDim values. Mode 1
         // (columns): a thread per output, neighbouring threads on neighbouring outputs, or
         // `split` threads per output (too few outputs to fill the device), each reducing every
-        // split-th value. With a split, each part's partial result is stored and counted in, and
-        // the output's last part combines them and runs the epilogue.
+        // split-th value: blocks of 256 threads then take 32 outputs (the lanes) by 8 parts
+        // (the warps), which combine in shared memory, so split / 8 partial results per output
+        // leave the block. With a split, each block's partial result is stored and counted in,
+        // and the output's last block combines them (a row's with all its threads, a column's
+        // with its lane) and runs the epilogue.
         // One loop serves all: each copy of it costs NVRTC time.
         out_ +=
             "    const bool by_block = D || P.mode == 0;\n"
             "    const I split = P.split > 1 ? (I)P.split : (I)1;\n"
             "    const I per = by_block ? (I)1 : (I)blockDim.x;\n"
+            "    const I groups = (rows + (I)31) >> 5;\n"
+            "    const I parts = by_block ? split : split >> 3;\n"
+            "    const I total = by_block || split == 1 ? rows * split : groups * (I)32 * split;\n"
             "    for (I bid = (I)blockIdx.x * per + (by_block ? (I)0 : (I)threadIdx.x); bid < "
-            "rows * split; bid += (I)gridDim.x * per) {\n"
-            "            const I row = split == 1 ? bid : by_block ? bid / split : bid % rows;\n"
-            "            const I part = split == 1 ? (I)0 : by_block ? bid - row * split : bid / "
-            "rows;\n"
+            "total; bid += (I)gridDim.x * per) {\n"
+            "            const I row = split == 1 ? bid : by_block ? bid / split : (bid >> 8) % "
+            "groups * (I)32 + (bid & (I)31);\n"
+            "            const I part = split == 1 ? (I)0 : by_block ? bid - row * split : (bid "
+            ">> 8) / groups * (I)8 + ((bid & (I)255) >> 5);\n"
             "            ";
         out_ += offsets("row", all_slots(), "P.nkept");
         for (std::size_t k : pre) out_ += fmt::format("            const I b{0} = o{0};\n", k);
@@ -648,7 +669,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                 "(I)0;\n",
                 k);
         out_ += unrolled_loop(
-            "by_block ? part * (I)blockDim.x + (I)threadIdx.x : part",
+            "by_block ? part * (I)blockDim.x + (I)threadIdx.x : row < rows ? part : inner",
             "by_block ? split * (I)blockDim.x : split", loads_in(0, g_.reduce_at),
             [&](const std::string& u) {
                 return fmt::format("{}_push(a, {});", pfx_, call_loaded(pre_, 0, g_.reduce_at, u));
@@ -660,29 +681,47 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             },
             {}, push4(pfx_, pre_, 0, g_.reduce_at));
         out_ += fmt::format(
-            "            if (by_block) {{\n"
-            "                a = {2}_block(a);\n"
-            "                if (threadIdx.x != 0) continue;\n"
-            "            }}\n"
-            "            if (split > 1) {{\n"
+            "            if (by_block) a = {2}_block(a);\n"
+            "            else if (split > 1) a = {2}_columns(a);\n"
+            "            const bool lead = by_block ? threadIdx.x == 0\n"
+            "                                       : split == 1 || (threadIdx.x < 32 && row < "
+            "rows);\n"
+            "            if (parts > 1) {{\n"
             "                char* const ws = (char*)P.ws;\n"
-            "                char* const parts = ws + (uint64_t)row * (uint64_t)split * {1};\n"
+            "                char* const mine = ws + (uint64_t)row * (uint64_t)parts * {1};\n"
             "                unsigned* const done =\n"
-            "                    (unsigned*)(ws + (uint64_t)rows * (uint64_t)split * {1}) + row;\n"
-            "                *({0}*)(parts + (uint64_t)part * {1}) = a;\n"
-            "                __threadfence();\n"
-            "                if (atomicAdd(done, 1u) != (unsigned)(split - 1)) continue;\n"
+            "                    (unsigned*)(ws + (uint64_t)rows * (uint64_t)parts * {1}) + row;\n"
+            "                __shared__ bool last_block;\n"
+            "                bool last = false;\n"
+            "                if (lead) {{\n"
+            "                    *({0}*)(mine + (uint64_t)(by_block ? part : part >> 3) * {1}) = "
+            "a;\n"
+            "                    __threadfence();\n"
+            "                    last = atomicAdd(done, 1u) == (unsigned)(parts - 1);\n"
+            "                }}\n"
+            "                if (by_block) {{\n"
+            "                    if (lead) last_block = last;\n"
+            "                    __syncthreads();\n"
+            "                    last = last_block;\n"
+            "                }}\n"
+            "                if (!last) continue;\n"
             "                __threadfence();\n"
             "                a = {2}_identity();\n"
-            "                for (I q = 0; q < split; ++q) {{\n"
-            "                    const {0}* const b = (const {0}*)(parts + (uint64_t)q * {1});\n"
+            "                for (I q = by_block ? (I)threadIdx.x : (I)0; q < parts; q += by_block "
+            "? "
+            "(I)blockDim.x : (I)1) {{\n"
+            "                    const {0}* const b = (const {0}*)(mine + (uint64_t)q * {1});\n"
             "                    {0} t;\n"
             "                    t.m = __ldcg(&b->m);\n"
             "                    t.s = __ldcg(&b->s);\n"
             "                    t.nan = __ldcg(&b->nan);\n"
             "                    {2}_combine(a, t);\n"
             "                }}\n"
+            "                if (by_block) a = {2}_block(a);\n"
+            "                if (!lead) continue;\n"
             "                *done = 0;\n"
+            "            }} else if (!lead) {{\n"
+            "                continue;\n"
             "            }}\n"
             "            ",
             acc, kSplitSlotBytes, pfx_);
@@ -729,7 +768,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             "            {2}for (; j + 3 * du < inner; j += 4 * st) {{\n"
             "                int w4 = v4;\n"
             "                asm volatile(\"\" : \"+r\"(w4));\n",
-            start, step, guard.empty() ? "" : "if (D || " + guard + ") ",
+            start, step, guard.empty() ? "" : "if (D || " + guard + ") {",
             !rows_by_four() ? "false"
             : v4.empty()    ? "true"
                             : fmt::format("{}", fmt::join(v4, " && ")));
@@ -758,8 +797,8 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                 k);
             s += four(" p{0}[b{0} + (j + {1} * du) * t{0}] = y{0}_{1};", k) + " }\n";
         }
-        s +=
-            fmt::format("            }}\n            if (v4) j = (inner & ~(I)3) + ({});\n", start);
+        s += fmt::format("            }}{}\n            if (v4) j = (inner & ~(I)3) + ({});\n",
+                         guard.empty() ? "" : "}", start);
         s += "            for (; j < inner; j += st) {\n";
         if (tail) {
             s += tail();

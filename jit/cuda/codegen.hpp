@@ -54,12 +54,13 @@ struct CudaParams {
     std::int32_t nkept = 0;  ///< Reduce: leading kept axes of dims
     /// Pointwise: 0 strided, 1 flat, 2 flat by 4, 3 rows by 4; Reduce: 0 rows, 1 columns
     std::int32_t mode = 0;
-    /// Reduce: parts per output (0 or 1: one), blocks in mode 0, threads in mode 1
+    /// Reduce: parts per output (0 or 1: one), blocks in mode 0, threads in mode 1 (a multiple
+    /// of 8: a block's warps take 8 parts of 32 outputs)
     std::int32_t split = 0;
     std::uint64_t bcast = 0;  ///< flat modes: bit k set when slot k has all-zero strides
-    /// Reduce with a split: the workspace (kSplitSlotBytes per part's partial result, then a
-    /// counter per output), zero-filled before its first launch; each output's last part leaves
-    /// its counter at zero again.
+    /// Reduce with a split: the workspace (kSplitSlotBytes per block's partial result, then a
+    /// counter per output), zero-filled before its first launch; each output's last block
+    /// leaves its counter at zero again.
     std::uint64_t ws = 0;
 };
 struct CudaStrides {

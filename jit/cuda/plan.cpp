@@ -51,7 +51,7 @@ constexpr std::int64_t kSplitMinValues = 4096;
 constexpr std::int64_t kMaxSplitBlocks = std::int64_t(1) << 20;
 // A split column's threads reduce at least this many values each; the split aims at this many
 // threads per SM (a full SM of an H100).
-constexpr std::int64_t kSplitMinColumnValues = 64;
+constexpr std::int64_t kSplitMinColumnValues = 16;
 constexpr std::int64_t kThreadsPerSm = 2048;
 
 unsigned blocks_for(std::int64_t work, unsigned block, std::int64_t cap) {
@@ -60,12 +60,21 @@ unsigned blocks_for(std::int64_t work, unsigned block, std::int64_t cap) {
 }
 
 // Four values of the row per thread (the row loops load four steps at once), whole warps, at
-// most 256 threads; up to 1024 when there are too few rows to give each SM two blocks (a long
-// row summed by one block). Measured on an H100: 1024-thread blocks made 16384 rows of 4096
-// slower (softmax 0.24 -> 0.37 ms), and a sum of 2^20 values faster.
-unsigned block_for_row(std::int64_t inner, std::int64_t count, int sm_count) {
+// most 256 threads (128 for a reduction); up to 1024 when there are too few rows to give each SM
+// two blocks (a long row summed by one block). Measured on an H100: 1024-thread blocks made
+// 16384 rows of 4096 slower (softmax 0.24 -> 0.37 ms), and a sum of 2^20 values faster. On an
+// H200, 16384 rows of 4096 (ms, blocks of 128 / 256 / 512 / 1024): softmax 0.198 / 0.167 /
+// 0.202 / 0.312, layer norm 0.237 / 0.161 / 0.186 / 0.251, logsumexp 0.090 / 0.105 / 0.151 /
+// 0.256. AGNESI_CUDA_ROW_BLOCK=N (32 to 1024) sets the cap for many rows instead, to measure
+// others on a device.
+unsigned block_for_row(std::int64_t inner, std::int64_t count, int sm_count, bool reduce) {
+    static const std::int64_t chosen = [] {
+        const char* v = std::getenv("AGNESI_CUDA_ROW_BLOCK");
+        return v ? std::clamp<std::int64_t>(std::atoi(v) / 32 * 32, 32, kRowBlockMax) : 0;
+    }();
+    const std::int64_t many = chosen ? chosen : reduce ? 128 : kBlockSize;
     std::int64_t b = (std::max<std::int64_t>((inner + 3) / 4, 1) + 31) / 32 * 32;
-    std::int64_t cap = count < 2 * std::int64_t(sm_count) ? kRowBlockMax : kBlockSize;
+    std::int64_t cap = count < 2 * std::int64_t(sm_count) ? kRowBlockMax : many;
     return static_cast<unsigned>(std::min<std::int64_t>(b, cap));
 }
 
@@ -83,8 +92,9 @@ bool dense_row_slot(const std::vector<Axis>& axes, std::size_t k, bool output, D
 }
 
 // A block per row of `inner` values, rows in a grid-stride loop over at most 64 blocks per SM.
-void row_blocks(LaunchPlan& plan, std::int64_t inner, std::int64_t count, int sm_count) {
-    plan.block = block_for_row(inner, count, sm_count);
+void row_blocks(LaunchPlan& plan, std::int64_t inner, std::int64_t count, int sm_count,
+                bool reduce) {
+    plan.block = block_for_row(inner, count, sm_count, reduce);
     plan.grid = static_cast<unsigned>(std::min<std::int64_t>(count, std::int64_t(sm_count) * 64));
 }
 
@@ -223,19 +233,25 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
             split =
                 std::min((2 * std::int64_t(sm_count) + count - 1) / count, inner / kSplitMinValues);
         // Columns too few to give every SM a full load of threads: each column split across
-        // threads of at least kSplitMinColumnValues values.
+        // threads of at least kSplitMinColumnValues values, in parts of 8 (a block's warps).
         const std::int64_t threads = std::int64_t(sm_count) * kThreadsPerSm;
-        if (!rows && inner >= 2 * kSplitMinColumnValues && count < threads)
-            split = std::min((threads + count - 1) / count, inner / kSplitMinColumnValues);
+        if (!rows && inner >= 8 * kSplitMinColumnValues && count < threads)
+            split = std::min(((threads + count - 1) / count + 7) / 8 * 8,
+                             inner / kSplitMinColumnValues / 8 * 8);
         if (split >= 2 && count * split <= kMaxSplitBlocks) {
             P.split = static_cast<std::int32_t>(split);
             plan.block = kBlockSize;
+            static_assert(kBlockSize == 256, "a split column's block is 32 outputs by 8 parts");
+            // Partial results that leave a block: one per block of a row, one per 8 parts of
+            // a column.
+            const std::int64_t parts = rows ? split : split / 8;
             plan.grid = rows ? static_cast<unsigned>(count * split)
-                             : blocks_for(count * split, plan.block, std::int64_t(sm_count) * 16);
-            plan.workspace = static_cast<std::size_t>(count * split) * kSplitSlotBytes +
+                             : blocks_for((count + 31) / 32 * 32 * split, plan.block,
+                                          std::int64_t(sm_count) * 16);
+            plan.workspace = static_cast<std::size_t>(count * parts) * kSplitSlotBytes +
                              static_cast<std::size_t>(count) * sizeof(std::uint32_t);
         } else if (rows) {
-            row_blocks(plan, inner, count, sm_count);
+            row_blocks(plan, inner, count, sm_count, true);
         } else {
             plan.block = kBlockSize;
             plan.grid = blocks_for(count, plan.block, std::int64_t(sm_count) * 16);
@@ -248,7 +264,7 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
         plan.launch = false;
         return plan;
     }
-    row_blocks(plan, inner, count, sm_count);
+    row_blocks(plan, inner, count, sm_count, false);
     plan.dense = P.rank <= 2 && rows_by_four();
     for (std::size_t k = 0; plan.dense && k < nslots; ++k)
         plan.dense = dense_row_slot(axes, k, k >= static_cast<std::size_t>(a.num_inputs),
