@@ -640,9 +640,10 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         // `split` threads per output (too few outputs to fill the device), each reducing every
         // split-th value: blocks of 256 threads then take 32 outputs (the lanes) by 8 parts
         // (the warps), which combine in shared memory, so split / 8 partial results per output
-        // leave the block. With a split, each block's partial result is stored and counted in,
-        // and the output's last block combines them (a row's with all its threads, a column's
-        // with its lane) and runs the epilogue.
+        // leave the block. With a split, each block's partial result is stored and counted in
+        // (per row, or per 32 columns), and the last block combines them with all its threads
+        // (a row's partial results across them, a column's across the 8 warps) and runs the
+        // epilogue.
         // One loop serves all: each copy of it costs NVRTC time.
         out_ +=
             "    const bool by_block = D || P.mode == 0;\n"
@@ -689,27 +690,22 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             "            if (parts > 1) {{\n"
             "                char* const ws = (char*)P.ws;\n"
             "                char* const mine = ws + (uint64_t)row * (uint64_t)parts * {1};\n"
-            "                unsigned* const done =\n"
-            "                    (unsigned*)(ws + (uint64_t)rows * (uint64_t)parts * {1}) + row;\n"
+            "                unsigned* const done = (unsigned*)(ws + (uint64_t)rows * "
+            "(uint64_t)parts * {1}) + (by_block ? row : row >> 5);\n"
             "                __shared__ bool last_block;\n"
-            "                bool last = false;\n"
-            "                if (lead) {{\n"
-            "                    *({0}*)(mine + (uint64_t)(by_block ? part : part >> 3) * {1}) = "
-            "a;\n"
-            "                    __threadfence();\n"
-            "                    last = atomicAdd(done, 1u) == (unsigned)(parts - 1);\n"
-            "                }}\n"
-            "                if (by_block) {{\n"
-            "                    if (lead) last_block = last;\n"
-            "                    __syncthreads();\n"
-            "                    last = last_block;\n"
-            "                }}\n"
-            "                if (!last) continue;\n"
+            "                const I slot = by_block ? part : part >> 3;\n"
+            "                if (lead) *({0}*)(mine + (uint64_t)slot * {1}) = a;\n"
+            "                __threadfence();\n"
+            "                __syncthreads();\n"
+            "                if (threadIdx.x == 0) last_block = atomicAdd(done, 1u) == "
+            "(unsigned)(parts - 1);\n"
+            "                __syncthreads();\n"
+            "                if (!last_block) continue;\n"
             "                __threadfence();\n"
             "                a = {2}_identity();\n"
-            "                for (I q = by_block ? (I)threadIdx.x : (I)0; q < parts; q += by_block "
-            "? "
-            "(I)blockDim.x : (I)1) {{\n"
+            "                const I qs = by_block ? (I)blockDim.x : (I)8;\n"
+            "                const I q0 = by_block ? (I)threadIdx.x : (I)(threadIdx.x >> 5);\n"
+            "                for (I q = q0; row < rows && q < parts; q += qs) {{\n"
             "                    const {0}* const b = (const {0}*)(mine + (uint64_t)q * {1});\n"
             "                    {0} t;\n"
             "                    t.m = __ldcg(&b->m);\n"
@@ -717,9 +713,9 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             "                    t.nan = __ldcg(&b->nan);\n"
             "                    {2}_combine(a, t);\n"
             "                }}\n"
-            "                if (by_block) a = {2}_block(a);\n"
+            "                a = by_block ? {2}_block(a) : {2}_columns(a);\n"
+            "                if (threadIdx.x == 0) *done = 0;\n"
             "                if (!lead) continue;\n"
-            "                *done = 0;\n"
             "            }} else if (!lead) {{\n"
             "                continue;\n"
             "            }}\n"
