@@ -75,11 +75,12 @@ Tensor random_tensor(const Shape& shape, std::mt19937& rng) {
 // later reductions read earlier ones: what the scheduler turns into row reductions of several
 // passes. Some intermediate values are outputs too (stored, so their groups split). Every step
 // is continuous: a comparison with a row's own mean (`where(v > mean(v), ...)` on a row of equal
-// values) would turn a last-bit difference in the sum into a different branch.
+// values) would turn a last-bit difference in the sum into a different branch. Rows of x are
+// odd (read value by value on a GPU); rows of t are a multiple of 4 (held in registers).
 void fuzz_row_chains(unsigned seed, testing::Tier tier, int batches, int per_batch) {
     std::mt19937 rng(testing::fuzz_seed(seed));
     auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
-    auto x = matrix("x", 6, 37), t = tensor("t", {2, 3, 41});
+    auto x = matrix("x", 6, 37), t = tensor("t", {2, 3, 40});
     for (int b = 0; b < batches; ++b) {
         std::vector<Expr> outs;
         for (int i = 0; i < per_batch; ++i) {
@@ -102,7 +103,7 @@ void fuzz_row_chains(unsigned seed, testing::Tier tier, int batches, int per_bat
             }
             outs.push_back(v);
         }
-        Bindings at{{"x", random_tensor({6, 37}, rng)}, {"t", random_tensor({2, 3, 41}, rng)}};
+        Bindings at{{"x", random_tensor({6, 37}, rng)}, {"t", random_tensor({2, 3, 40}, rng)}};
         SCOPED_TRACE(fmt::format("seed {} batch {}", seed, b));
         testing::expect_matches_reference({x, t}, outs, at, tier, 1e-9);
         if (::testing::Test::HasFailure()) return;

@@ -428,6 +428,38 @@ TEST_P(JitTest, Float32RowsAroundTheSumBlock) {
     }
 }
 
+TEST_P(JitTest, RowsHeldInRegisters) {
+    // A CUDA block holds a dense row that fits (up to 16 float32 or 8 float64 values a thread)
+    // in registers between its loops: rows that fill some of those values or all, one just past
+    // them, a value broadcast along the row beside it, three loops over the row (a layer norm),
+    // and non-finite values read back from the registers (a row of -inf among them).
+    for (DType dt : {f32, f64}) {
+        for (std::int64_t len : {4, 12, 1000, 2048, 4096, 4100}) {
+            auto z = matrix("z", 6, len, dt), c = matrix("c", 6, 1, dt);
+            auto g = vector("g", len, dt);
+            Tensor zv = random_tensor(dt, {6, len}, rng, -3, 3);
+            auto set = [&](std::int64_t r, std::int64_t col, double v) {
+                if (dt == f32)
+                    zv.data<float>()[r * len + col] = static_cast<float>(v);
+                else
+                    zv.data<double>()[r * len + col] = v;
+            };
+            set(1, len - 1, std::numeric_limits<double>::infinity());
+            set(2, len / 2, std::nan(""));
+            for (std::int64_t col = 0; col < len; ++col)
+                set(3, col, -std::numeric_limits<double>::infinity());
+            Bindings at{{"z", zv},
+                        {"c", random_tensor(dt, {6, 1}, rng)},
+                        {"g", random_tensor(dt, {len}, rng)}};
+            Expr d = z - mean(z, {1}, true);
+            expect_matches_reference({z, c, g},
+                                     {softmax(z + c, 1) * g, log_softmax(z * c, 1),
+                                      d / sqrt(mean(d * d, {1}, true) + 1e-5) * g + c},
+                                     at, tier(), dt == f32 ? 5e-5 : 1e-11);
+        }
+    }
+}
+
 TEST_P(JitTest, RowsByFourWithNonFiniteValuesAndOffsets) {
     // CUDA row loops take four values at a time: 16-byte loads and stores where a row starts
     // aligned, one rescale of an online max and sum per four values. Non-finite values in

@@ -23,6 +23,83 @@ bool rows_by_four() {
     return on;
 }
 
+bool row_cache() {
+    static const bool on = [] {
+        const char* v = std::getenv("AGNESI_CUDA_ROW_CACHE");
+        return !(v && std::strcmp(v, "0") == 0);
+    }();
+    return on;
+}
+
+RowCache row_cache_plan(const Program& p, const Group& g) {
+    RowCache c;
+    if (!row_cache() || !rows_by_four()) return c;
+    auto steps = [](std::size_t words) {
+        constexpr std::size_t kCacheWords = 16;
+        for (int r : {4, 2, 1})
+            if (words > 0 && 4 * static_cast<std::size_t>(r) * words <= kCacheWords) return r;
+        return 0;
+    };
+    auto words = [](DType t) { return std::max<std::size_t>(dtype_size(t) / 4, 1); };
+    if (g.kind == GroupKind::RowNormalize) {
+        c.steps = steps(words(g.instrs[static_cast<std::size_t>(g.reduce_at)].dtype));
+        return c;
+    }
+    if (g.kind != GroupKind::RowReduce) return c;
+    // The slots each loop over the row loads: one per pass, then the epilogue's.
+    auto loads = [&](int lo, int hi) {
+        std::vector<std::size_t> ks;
+        for (int i = lo; i < hi; ++i) {
+            const Instr& in = g.instrs[static_cast<std::size_t>(i)];
+            if (in.kind == InstrKind::Load) ks.push_back(static_cast<std::size_t>(in.input));
+        }
+        return ks;
+    };
+    std::vector<std::vector<std::size_t>> loops;
+    std::vector<int> passes = g.passes();
+    for (std::size_t k = 0; k < passes.size(); ++k)
+        loops.push_back(loads(g.pass_begin(k), passes[k]));
+    loops.push_back(loads(g.reduce_at + 1, static_cast<int>(g.instrs.size())));
+    // Each pass loads its values through slots of its own: slots of one buffer through the
+    // same views read the same values, and the first such slot stands for them all.
+    const std::size_t nslots = g.inputs.size() + g.outputs.size();
+    c.held.assign(nslots, -1);
+    c.first.assign(nslots, -1);
+    std::size_t total = 0;
+    for (std::size_t k = 0; k < g.inputs.size(); ++k) {
+        const Access& a = g.inputs[k];
+        std::size_t rep = k;
+        for (std::size_t q = 0; q < k; ++q) {
+            const Access& b = g.inputs[q];
+            if (b.buffer == a.buffer && b.views == a.views && b.shape == a.shape) {
+                rep = q;
+                break;
+            }
+        }
+        if (rep != k) continue;
+        std::vector<std::size_t> same;
+        for (std::size_t q = k; q < g.inputs.size(); ++q) {
+            const Access& b = g.inputs[q];
+            if (b.buffer == a.buffer && b.views == a.views && b.shape == a.shape) same.push_back(q);
+        }
+        int uses = 0, first = -1;
+        for (std::size_t l = 0; l < loops.size(); ++l) {
+            bool reads = false;
+            for (std::size_t q : same)
+                reads = reads || std::find(loops[l].begin(), loops[l].end(), q) != loops[l].end();
+            if (reads && uses++ == 0) first = static_cast<int>(l);
+        }
+        if (uses < 2) continue;
+        c.slots.push_back(k);
+        c.first[k] = first;
+        for (std::size_t q : same) c.held[q] = static_cast<int>(k);
+        total += words(p.buffers[static_cast<std::size_t>(a.buffer)].dtype);
+    }
+    c.steps = steps(total);
+    if (c.steps == 0) c = RowCache{};
+    return c;
+}
+
 namespace {
 
 std::string sanitize(const std::string& s) {
@@ -39,6 +116,7 @@ std::string sanitize(const std::string& s) {
 // and leave out the code of other layouts: 5-25% fewer instructions for NVRTC to compile.
 const char* kPrelude = R"(#define AGNESI_MAX_RANK 8
 #define AGNESI_NO_UNROLL _Pragma("unroll 1")
+#define AGNESI_UNROLL _Pragma("unroll")
 #ifdef AGNESI_WIDE_INDEX
 typedef int64_t agnesi_index;
 #else
@@ -92,6 +170,26 @@ static __device__ __forceinline__ void agnesi_st4(T* p, const T a, const T b, co
     AGNESI_ASSERT_ALIGNED(p);
     *reinterpret_cast<agnesi_vec4<T>*>(p) = w;
 }
+// The larger of two values, NaN if either is.
+template <class T> static __device__ __forceinline__ T agnesi_max_nan(T a, T b) {
+    return a != a || b > a ? b : a;
+}
+template <class T> static __device__ __forceinline__ T agnesi_block_max(T v) {
+    __shared__ T part[32];
+    for (int off = 16; off > 0; off >>= 1) v = agnesi_max_nan(v, __shfl_down_sync(0xffffffffu, v, off));
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (lane == 0) part[w] = v;
+    __syncthreads();
+    if (w == 0) {
+        v = lane < (int)((blockDim.x + 31) >> 5) ? part[lane] : part[0];
+        for (int off = 16; off > 0; off >>= 1) v = agnesi_max_nan(v, __shfl_down_sync(0xffffffffu, v, off));
+        if (lane == 0) part[0] = v;
+    }
+    __syncthreads();
+    v = part[0];
+    __syncthreads();
+    return v;
+}
 template <class T> static __device__ __forceinline__ T agnesi_block_sum(T v) {
     __shared__ T part[32];
     for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
@@ -135,6 +233,7 @@ class GroupEmitter {
         pre_ = "agnesi_g" + std::to_string(gi) + "_pre";
         post_ = "agnesi_g" + std::to_string(gi) + "_post";
         pfx_ = "agnesi_g" + std::to_string(gi);
+        cache_ = row_cache_plan(p, g);
     }
 
     std::string emit() {
@@ -811,6 +910,81 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         return s;
     }
 
+    // Row loop number `loop` (as row_cache_plan numbers them) over the slots `ks`: in a dense
+    // launch, the row held in registers (see codegen.hpp); else unrolled_loop from the thread's
+    // index by the block's size. A slot that several loops read is loaded by the first into
+    // c<k>[i][u] (all its loads issued before any value is used) and read from there after.
+    template <class Use>
+    std::string row_loop(int loop, const std::vector<std::size_t>& ks, Use use,
+                         const std::vector<std::size_t>& stores = {},
+                         const std::string& after4 = "") const {
+        std::string plain =
+            unrolled_loop("(I)threadIdx.x", "(I)blockDim.x", ks, use, "", {}, stores, after4);
+        if (cache_.steps == 0) return plain;
+        // The slots whose registers this loop fills (one slot of each), and where each value
+        // read from registers is.
+        std::vector<std::size_t> fill;
+        for (std::size_t k : ks) {
+            const int h = cache_.held[k];
+            if (h < 0 || cache_.first[static_cast<std::size_t>(h)] != loop) continue;
+            bool filled = false;
+            for (std::size_t f : fill) filled = filled || cache_.held[f] == h;
+            if (!filled) fill.push_back(k);
+        }
+        const std::string head = fmt::format(
+            "                AGNESI_UNROLL for (int ci = 0; ci < {}; ++ci) {{\n"
+            "                    const I j = (I)4 * ((I)threadIdx.x + (I)ci * (I)blockDim.x);\n"
+            "                    if (j < inner) {{\n",
+            cache_.steps);
+        const char* tail = "                    }\n                }\n";
+        auto load = [&](std::size_t k, const std::string& a0, const std::string& a1,
+                        const std::string& a2, const std::string& a3) {
+            return fmt::format(
+                "                        if (t{0} != 0) agnesi_ld4(p{0} + b{0} + j, {1}, {2}, {3}, "
+                "{4});\n                        else {1} = {2} = {3} = {4} = p{0}[b{0}];\n",
+                k, a0, a1, a2, a3);
+        };
+        std::string s = "            if constexpr (D) {\n";
+        if (!fill.empty()) {
+            s += head;
+            for (std::size_t k : fill) {
+                const int h = cache_.held[k];
+                s += load(k, fmt::format("c{}[ci][0]", h), fmt::format("c{}[ci][1]", h),
+                          fmt::format("c{}[ci][2]", h), fmt::format("c{}[ci][3]", h));
+            }
+            s += tail;
+        }
+        s += head;
+        for (std::size_t k : ks) {
+            if (const int h = cache_.held[k]; h >= 0) {
+                s += fmt::format(
+                    "                        const {0} l{1}_0 = c{2}[ci][0], l{1}_1 = c{2}[ci][1], "
+                    "l{1}_2 = c{2}[ci][2], l{1}_3 = c{2}[ci][3];\n",
+                    ty(k), k, h);
+            } else {
+                s += fmt::format("                        {0} l{1}_0, l{1}_1, l{1}_2, l{1}_3;\n",
+                                 ty(k), k);
+                s += load(k, fmt::format("l{}_0", k), fmt::format("l{}_1", k),
+                          fmt::format("l{}_2", k), fmt::format("l{}_3", k));
+            }
+        }
+        for (std::size_t k : stores)
+            s += fmt::format("                        {0} y{1}_0, y{1}_1, y{1}_2, y{1}_3;\n", ty(k),
+                             k);
+        if (!after4.empty())
+            s += "                        " + after4 + "\n";
+        else
+            for (int u = 0; u < 4; ++u)
+                s += fmt::format("                        {{ {} }}\n", use(fmt::format("_{}", u)));
+        for (std::size_t k : stores)
+            s += fmt::format(
+                "                        agnesi_st4(p{0} + b{0} + j, y{0}_0, y{0}_1, y{0}_2, "
+                "y{0}_3);\n",
+                k);
+        s += tail;
+        return s + "            } else\n" + plain;
+    }
+
     // `fn` applied to `first` (if any) and the values loaded by unrolled_loop, step `u`.
     std::string call_loaded(const std::string& fn, int lo, int hi, const std::string& u,
                             const std::string& first = "") const {
@@ -845,9 +1019,10 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         out_ += "template <class I, bool D>\n";
         out_ += fmt::format("static __device__ __forceinline__ void {}_run({}) {{\n", pfx_,
                             slot_params(true));
-        out_ +=
-            "    const I rows = (I)P.count, inner = (I)P.inner;\n"
-            "    for (I row = (I)blockIdx.x; row < rows; row += (I)gridDim.x) {\n            ";
+        out_ += "    const I rows = (I)P.count, inner = (I)P.inner;\n";
+        for (std::size_t k : cache_.slots)
+            out_ += fmt::format("    {} c{}[{}][4];\n", ty(k), k, cache_.steps);
+        out_ += "    for (I row = (I)blockIdx.x; row < rows; row += (I)gridDim.x) {\n            ";
         out_ += offsets("row", all_slots(), "P.rank - 1");
         for (std::size_t k = 0; k < nslots(); ++k)
             out_ += fmt::format(
@@ -863,12 +1038,19 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         std::string A = c_type(nz.dtype);
         std::string sfx = nz.dtype == DType::Float32 ? "f" : "d";
         std::string acc = pfx_ + "_acc";
+        std::vector<std::size_t> pre_loads = loads_in(0, g_.reduce_at);
+        // The epilogue's inputs along the row are loaded with the row's values.
+        std::vector<std::size_t> row_loads = pre_loads;
+        for (std::size_t k : loads_in(g_.reduce_at + 1, n))
+            if (std::find(row_loads.begin(), row_loads.end(), k) == row_loads.end())
+                row_loads.push_back(k);
+        std::sort(row_loads.begin(), row_loads.end());
         emit_rows_head();
+        if (cache_.steps > 0) emit_normalize_cached();
         std::string at_j;
         for (std::size_t k = 0; k < nslots(); ++k)
             at_j += fmt::format(" const I o{0} = b{0} + j * t{0};", k);
         out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
-        std::vector<std::size_t> pre_loads = loads_in(0, g_.reduce_at);
         out_ += unrolled_loop(
             "(I)threadIdx.x", "(I)blockDim.x", pre_loads,
             [&](const std::string& u) {
@@ -894,12 +1076,6 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         bool log_softmax = nz.op == Op::LogSoftmax;
         out_ += log_softmax ? fmt::format("            const {} lsum = log(sum);\n", A)
                             : fmt::format("            const {0} rsum = {0}(1) / sum;\n", A);
-        // The epilogue's inputs along the row are loaded with the row's values.
-        std::vector<std::size_t> row_loads = pre_loads;
-        for (std::size_t k : loads_in(g_.reduce_at + 1, n))
-            if (std::find(row_loads.begin(), row_loads.end(), k) == row_loads.end())
-                row_loads.push_back(k);
-        std::sort(row_loads.begin(), row_loads.end());
         out_ += unrolled_loop(
             "(I)threadIdx.x", "(I)blockDim.x", row_loads,
             [&](const std::string& u) {
@@ -914,7 +1090,82 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                 return c + fmt::format("{}({});", post_, fmt::join(as, ", "));
             },
             "", {}, output_slots());
+        if (cache_.steps > 0) out_ += "            }\n";
         out_ += "    }\n}\n";
+    }
+
+    // A row normalization whose row the block holds in registers (the values the row's
+    // function computes, cache_.steps steps of four a thread): the values, their max (a block
+    // reduction), their exponentials below it and their sum (another), then the normalized
+    // values; every load is issued before any value is used, and each exponential is computed
+    // once. Opens the `if constexpr (D)` whose else is the general row loop.
+    void emit_normalize_cached() {
+        const Instr& nz = instr(g_.reduce_at);
+        const int n = static_cast<int>(g_.instrs.size());
+        const std::string A = c_type(nz.dtype);
+        const std::string sfx = nz.dtype == DType::Float32 ? "f" : "d";
+        const bool log_softmax = nz.op == Op::LogSoftmax;
+        const std::string head = fmt::format(
+            "                AGNESI_UNROLL for (int ci = 0; ci < {}; ++ci) {{\n"
+            "                    const I j = (I)4 * ((I)threadIdx.x + (I)ci * (I)blockDim.x);\n"
+            "                    if (j < inner) {{\n",
+            cache_.steps);
+        const std::string tail = "                    }\n                }\n";
+        const std::string in = "                        ";
+        auto loads = [&](const std::vector<std::size_t>& ks) {
+            std::string r;
+            for (std::size_t k : ks)
+                r += fmt::format(
+                    "{0}{1} l{2}_0, l{2}_1, l{2}_2, l{2}_3;\n"
+                    "{0}if (t{2} != 0) agnesi_ld4(p{2} + b{2} + j, l{2}_0, l{2}_1, l{2}_2, "
+                    "l{2}_3);\n"
+                    "{0}else l{2}_0 = l{2}_1 = l{2}_2 = l{2}_3 = p{2}[b{2}];\n",
+                    in, ty(k), k);
+            return r;
+        };
+        std::string s = "            if constexpr (D) {\n";
+        s += fmt::format("                {} z[{}][4];\n", A, cache_.steps);
+        s += head + loads(loads_in(0, g_.reduce_at));
+        for (int u = 0; u < 4; ++u)
+            s += fmt::format("{}z[ci][{}] = {};\n", in, u,
+                             call_loaded(pre_, 0, g_.reduce_at, fmt::format("_{}", u)));
+        s += tail;
+        s += fmt::format("                {} m = -agnesi_inf_{}();\n", A, sfx);
+        s += head;
+        for (int u = 0; u < 4; ++u)
+            s += fmt::format("{}m = agnesi_max_nan(m, z[ci][{}]);\n", in, u);
+        s += tail;
+        // A non-finite max is not subtracted: the sum is then of plain exponentials.
+        s += "                m = agnesi_block_max(m);\n";
+        s += fmt::format("                const {0} shift = isfinite(m) ? m : {0}(0);\n", A);
+        s += fmt::format("                {} t = 0;\n", A);
+        s += head;
+        for (int u = 0; u < 4; ++u)
+            s += log_softmax
+                     ? fmt::format("{0}z[ci][{1}] -= shift; t += exp(z[ci][{1}]);\n", in, u)
+                     : fmt::format("{0}z[ci][{1}] = exp(z[ci][{1}] - shift); t += z[ci][{1}];\n",
+                                   in, u);
+        s += tail;
+        s += fmt::format("                {} sum = agnesi_block_sum(t);\n", A);
+        s += fmt::format("                if (m != m) sum = agnesi_nan_{}();\n", sfx);
+        s += log_softmax ? fmt::format("                const {} lsum = log(sum);\n", A)
+                         : fmt::format("                const {0} rsum = {0}(1) / sum;\n", A);
+        s += head + loads(loads_in(g_.reduce_at + 1, n));
+        for (std::size_t k : output_slots())
+            s += fmt::format("{0}{1} y{2}_0, y{2}_1, y{2}_2, y{2}_3;\n", in, ty(k), k);
+        for (int u = 0; u < 4; ++u) {
+            std::vector<std::string> as{fmt::format(
+                fmt::runtime(log_softmax ? "z[ci][{}] - lsum" : "z[ci][{}] * rsum"), u)};
+            for (std::size_t k : loads_in(g_.reduce_at + 1, n))
+                as.push_back(fmt::format("l{}_{}", k, u));
+            for (std::size_t k : output_slots()) as.push_back(fmt::format("y{}_{}", k, u));
+            s += fmt::format("{}{}({});\n", in, post_, fmt::join(as, ", "));
+        }
+        for (std::size_t k : output_slots())
+            s += fmt::format("{0}agnesi_st4(p{1} + b{1} + j, y{1}_0, y{1}_1, y{1}_2, y{1}_3);\n",
+                             in, k);
+        s += tail;
+        out_ += s + "            } else {\n";
     }
 
     // A block per row: the row's reductions, a pass each (four loads in flight per thread, then
@@ -928,6 +1179,10 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         const Instr& red = instr(g_.reduce_at);
         emit_acc(red.op);
         int n = static_cast<int>(g_.instrs.size());
+        std::vector<std::vector<std::size_t>> loops;
+        for (std::size_t k = 0; k <= last; ++k)
+            loops.push_back(loads_in(g_.pass_begin(k), passes[k]));
+        loops.push_back(loads_in(g_.reduce_at + 1, n));
         emit_rows_head();
         for (std::size_t k = 0; k <= last; ++k) {
             const int lo = g_.pass_begin(k), at = passes[k];
@@ -938,21 +1193,21 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                 out_ += fmt::format("            {} r{};\n            {{\n",
                                     c_type(instr(at).dtype), k);
             out_ += fmt::format("{}{}_acc a = {}_identity();\n", in, px, px);
-            out_ += unrolled_loop(
-                "(I)threadIdx.x", "(I)blockDim.x", loads_in(lo, at),
+            out_ += row_loop(
+                static_cast<int>(k), loops[k],
                 [&](const std::string& u) {
                     return fmt::format("{}_push(a, {});", px,
                                        call_loaded(fn, lo, at, u, reduced_args(lo)));
                 },
-                "", {}, {}, push4(px, fn, lo, at, reduced_args(lo)));
+                {}, push4(px, fn, lo, at, reduced_args(lo)));
             out_ += fmt::format("{}a = {}_block(a);\n", in, px);
             if (k < last)
                 out_ += fmt::format("                r{} = {};\n            }}\n", k,
                                     final_value(instr(at), at));
         }
         out_ += fmt::format("            const {} r = {};\n", c_type(red.dtype), final_value(red));
-        out_ += unrolled_loop(
-            "(I)threadIdx.x", "(I)blockDim.x", loads_in(g_.reduce_at + 1, n),
+        out_ += row_loop(
+            static_cast<int>(last + 1), loops.back(),
             [&](const std::string& u) {
                 std::vector<std::string> as{reduced_args(n)};
                 for (std::size_t k : loads_in(g_.reduce_at + 1, n))
@@ -960,7 +1215,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                 for (std::size_t k : output_slots()) as.push_back(fmt::format("y{}{}", k, u));
                 return fmt::format("{}({});", post_, fmt::join(as, ", "));
             },
-            "", {}, output_slots());
+            output_slots());
         out_ += "    }\n}\n";
     }
 
@@ -978,6 +1233,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
     std::size_t gi_;
     std::string fname_;
     std::vector<Slot> slots_;
+    RowCache cache_;
     std::string pre_, post_, pfx_;
     std::string out_;
 };

@@ -97,6 +97,25 @@ bool vectorizable(const Program& p, const Group& g);
 /// 16-byte accesses of contiguous rows bring on a device.
 bool rows_by_four();
 
+/// Whether dense row kernels hold their rows in registers (see RowCache).
+/// AGNESI_CUDA_ROW_CACHE=0 reads each row again in each loop over it, to measure what holding
+/// it brings on a device.
+bool row_cache();
+
+/// A row kernel's row held in registers: its dense variant (LaunchPlan::dense) then takes only
+/// rows of a multiple of 4 values and at most 4 * steps values a thread, each read from memory
+/// once. A row normalization holds the values its row function computes (16 float32 or 8
+/// float64 a thread); a row reduction holds the inputs that two or more of its loops over the
+/// row read (each through a slot of its own), up to 16 registers' worth a thread (a block of
+/// 1024 threads has 64 a thread).
+struct RowCache {
+    int steps = 0;                   ///< steps of four values a thread; 0: rows are read again
+    std::vector<std::size_t> slots;  ///< RowReduce: the slots whose registers hold values
+    std::vector<int> held;           ///< per slot: the slot whose registers hold its values, or -1
+    std::vector<int> first;          ///< per slot of `slots`: the loop over the row that fills them
+};
+RowCache row_cache_plan(const Program& p, const Group& g);
+
 /// For each input of `g`: whether its Loads are in the epilogue (after reduce_at).
 std::vector<bool> epilogue_inputs(const Group& g);
 

@@ -269,6 +269,9 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
     for (std::size_t k = 0; plan.dense && k < nslots; ++k)
         plan.dense = dense_row_slot(axes, k, k >= static_cast<std::size_t>(a.num_inputs),
                                     slot_dtype(k), a.ptrs[k]);
+    // A kernel that holds its rows in registers takes only the rows that fit there densely.
+    if (const int steps = row_cache_plan(p, g).steps; steps > 0)
+        plan.dense = plan.dense && inner % 4 == 0 && inner <= 4 * steps * std::int64_t(plan.block);
     return plan;
 }
 
