@@ -460,6 +460,24 @@ TEST_P(JitTest, RowsHeldInRegisters) {
     }
 }
 
+TEST_P(JitTest, ManyShortRowsAWarpEach) {
+    // Rows of up to 128 values, many of them: on a GPU a warp takes each, 8 to a block, in a
+    // grid-stride loop (the emulator's 2 SMs run 16 blocks, 128 rows at a time), so some warps
+    // take one more row than others and some none in the last round. Reductions, row
+    // normalizations and a layer norm, aligned rows (held in registers) and odd ones.
+    for (std::int64_t len : {3, 12, 37, 128}) {
+        auto z = matrix("z", 301, len, f32), g = vector("g", len, f32);
+        Bindings at{{"z", random_tensor(f32, {301, len}, rng, -3, 3)},
+                    {"g", random_tensor(f32, {len}, rng)}};
+        Expr d = z - mean(z, {1}, true);
+        expect_matches_reference(
+            {z, g},
+            {sum(z, {1}), amax(z * g, {1}), logsumexp(z, {1}), softmax(z, 1) * g,
+             log_softmax(z + g, 1), d / sqrt(mean(d * d, {1}, true) + 1e-5) * g},
+            at, tier(), 2e-5);
+    }
+}
+
 TEST_P(JitTest, RowsByFourWithNonFiniteValuesAndOffsets) {
     // CUDA row loops take four values at a time: 16-byte loads and stores where a row starts
     // aligned, one rescale of an online max and sum per four values. Non-finite values in

@@ -137,6 +137,8 @@ struct agnesi_params {
     int32_t split;
     uint64_t bcast;
     uint64_t ws;
+    int32_t warp_rows;
+    int32_t unused;
 };
 struct agnesi_strides { int64_t s[AGNESI_MAX_RANK]; };
 // Four consecutive values of 4 or 8 bytes from a 16-byte aligned address: one or two 16-byte
@@ -173,6 +175,15 @@ static __device__ __forceinline__ void agnesi_st4(T* p, const T a, const T b, co
 // The larger of two values, NaN if either is.
 template <class T> static __device__ __forceinline__ T agnesi_max_nan(T a, T b) {
     return a != a || b > a ? b : a;
+}
+// The same over one warp (a row of its own), every lane getting lane 0's result.
+template <class T> static __device__ __forceinline__ T agnesi_warp_max(T v) {
+    for (int off = 16; off > 0; off >>= 1) v = agnesi_max_nan(v, __shfl_down_sync(0xffffffffu, v, off));
+    return __shfl_sync(0xffffffffu, v, 0);
+}
+template <class T> static __device__ __forceinline__ T agnesi_warp_sum(T v) {
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+    return __shfl_sync(0xffffffffu, v, 0);
 }
 template <class T> static __device__ __forceinline__ T agnesi_block_max(T v) {
     __shared__ T part[32];
@@ -679,6 +690,13 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
     __syncthreads();
     return a;
 }}
+static __device__ __forceinline__ {0} {1}_warp({0} a) {{
+    {2}for (int off = 16; off > 0; off >>= 1) {1}_combine(a, {1}_shfl(a, off));
+    a.m = __shfl_sync(0xffffffffu, a.m, 0);
+    a.s = __shfl_sync(0xffffffffu, a.s, 0);
+    a.nan = __shfl_sync(0xffffffffu, a.nan, 0);
+    return a;
+}}
 )",
                         acc, px, online ? "AGNESI_NO_UNROLL " : "");
     }
@@ -733,8 +751,9 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         std::string epilogue = fmt::format(
             "{{\n                const {} r = {};\n                {}\n            }}\n",
             c_type(red.dtype), final_value(red), call_at(post_, g_.reduce_at + 1, n, true, "r"));
-        // Mode 0: a block per output, or `split` blocks per output (long rows too few to fill
-        // the device), each reducing every split-th stretch of blockDim values. Mode 1
+        // Mode 0: a block per output (a warp per output for many short rows, P.warp_rows), or
+        // `split` blocks per output (long rows too few to fill the device), each reducing every
+        // split-th stretch of blockDim values. Mode 1
         // (columns): a thread per output, neighbouring threads on neighbouring outputs, or
         // `split` threads per output (too few outputs to fill the device), each reducing every
         // split-th value: blocks of 256 threads then take 32 outputs (the lanes) by 8 parts
@@ -746,12 +765,16 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         // One loop serves all: each copy of it costs NVRTC time.
         out_ +=
             "    const bool by_block = D || P.mode == 0;\n"
+            "    const bool wr = P.warp_rows != 0;\n"
+            "    const I tid = wr ? (I)(threadIdx.x & 31) : (I)threadIdx.x;\n"
+            "    const I nth = wr ? (I)32 : (I)blockDim.x;\n"
             "    const I split = P.split > 1 ? (I)P.split : (I)1;\n"
-            "    const I per = by_block ? (I)1 : (I)blockDim.x;\n"
+            "    const I per = !by_block ? (I)blockDim.x : wr ? (I)(blockDim.x >> 5) : (I)1;\n"
             "    const I groups = (rows + (I)31) >> 5;\n"
             "    const I parts = by_block ? split : split >> 3;\n"
             "    const I total = by_block || split == 1 ? rows * split : groups * (I)32 * split;\n"
-            "    for (I bid = (I)blockIdx.x * per + (by_block ? (I)0 : (I)threadIdx.x); bid < "
+            "    for (I bid = (I)blockIdx.x * per + (!by_block ? (I)threadIdx.x : wr ? "
+            "(I)(threadIdx.x >> 5) : (I)0); bid < "
             "total; bid += (I)gridDim.x * per) {\n"
             "            const I row = split == 1 ? bid : by_block ? bid / split : (bid >> 8) % "
             "groups * (I)32 + (bid & (I)31);\n"
@@ -769,8 +792,8 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                 "(I)0;\n",
                 k);
         out_ += unrolled_loop(
-            "by_block ? part * (I)blockDim.x + (I)threadIdx.x : row < rows ? part : inner",
-            "by_block ? split * (I)blockDim.x : split", loads_in(0, g_.reduce_at),
+            "by_block ? part * nth + tid : row < rows ? part : inner",
+            "by_block ? split * nth : split", loads_in(0, g_.reduce_at),
             [&](const std::string& u) {
                 return fmt::format("{}_push(a, {});", pfx_, call_loaded(pre_, 0, g_.reduce_at, u));
             },
@@ -781,9 +804,9 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             },
             {}, push4(pfx_, pre_, 0, g_.reduce_at));
         out_ += fmt::format(
-            "            if (by_block) a = {2}_block(a);\n"
+            "            if (by_block) a = wr ? {2}_warp(a) : {2}_block(a);\n"
             "            else if (split > 1) a = {2}_columns(a);\n"
-            "            const bool lead = by_block ? threadIdx.x == 0\n"
+            "            const bool lead = by_block ? tid == 0\n"
             "                                       : split == 1 || (threadIdx.x < 32 && row < "
             "rows);\n"
             "            if (parts > 1) {{\n"
@@ -918,8 +941,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
     std::string row_loop(int loop, const std::vector<std::size_t>& ks, Use use,
                          const std::vector<std::size_t>& stores = {},
                          const std::string& after4 = "") const {
-        std::string plain =
-            unrolled_loop("(I)threadIdx.x", "(I)blockDim.x", ks, use, "", {}, stores, after4);
+        std::string plain = unrolled_loop("tid", "nth", ks, use, "", {}, stores, after4);
         if (cache_.steps == 0) return plain;
         // The slots whose registers this loop fills (one slot of each), and where each value
         // read from registers is.
@@ -933,7 +955,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         }
         const std::string head = fmt::format(
             "                AGNESI_UNROLL for (int ci = 0; ci < {}; ++ci) {{\n"
-            "                    const I j = (I)4 * ((I)threadIdx.x + (I)ci * (I)blockDim.x);\n"
+            "                    const I j = (I)4 * (tid + (I)ci * nth);\n"
             "                    if (j < inner) {{\n",
             cache_.steps);
         const char* tail = "                    }\n                }\n";
@@ -1022,7 +1044,14 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         out_ += "    const I rows = (I)P.count, inner = (I)P.inner;\n";
         for (std::size_t k : cache_.slots)
             out_ += fmt::format("    {} c{}[{}][4];\n", ty(k), k, cache_.steps);
-        out_ += "    for (I row = (I)blockIdx.x; row < rows; row += (I)gridDim.x) {\n            ";
+        // A row per block, or per warp (P.warp_rows): the row's threads are tid of nth.
+        out_ +=
+            "    const bool wr = P.warp_rows != 0;\n"
+            "    const I rpb = wr ? (I)(blockDim.x >> 5) : (I)1;\n"
+            "    const I tid = wr ? (I)(threadIdx.x & 31) : (I)threadIdx.x;\n"
+            "    const I nth = wr ? (I)32 : (I)blockDim.x;\n"
+            "    for (I row = (I)blockIdx.x * rpb + (wr ? (I)(threadIdx.x >> 5) : (I)0); row < "
+            "rows; row += (I)gridDim.x * rpb) {\n            ";
         out_ += offsets("row", all_slots(), "P.rank - 1");
         for (std::size_t k = 0; k < nslots(); ++k)
             out_ += fmt::format(
@@ -1052,12 +1081,12 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             at_j += fmt::format(" const I o{0} = b{0} + j * t{0};", k);
         out_ += fmt::format("            {} a = {}_identity();\n", acc, pfx_);
         out_ += unrolled_loop(
-            "(I)threadIdx.x", "(I)blockDim.x", pre_loads,
+            "tid", "nth", pre_loads,
             [&](const std::string& u) {
                 return fmt::format("{}_push(a, {});", pfx_, call_loaded(pre_, 0, g_.reduce_at, u));
             },
             "", {}, {}, push4(pfx_, pre_, 0, g_.reduce_at));
-        out_ += fmt::format("            a = {}_block(a);\n", pfx_);
+        out_ += fmt::format("            a = wr ? {0}_warp(a) : {0}_block(a);\n", pfx_);
         // A non-finite max is not subtracted: the sum is then of plain exponentials.
         out_ += fmt::format("            const {0} shift = isfinite(a.m) ? a.m : {0}(0);\n", A);
         out_ += fmt::format("            {} sum = a.s;\n", A);
@@ -1066,18 +1095,19 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             "                " +
             A +
             " t = 0;\n"
-            "                for (I j = (I)threadIdx.x; j < inner; j += (I)blockDim.x) {" +
+            "                for (I j = tid; j < inner; j += nth) {" +
             at_j + "\n";
         out_ += fmt::format("                    t += exp({});\n                }}\n",
                             call_expr(pre_, 0, g_.reduce_at));
-        out_ += "                sum = agnesi_block_sum(t);\n            }\n";
+        out_ +=
+            "                sum = wr ? agnesi_warp_sum(t) : agnesi_block_sum(t);\n            }\n";
         out_ += fmt::format("            if (a.nan) sum = agnesi_nan_{}();\n", sfx);
         // log(sum) or 1 / sum once per row.
         bool log_softmax = nz.op == Op::LogSoftmax;
         out_ += log_softmax ? fmt::format("            const {} lsum = log(sum);\n", A)
                             : fmt::format("            const {0} rsum = {0}(1) / sum;\n", A);
         out_ += unrolled_loop(
-            "(I)threadIdx.x", "(I)blockDim.x", row_loads,
+            "tid", "nth", row_loads,
             [&](const std::string& u) {
                 std::string c = fmt::format(" const {} z = {} - shift;", A,
                                             call_loaded(pre_, 0, g_.reduce_at, u));
@@ -1107,7 +1137,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
         const bool log_softmax = nz.op == Op::LogSoftmax;
         const std::string head = fmt::format(
             "                AGNESI_UNROLL for (int ci = 0; ci < {}; ++ci) {{\n"
-            "                    const I j = (I)4 * ((I)threadIdx.x + (I)ci * (I)blockDim.x);\n"
+            "                    const I j = (I)4 * (tid + (I)ci * nth);\n"
             "                    if (j < inner) {{\n",
             cache_.steps);
         const std::string tail = "                    }\n                }\n";
@@ -1136,7 +1166,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
             s += fmt::format("{}m = agnesi_max_nan(m, z[ci][{}]);\n", in, u);
         s += tail;
         // A non-finite max is not subtracted: the sum is then of plain exponentials.
-        s += "                m = agnesi_block_max(m);\n";
+        s += "                m = wr ? agnesi_warp_max(m) : agnesi_block_max(m);\n";
         s += fmt::format("                const {0} shift = isfinite(m) ? m : {0}(0);\n", A);
         s += fmt::format("                {} t = 0;\n", A);
         s += head;
@@ -1146,7 +1176,8 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                      : fmt::format("{0}z[ci][{1}] = exp(z[ci][{1}] - shift); t += z[ci][{1}];\n",
                                    in, u);
         s += tail;
-        s += fmt::format("                {} sum = agnesi_block_sum(t);\n", A);
+        s += fmt::format(
+            "                {} sum = wr ? agnesi_warp_sum(t) : agnesi_block_sum(t);\n", A);
         s += fmt::format("                if (m != m) sum = agnesi_nan_{}();\n", sfx);
         s += log_softmax ? fmt::format("                const {} lsum = log(sum);\n", A)
                          : fmt::format("                const {0} rsum = {0}(1) / sum;\n", A);
@@ -1200,7 +1231,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
                                        call_loaded(fn, lo, at, u, reduced_args(lo)));
                 },
                 {}, push4(px, fn, lo, at, reduced_args(lo)));
-            out_ += fmt::format("{}a = {}_block(a);\n", in, px);
+            out_ += fmt::format("{0}a = wr ? {1}_warp(a) : {1}_block(a);\n", in, px);
             if (k < last)
                 out_ += fmt::format("                r{} = {};\n            }}\n", k,
                                     final_value(instr(at), at));

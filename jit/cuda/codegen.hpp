@@ -62,11 +62,15 @@ struct CudaParams {
     /// counter per output), zero-filled before its first launch; each output's last block
     /// leaves its counter at zero again.
     std::uint64_t ws = 0;
+    /// Row kernels (RowNormalize, RowReduce, Reduce in mode 0 without a split): 1 when each
+    /// warp takes a row of its own (blockDim.x / 32 rows a block), 0 when the block takes one.
+    std::int32_t warp_rows = 0;
+    std::int32_t unused = 0;
 };
 struct CudaStrides {
     std::int64_t s[kMaxRank] = {};
 };
-static_assert(sizeof(CudaParams) == 112 && sizeof(CudaStrides) == 64);
+static_assert(sizeof(CudaParams) == 120 && sizeof(CudaStrides) == 64);
 /// Bytes of one block's partial result in a split reduction's workspace (any accumulator fits).
 inline constexpr std::size_t kSplitSlotBytes = 32;
 

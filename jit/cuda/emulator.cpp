@@ -45,7 +45,7 @@ struct agnesi_emu_rt {
     agnesi_emu_dim3 thread, block, block_dim, grid_dim;
     void* self;
     void (*sync)(void*);
-    void (*shfl_down)(void*, const void*, void*, unsigned, int);
+    void (*shfl)(void*, const void*, void*, unsigned, int, int);
 };
 /* 64-byte alignment for this module's thread-local block: AddressSanitizer's __tls_get_addr
    hook misreads a block that malloc places 16 bytes into a page, and a leak check then crashes. */
@@ -57,7 +57,12 @@ static thread_local const agnesi_emu_rt* agnesi_emu __attribute__((aligned(64)))
 static inline void __syncthreads() { agnesi_emu->sync(agnesi_emu->self); }
 template <class T> static inline T __shfl_down_sync(unsigned, T v, int off) {
     T r;
-    agnesi_emu->shfl_down(agnesi_emu->self, &v, &r, sizeof(T), off);
+    agnesi_emu->shfl(agnesi_emu->self, &v, &r, sizeof(T), off, 0);
+    return r;
+}
+template <class T> static inline T __shfl_sync(unsigned, T v, int lane) {
+    T r;
+    agnesi_emu->shfl(agnesi_emu->self, &v, &r, sizeof(T), lane, 1);
     return r;
 }
 static inline float __int_as_float(int i) { float f; memcpy(&f, &i, sizeof f); return f; }
@@ -89,7 +94,7 @@ struct Runtime {
     Dim3 thread, block, block_dim, grid_dim;
     void* self = nullptr;
     void (*sync)(void*) = nullptr;
-    void (*shfl_down)(void*, const void*, void*, unsigned, int) = nullptr;
+    void (*shfl)(void*, const void*, void*, unsigned, int, int) = nullptr;
 };
 
 using Entry = void (*)(void* const* args, const Runtime* rt);
@@ -135,8 +140,8 @@ class BlockRun {
         rt_.block_dim = {threads, 1, 1};
         rt_.self = this;
         rt_.sync = [](void* self) { static_cast<BlockRun*>(self)->wait(State::AtSync); };
-        rt_.shfl_down = [](void* self, const void* in, void* out, unsigned size, int off) {
-            static_cast<BlockRun*>(self)->shfl_down(in, out, size, off);
+        rt_.shfl = [](void* self, const void* in, void* out, unsigned size, int arg, int idx) {
+            static_cast<BlockRun*>(self)->shfl(in, out, size, arg, idx != 0);
         };
     }
 
@@ -214,18 +219,20 @@ class BlockRun {
         // Resumed by run(), which set cur_ and the thread index back to this thread.
     }
 
-    // The value of lane + off of this warp (this thread's own where that lane is past the warp).
+    // The value of lane + arg of this warp (__shfl_down_sync), or of lane arg (__shfl_sync);
+    // this thread's own where that lane is past the warp.
     // Slots alternate between two sets, so one barrier suffices: a lane writes a set again only
     // after the next shuffle's barrier, which every lane reaches after reading this one.
-    void shfl_down(const void* in, void* out, unsigned size, int off) {
+    void shfl(const void* in, void* out, unsigned size, int arg, bool idx) {
         if (size > sizeof(Slot)) throw InternalError("CUDA emulator: a shuffle of over 16 bytes");
         unsigned t = cur_;
         unsigned set = shuffles_[t]++ & 1;
         std::vector<Slot>& slots = slots_[set];
         std::memcpy(slots[t].data(), in, size);
         wait(State::AtWarp);
-        unsigned lane = t % 32, src = lane + static_cast<unsigned>(off);
-        if (off >= 0 && src < 32 && t - lane + src < n_)
+        unsigned lane = t % 32;
+        unsigned src = idx ? static_cast<unsigned>(arg) : lane + static_cast<unsigned>(arg);
+        if (arg >= 0 && src < 32 && t - lane + src < n_)
             std::memcpy(out, slots[t - lane + src].data(), size);
         else
             std::memcpy(out, in, size);

@@ -92,10 +92,27 @@ bool dense_row_slot(const std::vector<Axis>& axes, std::size_t k, bool output, D
 }
 
 // A block per row of `inner` values, rows in a grid-stride loop over at most 64 blocks per SM.
+// Rows of 128 values or fewer (a warp's four values a thread), when many: a warp per row, 8 in
+// a block of 256, at most 8 blocks per SM. A block of 32 threads per row would cap an SM at 32
+// rows (and 39% of its threads) and combine each row's values through shared memory and a
+// barrier; a warp combines them with shuffles alone.
 void row_blocks(LaunchPlan& plan, std::int64_t inner, std::int64_t count, int sm_count,
                 bool reduce) {
     plan.block = block_for_row(inner, count, sm_count, reduce);
+    if (plan.block == 32 && count >= 2 * std::int64_t(sm_count)) {
+        plan.params.warp_rows = 1;
+        plan.block = kBlockSize;
+        const std::int64_t per_block = kBlockSize / 32;
+        plan.grid = static_cast<unsigned>(std::min<std::int64_t>(
+            (count + per_block - 1) / per_block, std::int64_t(sm_count) * 8));
+        return;
+    }
     plan.grid = static_cast<unsigned>(std::min<std::int64_t>(count, std::int64_t(sm_count) * 64));
+}
+
+// The threads that take one row of a row kernel.
+std::int64_t row_threads(const LaunchPlan& plan) {
+    return plan.params.warp_rows ? 32 : std::int64_t(plan.block);
 }
 
 }  // namespace
@@ -271,7 +288,7 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
                                     slot_dtype(k), a.ptrs[k]);
     // A kernel that holds its rows in registers takes only the rows that fit there densely.
     if (const int steps = row_cache_plan(p, g).steps; steps > 0)
-        plan.dense = plan.dense && inner % 4 == 0 && inner <= 4 * steps * std::int64_t(plan.block);
+        plan.dense = plan.dense && inner % 4 == 0 && inner <= 4 * steps * row_threads(plan);
     return plan;
 }
 
