@@ -47,11 +47,14 @@ nvidia-smi -L || status=1
     --gtest_filter='CudaDevice.*:DeviceTensor.*:Cuda*.*:Arch/*:Tiers/JitTest.*/Cuda*-CudaEmulator.*' || status=1
 "$here/bin/agnesi_fuzz_tests" --gtest_brief=1 --gtest_filter='FuzzJit.CudaBatches' || status=1
 benchmarks/compare_gpu.sh "$here" "$@" || status=1
-# The row kernels again with every row on strided scalar loads, to set beside the table's.
-echo "row kernels with AGNESI_CUDA_ROWS_BY_FOUR=0 (strided scalar loads):"
-for w in softmax logsumexp layer_norm; do
-    AGNESI_CUDA_ROWS_BY_FOUR=0 "$here/bin/agnesi-bench" --device cuda --filter "$w" "$@" || status=1
+# The row kernels again with each row read in every loop over it (not held in registers), and
+# the MLP step with a block (not a warp) per short row, to set beside the table's.
+echo "row kernels with AGNESI_CUDA_ROW_CACHE=0 (rows read again in each loop):"
+for w in softmax layer_norm; do
+    AGNESI_CUDA_ROW_CACHE=0 "$here/bin/agnesi-bench" --device cuda --filter "$w" "$@" || status=1
 done
+echo "MLP step with AGNESI_CUDA_WARP_ROWS=0 (a block of 32 threads per row of 10):"
+AGNESI_CUDA_WARP_ROWS=0 "$here/bin/agnesi-bench" --device cuda --filter mlp_step "$@" || status=1
 # Where the multi-kernel workloads spend their time, kernel by kernel (CUDA events).
 for w in logreg mlp_step layer_norm; do
     "$here/bin/agnesi-bench" --device cuda --profile --filter "$w" "$@" >/dev/null || status=1

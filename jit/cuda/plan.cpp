@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 
 #include "agnesi/error.hpp"
 
@@ -95,11 +96,16 @@ bool dense_row_slot(const std::vector<Axis>& axes, std::size_t k, bool output, D
 // Rows of 128 values or fewer (a warp's four values a thread), when many: a warp per row, 8 in
 // a block of 256, at most 8 blocks per SM. A block of 32 threads per row would cap an SM at 32
 // rows (and 39% of its threads) and combine each row's values through shared memory and a
-// barrier; a warp combines them with shuffles alone.
+// barrier; a warp combines them with shuffles alone. AGNESI_CUDA_WARP_ROWS=0 keeps a block per
+// row, to measure the difference on a device.
 void row_blocks(LaunchPlan& plan, std::int64_t inner, std::int64_t count, int sm_count,
                 bool reduce) {
+    static const bool warp_rows = [] {
+        const char* v = std::getenv("AGNESI_CUDA_WARP_ROWS");
+        return !(v && std::strcmp(v, "0") == 0);
+    }();
     plan.block = block_for_row(inner, count, sm_count, reduce);
-    if (plan.block == 32 && count >= 2 * std::int64_t(sm_count)) {
+    if (warp_rows && plan.block == 32 && count >= 2 * std::int64_t(sm_count)) {
         plan.params.warp_rows = 1;
         plan.block = kBlockSize;
         const std::int64_t per_block = kBlockSize / 32;
