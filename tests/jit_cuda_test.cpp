@@ -490,6 +490,48 @@ TEST(CudaLaunch, SplitsLongRowsThatLeaveTheDeviceIdle) {
     EXPECT_EQ(split, 2);
 }
 
+TEST(CudaLaunch, ShortRowsTakeAWarpAndRowsThatFitStayInRegisters) {
+    // On 132 SMs: 4096 rows of 10 take a warp each, 8 to a block of 256 (512 blocks); 100 rows
+    // of 10 (too few for two blocks per SM) a block each. A softmax over rows of 4096 float32
+    // values in blocks of 256 holds them in registers (16 a thread), so its dense variant runs
+    // them; rows of 8192, or of 4094, do not fit it and take the general variant; 64 rows of
+    // 8192 (too few for two blocks of 256 per SM) take blocks of 1024, and fit.
+    auto a = matrix("wa", 4096, 10, f32), few = matrix("wf", 100, 10, f32);
+    auto z = matrix("wz", 16384, 4096, f32), big = matrix("wb", 1024, 8192, f32);
+    auto wide = matrix("ww", 64, 8192, f32);
+    auto odd = matrix("wo", 16384, 4096 - 2, f32);
+    alignas(16) static float buf[8];
+    auto plan_of = [&](const Expr& e) {
+        jit::Program p = program_of({"rows", free_variables({e}), {e}});
+        EXPECT_EQ(p.groups.size(), 1u);
+        PlanArgs args(p, 0, buf);
+        return jit::cuda::plan_launch(p, p.groups[0], args.a, 132);
+    };
+    for (const Expr& e : {softmax(a, 1), logsumexp(a, {1}), a - mean(a, {1}, true)}) {
+        auto plan = plan_of(e);
+        EXPECT_EQ(plan.params.warp_rows, 1);
+        EXPECT_EQ(plan.block, 256u);
+        EXPECT_EQ(plan.grid, 512u);
+    }
+    auto one = plan_of(softmax(few, 1));
+    EXPECT_EQ(one.params.warp_rows, 0);
+    EXPECT_EQ(one.block, 32u);
+    EXPECT_EQ(one.grid, 100u);
+    auto fits = plan_of(softmax(z, 1));
+    EXPECT_EQ(fits.params.warp_rows, 0);
+    EXPECT_EQ(fits.block, 256u);
+    EXPECT_TRUE(fits.dense);
+    jit::Program sp = program_of({"rows", {z}, {softmax(z, 1)}});
+    EXPECT_EQ(jit::cuda::row_cache_plan(sp, sp.groups[0]).steps, 4);
+    EXPECT_FALSE(plan_of(softmax(big, 1)).dense);
+    auto few_wide = plan_of(softmax(wide, 1));
+    EXPECT_EQ(few_wide.block, 1024u);
+    EXPECT_TRUE(few_wide.dense);
+    EXPECT_FALSE(plan_of(softmax(odd, 1)).dense);
+    Expr d = z - mean(z, {1}, true);
+    EXPECT_TRUE(plan_of(d / sqrt(mean(d * d, {1}, true) + 1e-5)).dense);
+}
+
 TEST(CudaLaunch, BiasAndReluGoToTheProductsEpilogue) {
     auto x = matrix("ex", 64, 32, f32), W = matrix("eW", 32, 16, f32), c = vector("ec", 16, f32);
     auto r = matrix("er", 64, 1, f32), xd = matrix("exd", 64, 32), Wd = matrix("eWd", 32, 16);
