@@ -13,6 +13,7 @@
 #include <iostream>
 #include <random>
 #include <regex>
+#include <sstream>
 
 #include "agnesi/agnesi.hpp"
 #include "jit/cuda/codegen.hpp"
@@ -355,6 +356,42 @@ TEST(CudaCompile, WholeFunctionSourceCompilesAsOneModule) {
     Case c = mlp_step(f32, 64);
     std::string src = jit::cuda::generate_cuda_source(program_of(c), "mlp");
     EXPECT_NO_THROW(jit::cuda::nvrtc_compile(src, "mlp", o));
+}
+
+TEST(CudaCompile, BenchmarkedKernelsSpillNoRegisters) {
+    // What ptxas reports for sm_90: the kernels of the GPU benchmarks' row workloads and of the
+    // MLP step, both variants, keep every value in registers. A row held in registers that
+    // outgrew them would spill to local memory here first.
+    if (!have_nvrtc()) GTEST_SKIP() << jit::cuda::nvrtc_status().reason;
+    auto z = matrix("z", 16384, 4096, f32), g = vector("g", 4096, f32);
+    auto bb = vector("bb", 4096, f32);
+    Expr d = z - mean(z, {1}, true);
+    std::vector<Case> cases{
+        {"softmax", {z}, {softmax(z, 1)}},
+        {"logsumexp", {z}, {logsumexp(z, {1})}},
+        {"layer_norm", {z, g, bb}, {d / sqrt(mean(d * d, {1}, true) + 1e-5) * g + bb}},
+        mlp_step(f32, 4096)};
+    for (const Case& c : cases)
+        for (int variant : {0, 1}) {
+            jit::cuda::NvrtcOptions o;
+            o.arch = "sm_90";
+            o.use_cache = false;
+            o.extra = jit::cuda::variant_options(variant);
+            o.extra.push_back("--ptxas-options=-v");
+            std::string src = jit::cuda::generate_cuda_source(program_of(c), c.name);
+            auto r = jit::cuda::nvrtc_compile(src, c.name, o);
+            SCOPED_TRACE(c.name + (variant ? " dense" : " general") + "\n" + r.log);
+            int kernels = 0;
+            std::istringstream lines(r.log);
+            for (std::string line; std::getline(lines, line);) {
+                if (line.find("spill stores") == std::string::npos) continue;
+                EXPECT_NE(line.find(" 0 bytes spill stores, 0 bytes spill loads"),
+                          std::string::npos)
+                    << line;
+                ++kernels;
+            }
+            EXPECT_GE(kernels, 1);
+        }
 }
 
 TEST(CudaCompile, ErrorsShowTheSourceLine) {

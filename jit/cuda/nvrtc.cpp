@@ -279,6 +279,7 @@ CompileResult nvrtc_compile(const std::string& source, const std::string& name,
     check(a.cubin(prog, cubin.data()), "nvrtcGetCUBIN");
     res.compile_ms = ms_since(t0);
     res.cubin = std::make_shared<const std::string>(std::move(cubin));
+    res.log = std::move(log);
     if (options.use_cache) {
         write_entry(file, key, *res.cubin);
         std::lock_guard lock(mem.mutex);

@@ -29,6 +29,9 @@ struct CompileResult {
     double compile_ms = 0;  ///< 0 on a cache hit
     bool cache_hit = false;
     bool disk_hit = false;
+    /// NVRTC's log of the compile (warnings; ptxas's report with --ptxas-options=-v); empty on
+    /// a cache hit.
+    std::string log;
 };
 
 struct NvrtcOptions {
