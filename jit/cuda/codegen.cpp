@@ -15,19 +15,18 @@
 
 namespace agnesi::jit::cuda {
 
+bool env_switch_on(const char* name) {
+    const char* v = std::getenv(name);
+    return !(v && std::strcmp(v, "0") == 0);
+}
+
 bool rows_by_four() {
-    static const bool on = [] {
-        const char* v = std::getenv("AGNESI_CUDA_ROWS_BY_FOUR");
-        return !(v && std::strcmp(v, "0") == 0);
-    }();
+    static const bool on = env_switch_on("AGNESI_CUDA_ROWS_BY_FOUR");
     return on;
 }
 
 bool row_cache() {
-    static const bool on = [] {
-        const char* v = std::getenv("AGNESI_CUDA_ROW_CACHE");
-        return !(v && std::strcmp(v, "0") == 0);
-    }();
+    static const bool on = env_switch_on("AGNESI_CUDA_ROW_CACHE");
     return on;
 }
 
@@ -61,39 +60,38 @@ RowCache row_cache_plan(const Program& p, const Group& g) {
         loops.push_back(loads(g.pass_begin(k), passes[k]));
     loops.push_back(loads(g.reduce_at + 1, static_cast<int>(g.instrs.size())));
     // Each pass loads its values through slots of its own: slots of one buffer through the
-    // same views read the same values, and the first such slot stands for them all.
+    // same views read the same values, and the first such slot (rep) stands for them all.
     const std::size_t nslots = g.inputs.size() + g.outputs.size();
+    std::vector<std::size_t> rep(g.inputs.size());
+    for (std::size_t k = 0; k < g.inputs.size(); ++k) {
+        const Access& a = g.inputs[k];
+        rep[k] = k;
+        for (std::size_t q = 0; q < k && rep[k] == k; ++q) {
+            const Access& b = g.inputs[q];
+            if (b.buffer == a.buffer && b.views == a.views && b.shape == a.shape) rep[k] = rep[q];
+        }
+    }
+    // For each rep: the loops that read it, and the first.
+    std::vector<int> uses(g.inputs.size(), 0), first(g.inputs.size(), -1);
+    for (std::size_t l = 0; l < loops.size(); ++l) {
+        std::vector<bool> seen(g.inputs.size(), false);
+        for (std::size_t q : loops[l]) {
+            std::size_t r = rep[q];
+            if (seen[r]) continue;
+            seen[r] = true;
+            if (uses[r]++ == 0) first[r] = static_cast<int>(l);
+        }
+    }
     c.held.assign(nslots, -1);
     c.first.assign(nslots, -1);
     std::size_t total = 0;
     for (std::size_t k = 0; k < g.inputs.size(); ++k) {
-        const Access& a = g.inputs[k];
-        std::size_t rep = k;
-        for (std::size_t q = 0; q < k; ++q) {
-            const Access& b = g.inputs[q];
-            if (b.buffer == a.buffer && b.views == a.views && b.shape == a.shape) {
-                rep = q;
-                break;
-            }
-        }
-        if (rep != k) continue;
-        std::vector<std::size_t> same;
-        for (std::size_t q = k; q < g.inputs.size(); ++q) {
-            const Access& b = g.inputs[q];
-            if (b.buffer == a.buffer && b.views == a.views && b.shape == a.shape) same.push_back(q);
-        }
-        int uses = 0, first = -1;
-        for (std::size_t l = 0; l < loops.size(); ++l) {
-            bool reads = false;
-            for (std::size_t q : same)
-                reads = reads || std::find(loops[l].begin(), loops[l].end(), q) != loops[l].end();
-            if (reads && uses++ == 0) first = static_cast<int>(l);
-        }
-        if (uses < 2) continue;
+        if (uses[rep[k]] < 2) continue;
+        c.held[k] = static_cast<int>(rep[k]);
+        if (rep[k] != k) continue;
         c.slots.push_back(k);
-        c.first[k] = first;
-        for (std::size_t q : same) c.held[q] = static_cast<int>(k);
-        total += words(p.buffers[static_cast<std::size_t>(a.buffer)].dtype);
+        c.first[k] = first[k];
+        total += words(p.buffers[static_cast<std::size_t>(g.inputs[k].buffer)].dtype);
     }
     c.steps = steps(total);
     if (c.steps == 0) c = RowCache{};
@@ -174,42 +172,26 @@ static __device__ __forceinline__ void agnesi_st4(T* p, const T a, const T b, co
 }
 // The larger of two values, NaN if either is.
 template <class T> static __device__ __forceinline__ T agnesi_max_nan(T a, T b) {
-    return a != a || b > a ? b : a;
+    return a != a ? a : (b != b || b > a ? b : a);
 }
-// The same over one warp (a row of its own), every lane getting lane 0's result.
-template <class T> static __device__ __forceinline__ T agnesi_warp_max(T v) {
-    for (int off = 16; off > 0; off >>= 1) v = agnesi_max_nan(v, __shfl_down_sync(0xffffffffu, v, off));
-    return __shfl_sync(0xffffffffu, v, 0);
-}
-template <class T> static __device__ __forceinline__ T agnesi_warp_sum(T v) {
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
-    return __shfl_sync(0xffffffffu, v, 0);
-}
-template <class T> static __device__ __forceinline__ T agnesi_block_max(T v) {
+struct agnesi_add_op {
+    template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+struct agnesi_max_op {
+    template <class T> __device__ __forceinline__ T operator()(T a, T b) const { return agnesi_max_nan(a, b); }
+};
+// The values of a row's threads combined by `op` (`idle` its identity), every thread getting the
+// result: a warp's by shuffles (wr: the warp has a row of its own), else the block's.
+template <class T, class Op> static __device__ __forceinline__ T agnesi_row_reduce(T v, Op op, T idle, bool wr) {
     __shared__ T part[32];
-    for (int off = 16; off > 0; off >>= 1) v = agnesi_max_nan(v, __shfl_down_sync(0xffffffffu, v, off));
+    for (int off = 16; off > 0; off >>= 1) v = op(v, __shfl_down_sync(0xffffffffu, v, off));
+    if (wr) return __shfl_sync(0xffffffffu, v, 0);
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     if (lane == 0) part[w] = v;
     __syncthreads();
     if (w == 0) {
-        v = lane < (int)((blockDim.x + 31) >> 5) ? part[lane] : part[0];
-        for (int off = 16; off > 0; off >>= 1) v = agnesi_max_nan(v, __shfl_down_sync(0xffffffffu, v, off));
-        if (lane == 0) part[0] = v;
-    }
-    __syncthreads();
-    v = part[0];
-    __syncthreads();
-    return v;
-}
-template <class T> static __device__ __forceinline__ T agnesi_block_sum(T v) {
-    __shared__ T part[32];
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    if (lane == 0) part[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        v = lane < (int)((blockDim.x + 31) >> 5) ? part[lane] : T(0);
-        for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+        v = lane < (int)((blockDim.x + 31) >> 5) ? part[lane] : idle;
+        for (int off = 16; off > 0; off >>= 1) v = op(v, __shfl_down_sync(0xffffffffu, v, off));
         if (lane == 0) part[0] = v;
     }
     __syncthreads();
@@ -933,6 +915,32 @@ static __device__ __forceinline__ {0} {1}_warp({0} a) {{
         return s;
     }
 
+    // A loop of the cached path (RowCache) over this thread's steps of four values of the row:
+    // j is the step's first value.
+    std::string cached_head() const {
+        return fmt::format(
+            "                AGNESI_UNROLL for (int ci = 0; ci < {}; ++ci) {{\n"
+            "                    const I j = (I)4 * (tid + (I)ci * nth);\n"
+            "                    if (j < inner) {{\n",
+            cache_.steps);
+    }
+    static constexpr const char* kCachedTail = "                    }\n                }\n";
+    // In such a loop: slot k's four values at j into `dst` ({} the index 0..3), one value four
+    // times for a slot broadcast along the row.
+    static std::string load4(std::size_t k, const std::string& dst) {
+        auto d = [&](int u) { return fmt::format(fmt::runtime(dst), u); };
+        return fmt::format(
+            "                        if (t{0} != 0) agnesi_ld4(p{0} + b{0} + j, {1}, {2}, {3}, "
+            "{4});\n                        else {1} = {2} = {3} = {4} = p{0}[b{0}];\n",
+            k, d(0), d(1), d(2), d(3));
+    }
+    // l<k>_0..3 declared and loaded so.
+    std::string declare_load4(std::size_t k) const {
+        return fmt::format("                        {0} l{1}_0, l{1}_1, l{1}_2, l{1}_3;\n", ty(k),
+                           k) +
+               load4(k, fmt::format("l{}_{{}}", k));
+    }
+
     // Row loop number `loop` (as row_cache_plan numbers them) over the slots `ks`: in a dense
     // launch, the row held in registers (see codegen.hpp); else unrolled_loop from the thread's
     // index by the block's size. A slot that several loops read is loaded by the first into
@@ -953,26 +961,13 @@ static __device__ __forceinline__ {0} {1}_warp({0} a) {{
             for (std::size_t f : fill) filled = filled || cache_.held[f] == h;
             if (!filled) fill.push_back(k);
         }
-        const std::string head = fmt::format(
-            "                AGNESI_UNROLL for (int ci = 0; ci < {}; ++ci) {{\n"
-            "                    const I j = (I)4 * (tid + (I)ci * nth);\n"
-            "                    if (j < inner) {{\n",
-            cache_.steps);
-        const char* tail = "                    }\n                }\n";
-        auto load = [&](std::size_t k, const std::string& a0, const std::string& a1,
-                        const std::string& a2, const std::string& a3) {
-            return fmt::format(
-                "                        if (t{0} != 0) agnesi_ld4(p{0} + b{0} + j, {1}, {2}, {3}, "
-                "{4});\n                        else {1} = {2} = {3} = {4} = p{0}[b{0}];\n",
-                k, a0, a1, a2, a3);
-        };
+        const std::string head = cached_head(), tail = kCachedTail;
         std::string s = "            if constexpr (D) {\n";
         if (!fill.empty()) {
             s += head;
             for (std::size_t k : fill) {
                 const int h = cache_.held[k];
-                s += load(k, fmt::format("c{}[ci][0]", h), fmt::format("c{}[ci][1]", h),
-                          fmt::format("c{}[ci][2]", h), fmt::format("c{}[ci][3]", h));
+                s += load4(k, fmt::format("c{}[ci][{{}}]", h));
             }
             s += tail;
         }
@@ -984,10 +979,7 @@ static __device__ __forceinline__ {0} {1}_warp({0} a) {{
                     "l{1}_2 = c{2}[ci][2], l{1}_3 = c{2}[ci][3];\n",
                     ty(k), k, h);
             } else {
-                s += fmt::format("                        {0} l{1}_0, l{1}_1, l{1}_2, l{1}_3;\n",
-                                 ty(k), k);
-                s += load(k, fmt::format("l{}_0", k), fmt::format("l{}_1", k),
-                          fmt::format("l{}_2", k), fmt::format("l{}_3", k));
+                s += declare_load4(k);
             }
         }
         for (std::size_t k : stores)
@@ -1099,8 +1091,8 @@ static __device__ __forceinline__ {0} {1}_warp({0} a) {{
             at_j + "\n";
         out_ += fmt::format("                    t += exp({});\n                }}\n",
                             call_expr(pre_, 0, g_.reduce_at));
-        out_ +=
-            "                sum = wr ? agnesi_warp_sum(t) : agnesi_block_sum(t);\n            }\n";
+        out_ += "                sum = agnesi_row_reduce(t, agnesi_add_op(), " + A +
+                "(0), wr);\n            }\n";
         out_ += fmt::format("            if (a.nan) sum = agnesi_nan_{}();\n", sfx);
         // log(sum) or 1 / sum once per row.
         bool log_softmax = nz.op == Op::LogSoftmax;
@@ -1135,22 +1127,11 @@ static __device__ __forceinline__ {0} {1}_warp({0} a) {{
         const std::string A = c_type(nz.dtype);
         const std::string sfx = nz.dtype == DType::Float32 ? "f" : "d";
         const bool log_softmax = nz.op == Op::LogSoftmax;
-        const std::string head = fmt::format(
-            "                AGNESI_UNROLL for (int ci = 0; ci < {}; ++ci) {{\n"
-            "                    const I j = (I)4 * (tid + (I)ci * nth);\n"
-            "                    if (j < inner) {{\n",
-            cache_.steps);
-        const std::string tail = "                    }\n                }\n";
+        const std::string head = cached_head(), tail = kCachedTail;
         const std::string in = "                        ";
         auto loads = [&](const std::vector<std::size_t>& ks) {
             std::string r;
-            for (std::size_t k : ks)
-                r += fmt::format(
-                    "{0}{1} l{2}_0, l{2}_1, l{2}_2, l{2}_3;\n"
-                    "{0}if (t{2} != 0) agnesi_ld4(p{2} + b{2} + j, l{2}_0, l{2}_1, l{2}_2, "
-                    "l{2}_3);\n"
-                    "{0}else l{2}_0 = l{2}_1 = l{2}_2 = l{2}_3 = p{2}[b{2}];\n",
-                    in, ty(k), k);
+            for (std::size_t k : ks) r += declare_load4(k);
             return r;
         };
         std::string s = "            if constexpr (D) {\n";
@@ -1166,7 +1147,9 @@ static __device__ __forceinline__ {0} {1}_warp({0} a) {{
             s += fmt::format("{}m = agnesi_max_nan(m, z[ci][{}]);\n", in, u);
         s += tail;
         // A non-finite max is not subtracted: the sum is then of plain exponentials.
-        s += "                m = wr ? agnesi_warp_max(m) : agnesi_block_max(m);\n";
+        s += fmt::format(
+            "                m = agnesi_row_reduce(m, agnesi_max_op(), -agnesi_inf_{}(), wr);\n",
+            sfx);
         s += fmt::format("                const {0} shift = isfinite(m) ? m : {0}(0);\n", A);
         s += fmt::format("                {} t = 0;\n", A);
         s += head;
@@ -1177,7 +1160,7 @@ static __device__ __forceinline__ {0} {1}_warp({0} a) {{
                                    in, u);
         s += tail;
         s += fmt::format(
-            "                {} sum = wr ? agnesi_warp_sum(t) : agnesi_block_sum(t);\n", A);
+            "                {0} sum = agnesi_row_reduce(t, agnesi_add_op(), {0}(0), wr);\n", A);
         s += fmt::format("                if (m != m) sum = agnesi_nan_{}();\n", sfx);
         s += log_softmax ? fmt::format("                const {} lsum = log(sum);\n", A)
                          : fmt::format("                const {0} rsum = {0}(1) / sum;\n", A);

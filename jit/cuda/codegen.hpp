@@ -96,6 +96,10 @@ bool has_kernel(const Group& g);
 /// Whether the group's kernels include the flat-by-4 mode (every slot a 4-byte dtype).
 bool vectorizable(const Program& p, const Group& g);
 
+/// Whether the switch `name` is on: unset or anything but "0" (the AGNESI_CUDA_* switches below
+/// and in plan.cpp, which turn a kernel path off to measure it on a device).
+bool env_switch_on(const char* name);
+
 /// Whether row kernels may read and write four consecutive values at once (16-byte accesses).
 /// AGNESI_CUDA_ROWS_BY_FOUR=0 keeps every row on strided scalar accesses, to measure what the
 /// 16-byte accesses of contiguous rows bring on a device.

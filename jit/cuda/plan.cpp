@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 
 #include "agnesi/error.hpp"
 
@@ -100,10 +99,7 @@ bool dense_row_slot(const std::vector<Axis>& axes, std::size_t k, bool output, D
 // row, to measure the difference on a device.
 void row_blocks(LaunchPlan& plan, std::int64_t inner, std::int64_t count, int sm_count,
                 bool reduce) {
-    static const bool warp_rows = [] {
-        const char* v = std::getenv("AGNESI_CUDA_WARP_ROWS");
-        return !(v && std::strcmp(v, "0") == 0);
-    }();
+    static const bool warp_rows = env_switch_on("AGNESI_CUDA_WARP_ROWS");
     plan.block = block_for_row(inner, count, sm_count, reduce);
     if (warp_rows && plan.block == 32 && count >= 2 * std::int64_t(sm_count)) {
         plan.params.warp_rows = 1;
