@@ -656,9 +656,17 @@ class GroupEmitter {
     b.nan = __shfl_down_sync(0xffffffffu, a.nan, off);
     return b;
 }}
-static __device__ __forceinline__ {0} {1}_block({0} a) {{
+// A row's threads' accumulators combined, every thread getting the result: a warp's by
+// shuffles (wr: the warp has a row of its own), else the block's, one warp's first.
+static __device__ __forceinline__ {0} {1}_block({0} a, bool wr) {{
     __shared__ {0} part[32];
     {2}for (int off = 16; off > 0; off >>= 1) {1}_combine(a, {1}_shfl(a, off));
+    if (wr) {{
+        a.m = __shfl_sync(0xffffffffu, a.m, 0);
+        a.s = __shfl_sync(0xffffffffu, a.s, 0);
+        a.nan = __shfl_sync(0xffffffffu, a.nan, 0);
+        return a;
+    }}
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     if (lane == 0) part[w] = a;
     __syncthreads();
@@ -670,13 +678,6 @@ static __device__ __forceinline__ {0} {1}_block({0} a) {{
     __syncthreads();
     a = part[0];
     __syncthreads();
-    return a;
-}}
-static __device__ __forceinline__ {0} {1}_warp({0} a) {{
-    {2}for (int off = 16; off > 0; off >>= 1) {1}_combine(a, {1}_shfl(a, off));
-    a.m = __shfl_sync(0xffffffffu, a.m, 0);
-    a.s = __shfl_sync(0xffffffffu, a.s, 0);
-    a.nan = __shfl_sync(0xffffffffu, a.nan, 0);
     return a;
 }}
 )",
@@ -786,7 +787,7 @@ static __device__ __forceinline__ {0} {1}_warp({0} a) {{
             },
             {}, push4(pfx_, pre_, 0, g_.reduce_at));
         out_ += fmt::format(
-            "            if (by_block) a = wr ? {2}_warp(a) : {2}_block(a);\n"
+            "            if (by_block) a = {2}_block(a, wr);\n"
             "            else if (split > 1) a = {2}_columns(a);\n"
             "            const bool lead = by_block ? tid == 0\n"
             "                                       : split == 1 || (threadIdx.x < 32 && row < "
@@ -817,7 +818,7 @@ static __device__ __forceinline__ {0} {1}_warp({0} a) {{
             "                    t.nan = __ldcg(&b->nan);\n"
             "                    {2}_combine(a, t);\n"
             "                }}\n"
-            "                a = by_block ? {2}_block(a) : {2}_columns(a);\n"
+            "                a = by_block ? {2}_block(a, false) : {2}_columns(a);\n"
             "                if (threadIdx.x == 0) *done = 0;\n"
             "                if (!lead) continue;\n"
             "            }} else if (!lead) {{\n"
@@ -1078,7 +1079,7 @@ static __device__ __forceinline__ {0} {1}_warp({0} a) {{
                 return fmt::format("{}_push(a, {});", pfx_, call_loaded(pre_, 0, g_.reduce_at, u));
             },
             "", {}, {}, push4(pfx_, pre_, 0, g_.reduce_at));
-        out_ += fmt::format("            a = wr ? {0}_warp(a) : {0}_block(a);\n", pfx_);
+        out_ += fmt::format("            a = {}_block(a, wr);\n", pfx_);
         // A non-finite max is not subtracted: the sum is then of plain exponentials.
         out_ += fmt::format("            const {0} shift = isfinite(a.m) ? a.m : {0}(0);\n", A);
         out_ += fmt::format("            {} sum = a.s;\n", A);
@@ -1214,7 +1215,7 @@ static __device__ __forceinline__ {0} {1}_warp({0} a) {{
                                        call_loaded(fn, lo, at, u, reduced_args(lo)));
                 },
                 {}, push4(px, fn, lo, at, reduced_args(lo)));
-            out_ += fmt::format("{0}a = wr ? {1}_warp(a) : {1}_block(a);\n", in, px);
+            out_ += fmt::format("{}a = {}_block(a, wr);\n", in, px);
             if (k < last)
                 out_ += fmt::format("                r{} = {};\n            }}\n", k,
                                     final_value(instr(at), at));
