@@ -147,6 +147,11 @@ TEST(SimplifyStabilize, TheanoForms) {
     EXPECT_EQ(simp("1/(1 + exp(-x))"), "sigmoid(x)");
     EXPECT_EQ(simp("exp(x)/(1 + exp(x))"), "sigmoid(x)");
     EXPECT_EQ(simp("log(1 + exp(x))"), "softplus(x)");
+    // Stable as written where the exponent is at most 0.
+    EXPECT_EQ(simp("log(1 + exp(-abs(x)))"), "log1p(exp(-abs(x)))");
+    EXPECT_EQ(simp("log(1 + exp(-2*x^2))"), "log1p(exp(-2*x^2))");
+    EXPECT_EQ(simp("log(1 + exp(-x))"), "softplus(-x)");
+    EXPECT_EQ(simp("log(1 + exp(2*abs(x)))"), "softplus(2*abs(x))");
     EXPECT_EQ(simp("log(sigmoid(x))"), "-softplus(-x)");
     EXPECT_EQ(simp("log(1 - sigmoid(x))"), "-softplus(x)");
     EXPECT_EQ(simp("sqrt(x^2)"), "abs(x)");
