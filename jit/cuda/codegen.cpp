@@ -30,6 +30,33 @@ bool row_cache() {
     return on;
 }
 
+namespace {
+
+// The slots that g's Loads in [lo, hi) read, each once, in order.
+std::vector<std::size_t> loads_in(const Group& g, int lo, int hi) {
+    std::vector<std::size_t> ks;
+    for (int i = lo; i < hi; ++i) {
+        const Instr& in = g.instrs[static_cast<std::size_t>(i)];
+        if (in.kind != InstrKind::Load) continue;
+        auto k = static_cast<std::size_t>(in.input);
+        if (std::find(ks.begin(), ks.end(), k) == ks.end()) ks.push_back(k);
+    }
+    std::sort(ks.begin(), ks.end());
+    return ks;
+}
+
+// The slots each loop of a RowReduce over its row loads: one loop per pass, then the epilogue's.
+std::vector<std::vector<std::size_t>> row_loops(const Group& g) {
+    std::vector<std::vector<std::size_t>> loops;
+    std::vector<int> passes = g.passes();
+    for (std::size_t k = 0; k < passes.size(); ++k)
+        loops.push_back(loads_in(g, g.pass_begin(k), passes[k]));
+    loops.push_back(loads_in(g, g.reduce_at + 1, static_cast<int>(g.instrs.size())));
+    return loops;
+}
+
+}  // namespace
+
 RowCache row_cache_plan(const Program& p, const Group& g) {
     RowCache c;
     if (!row_cache() || !rows_by_four()) return c;
@@ -45,20 +72,7 @@ RowCache row_cache_plan(const Program& p, const Group& g) {
         return c;
     }
     if (g.kind != GroupKind::RowReduce) return c;
-    // The slots each loop over the row loads: one per pass, then the epilogue's.
-    auto loads = [&](int lo, int hi) {
-        std::vector<std::size_t> ks;
-        for (int i = lo; i < hi; ++i) {
-            const Instr& in = g.instrs[static_cast<std::size_t>(i)];
-            if (in.kind == InstrKind::Load) ks.push_back(static_cast<std::size_t>(in.input));
-        }
-        return ks;
-    };
-    std::vector<std::vector<std::size_t>> loops;
-    std::vector<int> passes = g.passes();
-    for (std::size_t k = 0; k < passes.size(); ++k)
-        loops.push_back(loads(g.pass_begin(k), passes[k]));
-    loops.push_back(loads(g.reduce_at + 1, static_cast<int>(g.instrs.size())));
+    const std::vector<std::vector<std::size_t>> loops = row_loops(g);
     // Each pass loads its values through slots of its own: slots of one buffer through the
     // same views read the same values, and the first such slot (rep) stands for them all.
     const std::size_t nslots = g.inputs.size() + g.outputs.size();
@@ -284,16 +298,7 @@ class GroupEmitter {
     std::string ty(std::size_t k) const { return c_type(slots_[k].dtype); }
 
     // The slots whose values a compute function over [lo, hi) loads.
-    std::vector<std::size_t> loads_in(int lo, int hi) const {
-        std::vector<std::size_t> ks;
-        for (int i = lo; i < hi; ++i)
-            if (instr(i).kind == InstrKind::Load) {
-                auto k = static_cast<std::size_t>(instr(i).input);
-                if (std::find(ks.begin(), ks.end(), k) == ks.end()) ks.push_back(k);
-            }
-        std::sort(ks.begin(), ks.end());
-        return ks;
-    }
+    std::vector<std::size_t> loads_in(int lo, int hi) const { return cuda::loads_in(g_, lo, hi); }
 
     // The reduced or normalized value's dtype as the pre function of Reduce (or Normalize)
     // instr `at` (reduce_at by default) returns it.
@@ -1194,10 +1199,7 @@ static __device__ __forceinline__ {0} {1}_block({0} a, bool wr) {{
         const Instr& red = instr(g_.reduce_at);
         emit_acc(red.op);
         int n = static_cast<int>(g_.instrs.size());
-        std::vector<std::vector<std::size_t>> loops;
-        for (std::size_t k = 0; k <= last; ++k)
-            loops.push_back(loads_in(g_.pass_begin(k), passes[k]));
-        loops.push_back(loads_in(g_.reduce_at + 1, n));
+        const std::vector<std::vector<std::size_t>> loops = row_loops(g_);
         emit_rows_head();
         for (std::size_t k = 0; k <= last; ++k) {
             const int lo = g_.pass_begin(k), at = passes[k];
