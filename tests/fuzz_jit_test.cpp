@@ -5,6 +5,10 @@
 #include <random>
 
 #include "agnesi/agnesi.hpp"
+#include "jit/cuda/codegen.hpp"
+#include "jit/cuda/nvrtc.hpp"
+#include "jit/cuda/plan.hpp"
+#include "jit/schedule.hpp"
 #include "support/jit_check.hpp"
 #include "support/random_expr.hpp"
 
@@ -114,6 +118,37 @@ TEST(FuzzJit, RowChainsOnEveryCpuTier) {
     fuzz_row_chains(606, Backend::Evaluator, testing::fuzz_iters(20), 10);
     fuzz_row_chains(607, Backend::Native, testing::fuzz_iters(2), 12);
     fuzz_row_chains(608, Backend::EmulatedCuda, testing::fuzz_iters(2), 12);
+}
+
+// Random functions of float64 and of float32 variables compile with NVRTC, in both variants of
+// their kernels: ops, types and fusions in combinations the fixed corpus does not reach. No GPU
+// is needed; the emulator runs the same source on the CPU (above).
+TEST(FuzzJit, RandomKernelsCompileWithNvrtc) {
+    const jit::cuda::NvrtcStatus status = jit::cuda::nvrtc_status();
+    if (!status.available) GTEST_SKIP() << status.reason;
+    jit::cuda::NvrtcOptions o;
+    o.arch = "sm_90";
+    o.use_cache = false;
+    for (DType dt : {DType::Float64, DType::Float32}) {
+        testing::RandomExpr gen(testing::fuzz_seed(707), {.max_depth = 5, .dtype = dt});
+        std::vector<Expr> outs;
+        for (int i = 0; i < testing::fuzz_iters(24); ++i) outs.push_back(gen());
+        std::vector<Expr> roots = simplify(outs);
+        std::vector<const Node*> rn, in;
+        for (const Expr& r : roots) rn.push_back(r.node());
+        for (const Expr& v : gen.variables()) in.push_back(v.node());
+        jit::Program p = jit::schedule(rn, in, static_cast<int>(roots.size()), {});
+        std::string src = jit::cuda::generate_cuda_source(p, "fuzz");
+        SCOPED_TRACE(fmt::format("{} groups of {}", p.groups.size(), dtype_name(dt)));
+        try {
+            auto results = jit::cuda::nvrtc_compile_all(
+                {src, src}, "fuzz", o, 0,
+                {jit::cuda::variant_options(0), jit::cuda::variant_options(1)});
+            for (const auto& r : results) EXPECT_GT(r.cubin->size(), 0u);
+        } catch (const CompileError& e) {
+            ADD_FAILURE() << e.what();
+        }
+    }
 }
 
 // The same on the GPU: CUDA's math functions are within 2 ulp of the host's, amplified alike.

@@ -50,18 +50,20 @@ inline bool in_rewrite_domain(const Expr& e, const Bindings& at) {
 
 struct RandomExprOptions {
     int max_depth = 4;
-    bool tensors = true;      ///< use tensor variables and tensor ops
-    bool comparisons = true;  ///< use comparisons, where and logical ops
+    bool tensors = true;           ///< use tensor variables and tensor ops
+    bool comparisons = true;       ///< use comparisons, where and logical ops
+    DType dtype = DType::Float64;  ///< the variables' type
 };
 
 class RandomExpr {
   public:
     RandomExpr(unsigned seed, RandomExprOptions opts = {}) : rng_(seed), opts_(opts) {
-        vars_ = {scalar("x"), scalar("y"), scalar("z")};
+        const DType t = opts_.dtype;
+        vars_ = {scalar("x", t), scalar("y", t), scalar("z", t)};
         if (opts_.tensors) {
-            vars_.push_back(vector("v", 3));
-            vars_.push_back(matrix("M", 2, 3));
-            vars_.push_back(tensor("T", {4, 1, 3}));
+            vars_.push_back(vector("v", 3, t));
+            vars_.push_back(matrix("M", 2, 3, t));
+            vars_.push_back(tensor("T", {4, 1, 3}, t));
         }
     }
 
@@ -76,7 +78,7 @@ class RandomExpr {
         for (const Expr& v : vars_) {
             Tensor t(f64, v.shape());
             for (std::int64_t i = 0; i < t.size(); ++i) t.data<double>()[i] = u(rng_);
-            b[v->name()] = t;
+            b[v->name()] = t.astype(v.dtype());
         }
         return b;
     }
