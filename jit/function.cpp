@@ -259,11 +259,15 @@ std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
     std::lock_guard lock(mutex);
     adopt_pending(false);
     // A float64 scalar argument converts to a scalar input's dtype (as evaluate's bindings do).
-    std::vector<Tensor> args = raw_args;
-    for (std::size_t i = 0; i < args.size() && i < inputs.size(); ++i)
-        if (args[i].rank() == 0 && inputs[i].rank() == 0 && args[i].dtype() == DType::Float64 &&
-            inputs[i].dtype() != DType::Float64)
-            args[i] = args[i].astype(inputs[i].dtype());
+    // The arguments are copied only then: a call's own host cost is a few thousand instructions.
+    std::vector<Tensor> converted;
+    for (std::size_t i = 0; i < raw_args.size() && i < inputs.size(); ++i)
+        if (raw_args[i].rank() == 0 && inputs[i].rank() == 0 &&
+            raw_args[i].dtype() == DType::Float64 && inputs[i].dtype() != DType::Float64) {
+            if (converted.empty()) converted = raw_args;
+            converted[i] = raw_args[i].astype(inputs[i].dtype());
+        }
+    const std::vector<Tensor>& args = converted.empty() ? raw_args : converted;
     jit::DimEnv env = bind(args);
 
     const jit::Program& p = program;
@@ -281,7 +285,8 @@ std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
             jit::cuda::run_program(cuda, p, args, shared_values, env, !options.asynchronous,
                                    options.profile ? &group_ms : nullptr);
         for (std::size_t gi = 0; gi < group_ms.size(); ++gi) add_profile(gi, group_ms[gi]);
-        std::vector<Tensor> out(all.begin(), all.begin() + p.num_outputs);
+        std::vector<Tensor> out(std::make_move_iterator(all.begin()),
+                                std::make_move_iterator(all.begin() + p.num_outputs));
         // Shared values uploaded by this call stay on the device, unless replaced meanwhile.
         for (std::size_t k = 0; k < shared.size(); ++k) {
             if (!shared_values[k].device_storage() || given[k].device_storage()) continue;

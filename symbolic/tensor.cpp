@@ -318,9 +318,7 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
 
 Tensor Tensor::view(void* data, DType dtype, Shape shape) {
     check_static("Tensor::view", shape);
-    Tensor t;
-    t.dtype_ = dtype;
-    t.shape_ = std::move(shape);
+    Tensor t(NoStorage{}, dtype, std::move(shape));
     t.data_ = std::shared_ptr<void>(data, [](void*) {});
     return t;
 }
@@ -347,10 +345,7 @@ struct Tensor::DeviceCopy {
 Tensor Tensor::on_device(DType dtype, Shape shape, std::shared_ptr<DeviceStorage> storage) {
     check_static("Tensor::on_device", shape);
     if (!storage) throw ValueError("Tensor::on_device: no storage");
-    Tensor t;
-    t.data_.reset();
-    t.dtype_ = dtype;
-    t.shape_ = std::move(shape);
+    Tensor t(NoStorage{}, dtype, std::move(shape));
     t.device_ = std::make_shared<DeviceCopy>();
     t.device_->storage = std::move(storage);
     t.device_->bytes = t.nbytes();

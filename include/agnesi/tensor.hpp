@@ -152,6 +152,10 @@ class Tensor {
 
   private:
     struct DeviceCopy;
+    struct NoStorage {};
+    /// A tensor whose storage the caller sets: no host buffer is allocated for it.
+    explicit Tensor(NoStorage, DType dtype, Shape shape)
+        : dtype_(dtype), shape_(std::move(shape)) {}
     void check_type(DType t) const;
     void* host_for_write();
     const void* host_for_read() const;

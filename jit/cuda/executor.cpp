@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <boost/container/small_vector.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -17,6 +18,11 @@
 namespace agnesi::jit::cuda {
 
 namespace {
+
+// A call's scratch lists, on the stack for functions of up to 16 buffers: a call's own host
+// cost is a few thousand instructions, and each heap allocation is a hundred or more of them.
+template <class T>
+using Scratch = boost::container::small_vector<T, 16>;
 
 double ms_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -244,6 +250,17 @@ class Block final : public DeviceStorage {
             }
         uses_.push_back(u);
     }
+    // `u` is its only use, if no other stream has used it; false otherwise (nothing changed).
+    bool use_if_alone(const StreamUse& u) const {
+        std::lock_guard lock(mutex_);
+        for (const StreamUse& e : uses_)
+            if (e.tag != u.tag) return false;
+        if (uses_.empty())
+            uses_.push_back(u);
+        else
+            uses_.front() = u;
+        return true;
+    }
     // Only `u`, and those of `others` (other streams' uses) that still run.
     void use_only(const StreamUse& u, std::vector<StreamUse> others) const {
         others.push_back(u);
@@ -269,7 +286,7 @@ void mark_used(const DeviceStorage* d, const StreamUse& u) {
 // for first, then `u` is its last use.
 void adopt(CudaDevice& dev, const DeviceStorage* d, const StreamUse& u) {
     auto* b = dynamic_cast<const Block*>(d);
-    if (!b) return;
+    if (!b || b->use_if_alone(u)) return;
     std::vector<StreamUse> running;
     for (const StreamUse& e : b->uses()) {
         if (e.tag == u.tag) continue;
@@ -363,16 +380,16 @@ std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
     // waits before using it; the pool gives a released block to other streams only then.
     const StreamUse use = dev.begin_batch(tag);
     ex.begin(use);
-    std::vector<DevicePtr> bufs(p.buffers.size(), 0);
+    Scratch<DevicePtr> bufs(p.buffers.size(), 0);
     // Blocks that outlive the call (outputs, uploaded shared values and constants), declared
     // before the guard below so that they are released after it.
-    std::vector<std::shared_ptr<DeviceStorage>> blocks(p.buffers.size());
-    std::vector<DevicePtr> temps;
+    Scratch<std::shared_ptr<DeviceStorage>> blocks(p.buffers.size());
+    Scratch<DevicePtr> temps;
     struct End {  // however the call ends: the batch is launched, temporaries go back
         CudaDevice& dev;
         const StreamUse& use;
         bool wait;
-        std::vector<DevicePtr>& temps;
+        Scratch<DevicePtr>& temps;
         ~End() {
             dev.end_batch(use);
             if (wait) {
@@ -435,7 +452,7 @@ std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
         bufs[b] = dev.alloc(bytes, tag);
         temps.push_back(bufs[b]);
     }
-    std::vector<void*> dptrs;
+    Scratch<void*> dptrs;
     for (DevicePtr b : bufs) dptrs.push_back(reinterpret_cast<void*>(b));
     // Profiling: an event before each group's work and one after the last, on the stream.
     struct Events {
@@ -467,7 +484,8 @@ std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
     }
     // A buffer returned twice gets a tensor of its own each time (its host copy is its own).
     std::vector<Tensor> out;
-    std::vector<char> taken(p.buffers.size(), 0);
+    out.reserve(p.outputs.size());
+    Scratch<char> taken(p.buffers.size(), 0);
     for (int ob : p.outputs) {
         auto b = static_cast<std::size_t>(ob);
         const Buffer& buf = p.buffers[b];
