@@ -5,6 +5,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <boost/container/small_vector.hpp>
 #include <chrono>
 #include <exception>
 #include <future>
@@ -273,33 +274,40 @@ std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
     const jit::Program& p = program;
 #ifdef AGNESI_WITH_CUDA
     if (options.device.kind == Device::Kind::Cuda) {
-        std::vector<Tensor> shared_values, given;
+        // Each shared value as the call found it: on the device, or where its host values were.
+        struct Given {
+            bool on_device;
+            const void* host;
+        };
+        std::vector<Tensor> shared_values;
+        shared_values.reserve(shared.size());
+        boost::container::small_vector<Given, 8> given;
         for (auto& slot : shared) {
             std::lock_guard sl(slot->mutex);
-            shared_values.push_back(slot->value);
+            const Tensor& v = slot->value;
+            shared_values.push_back(v);
+            given.push_back(v.device_storage() ? Given{true, nullptr} : Given{false, v.raw()});
         }
-        given = shared_values;
         auto& cuda = static_cast<jit::cuda::CudaExecutor&>(*executor);
         std::vector<double> group_ms;
         std::vector<Tensor> all =
             jit::cuda::run_program(cuda, p, args, shared_values, env, !options.asynchronous,
                                    options.profile ? &group_ms : nullptr);
         for (std::size_t gi = 0; gi < group_ms.size(); ++gi) add_profile(gi, group_ms[gi]);
-        std::vector<Tensor> out(std::make_move_iterator(all.begin()),
-                                std::make_move_iterator(all.begin() + p.num_outputs));
         // Shared values uploaded by this call stay on the device, unless replaced meanwhile.
         for (std::size_t k = 0; k < shared.size(); ++k) {
-            if (!shared_values[k].device_storage() || given[k].device_storage()) continue;
+            if (!shared_values[k].device_storage() || given[k].on_device) continue;
             std::lock_guard sl(shared[k]->mutex);
-            if (std::as_const(shared[k]->value).raw() == std::as_const(given[k]).raw())
+            if (std::as_const(shared[k]->value).raw() == given[k].host)
                 shared[k]->value = shared_values[k];
         }
         for (std::size_t k = 0; k < updates.size(); ++k) {
             auto s = SharedRegistry::get().find(updates[k].variable.node());
             std::lock_guard sl(s->mutex);
-            s->value = all[static_cast<std::size_t>(p.num_outputs) + k];
+            s->value = std::move(all[static_cast<std::size_t>(p.num_outputs) + k]);
         }
-        return out;
+        all.erase(all.begin() + p.num_outputs, all.end());  // what is left: the outputs
+        return all;
     }
 #endif
     // Built in order, not default-constructed: a default Tensor allocates its scalar.
