@@ -31,6 +31,7 @@ namespace agnesi {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct Case {
     std::string name;
@@ -410,6 +411,43 @@ TEST(CudaCompile, ErrorsShowTheSourceLine) {
         EXPECT_THAT(msg, HasSubstr("     1 | extern")) << msg;
         EXPECT_EQ(e.source(), src);
     }
+}
+
+TEST(CudaCompile, ErrorsNameTheGroupAndWhatItComputes) {
+    if (!have_nvrtc()) GTEST_SKIP() << jit::cuda::nvrtc_status().reason;
+    auto x = matrix("x", 4, 8, f32);
+    Case c{"named", {x}, {tanh(x) + 1, softmax(x * 3, 1)}};
+    jit::Program p = program_of(c);
+    ASSERT_EQ(p.groups.size(), 2u);
+    auto computes = [&](std::size_t gi) {
+        const jit::Group& g = p.groups[gi];
+        return to_string(Expr(g.instrs.at(static_cast<std::size_t>(g.outputs.at(0).instr)).node));
+    };
+    // Group 1's kernel renamed to a number: NVRTC fails on a line of that group's code.
+    std::string src = jit::cuda::generate_cuda_source(p, c.name);
+    jit::cuda::NvrtcOptions o;
+    o.use_cache = false;
+    o.extra = {"-D" + jit::cuda::cuda_kernel_name(c.name, 1) + "=1"};
+    try {
+        jit::cuda::nvrtc_compile(src, c.name, o);
+        FAIL() << "expected a CompileError";
+    } catch (const CompileError& e) {
+        CompileError named = jit::cuda::with_failing_groups(e, p);
+        std::string msg = named.what();
+        EXPECT_THAT(msg,
+                    HasSubstr("in group 1 (" + std::string(jit::group_kind_name(p.groups[1].kind)) +
+                              " over (4, 8)), which computes:\n    " + computes(1) + "\n"))
+            << msg;
+        EXPECT_THAT(msg, Not(HasSubstr("in group 0"))) << msg;
+        EXPECT_THAT(msg, Not(HasSubstr(computes(0)))) << msg;
+        // The first line is NVRTC's summary; the source, its failing line marked, follows.
+        EXPECT_EQ(msg.substr(0, msg.find('\n')), std::string(e.what()).substr(0, msg.find('\n')));
+        EXPECT_THAT(msg, HasSubstr("generated source:"));
+        EXPECT_EQ(named.source(), src);
+    }
+    // A log that marks no line of a group's code leaves the error as it was.
+    CompileError plain("summary", "k(3): error: something", src);
+    EXPECT_EQ(std::string(jit::cuda::with_failing_groups(plain, p).what()), "summary");
 }
 
 TEST(CudaCompile, DiskCacheHitsAndRebuildsCorruptEntries) {

@@ -9,8 +9,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <set>
+#include <sstream>
 
 #include "agnesi/error.hpp"
+#include "agnesi/print.hpp"
 #include "jit/scalar_emit.hpp"
 
 namespace agnesi::jit::cuda {
@@ -1295,6 +1298,51 @@ std::vector<bool> epilogue_inputs(const Group& g) {
         epi[k] = g.in_epilogue(static_cast<int>(i));
     }
     return epi;
+}
+
+std::string failing_groups(const Program& p, const std::string& source, const std::string& log) {
+    // The log's errors: "<program>(<line>): error: ...".
+    std::set<int> bad;
+    for (std::size_t at = log.find("): error"); at != std::string::npos;
+         at = log.find("): error", at + 1)) {
+        std::size_t q = at;
+        while (q > 0 && std::isdigit(static_cast<unsigned char>(log[q - 1]))) --q;
+        if (q < at && at - q < 9 && q > 0 && log[q - 1] == '(')
+            bad.insert(std::stoi(log.substr(q, at - q)));
+    }
+    // Each line's group: the last "// group N:" comment above it.
+    std::set<std::size_t> groups;
+    std::istringstream in(source);
+    std::string line;
+    long group = -1;
+    for (int n = 1; std::getline(in, line); ++n) {
+        if (line.rfind("// group ", 0) == 0) group = std::strtol(line.c_str() + 9, nullptr, 10);
+        if (bad.count(n) && group >= 0 && static_cast<std::size_t>(group) < p.groups.size())
+            groups.insert(static_cast<std::size_t>(group));
+    }
+    std::string out;
+    for (std::size_t gi : groups) {
+        const Group& g = p.groups[gi];
+        out += fmt::format("in group {} ({} over {}), which computes:\n", gi,
+                           group_kind_name(g.kind), shape_string(g.domain));
+        for (const auto& o : g.outputs) {
+            const Node* node = g.instrs.at(static_cast<std::size_t>(o.instr)).node;
+            std::string e = node ? to_string(Expr(node)) : "?";
+            constexpr std::size_t kMax = 400;  // a deep expression stays readable
+            if (e.size() > kMax) e = e.substr(0, kMax) + " ...";
+            out += "    " + e + "\n";
+        }
+    }
+    return out;
+}
+
+CompileError with_failing_groups(const CompileError& e, const Program& p) {
+    std::string groups = failing_groups(p, e.source(), e.log());
+    if (groups.empty()) return e;
+    std::string what = e.what();
+    std::size_t nl = std::min(what.find('\n'), what.size());
+    std::string rest = nl < what.size() ? what.substr(nl + 1) : std::string();
+    return CompileError(what.substr(0, nl) + "\n" + groups + rest, e.log(), e.source());
 }
 
 std::string cuda_kernel_name(const std::string& name, std::size_t gi) {

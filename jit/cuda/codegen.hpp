@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "agnesi/error.hpp"
 #include "jit/schedule.hpp"
 
 namespace agnesi::jit::cuda {
@@ -86,6 +87,14 @@ std::string generate_cuda_source(const Program& p, const std::string& name,
 /// The source of group `gi` alone (prelude and its kernel), so a function's groups compile
 /// in parallel and are cached one by one. Empty for a Matmul group without epilogue.
 std::string generate_cuda_group_source(const Program& p, const std::string& name, std::size_t gi);
+
+/// What NVRTC's `log` of a failed compile of `source` (generated from `p`) says of the groups:
+/// for each group whose code holds a line the log marks as an error, its index, kind and shape,
+/// and the expressions it computes. Empty when no marked line is in a group's code.
+std::string failing_groups(const Program& p, const std::string& source, const std::string& log);
+
+/// NVRTC's error `e` about kernels of `p`, with failing_groups after its first line.
+CompileError with_failing_groups(const CompileError& e, const Program& p);
 
 /// The kernel of group `gi`: "agnesi_<name>_g<gi>" with `name` reduced to [A-Za-z0-9_].
 std::string cuda_kernel_name(const std::string& name, std::size_t gi);

@@ -206,8 +206,13 @@ class Exec final : public CudaExecutor {
             NvrtcOptions o;
             o.arch = arch;
             o.extra = variant_options(variant);
-            auto r = nvrtc_compile(generate_cuda_group_source(p, fname, gi),
-                                   fmt::format("{}_g{}_v{}", fname, gi, variant), o);
+            CompileResult r;
+            try {
+                r = nvrtc_compile(generate_cuda_group_source(p, fname, gi),
+                                  fmt::format("{}_g{}_v{}", fname, gi, variant), o);
+            } catch (const CompileError& e) {
+                throw with_failing_groups(e, p);
+            }
             k = dev_.kernel(dev_.load_module(*r.cubin), cuda_kernel_name(fname, gi));
         }
         return k;
@@ -341,8 +346,13 @@ std::unique_ptr<CudaExecutor> make_cuda_executor(const Program& p, const Compile
     t0 = std::chrono::steady_clock::now();
     NvrtcOptions no;
     no.arch = dev.arch();
-    std::vector<CompileResult> compiled = nvrtc_compile_all(
-        sources, options.name, no, static_cast<int>(std::min(modules.size(), cores)), extra);
+    std::vector<CompileResult> compiled;
+    try {
+        compiled = nvrtc_compile_all(sources, options.name, no,
+                                     static_cast<int>(std::min(modules.size(), cores)), extra);
+    } catch (const CompileError& e) {
+        throw with_failing_groups(e, p);
+    }
     stats.compile_ms = 0;
     stats.cache_hit = true;
     for (const auto& c : compiled)
