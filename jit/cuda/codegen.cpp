@@ -1300,16 +1300,24 @@ std::vector<bool> epilogue_inputs(const Group& g) {
     return epi;
 }
 
-std::string failing_groups(const Program& p, const std::string& source, const std::string& log) {
-    // The log's errors: "<program>(<line>): error: ...".
-    std::set<int> bad;
-    for (std::size_t at = log.find("): error"); at != std::string::npos;
-         at = log.find("): error", at + 1)) {
-        std::size_t q = at;
-        while (q > 0 && std::isdigit(static_cast<unsigned char>(log[q - 1]))) --q;
-        if (q < at && at - q < 9 && q > 0 && log[q - 1] == '(')
-            bad.insert(std::stoi(log.substr(q, at - q)));
+std::set<int> error_lines(const std::string& log) {
+    std::set<int> lines;
+    std::istringstream in(log);
+    for (std::string line; std::getline(in, line);) {
+        std::size_t open = line.find('('), close = line.find("): error");
+        if (open == std::string::npos || close == std::string::npos || close <= open + 1 ||
+            close - open > 9)
+            continue;
+        std::string digits = line.substr(open + 1, close - open - 1);
+        if (std::all_of(digits.begin(), digits.end(),
+                        [](unsigned char c) { return std::isdigit(c); }))
+            lines.insert(std::stoi(digits));
     }
+    return lines;
+}
+
+std::string failing_groups(const Program& p, const std::string& source, const std::string& log) {
+    const std::set<int> bad = error_lines(log);
     // Each line's group: the last "// group N:" comment above it.
     std::set<std::size_t> groups;
     std::istringstream in(source);

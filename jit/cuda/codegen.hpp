@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,9 @@ std::string generate_cuda_source(const Program& p, const std::string& name,
 /// The source of group `gi` alone (prelude and its kernel), so a function's groups compile
 /// in parallel and are cached one by one. Empty for a Matmul group without epilogue.
 std::string generate_cuda_group_source(const Program& p, const std::string& name, std::size_t gi);
+
+/// The source lines that NVRTC's `log` reports errors on ("<program>(<line>): error: ...").
+std::set<int> error_lines(const std::string& log);
 
 /// What NVRTC's `log` of a failed compile of `source` (generated from `p`) says of the groups:
 /// for each group whose code holds a line the log marks as an error, its index, kind and shape,

@@ -21,6 +21,7 @@
 #include <unordered_map>
 
 #include "agnesi/error.hpp"
+#include "jit/cuda/codegen.hpp"
 
 namespace agnesi::jit::cuda {
 namespace {
@@ -197,15 +198,8 @@ void clear_memory_cache() {
 }
 
 std::string format_compile_error(const std::string& summary, const std::string& log,
-                                 const std::string& source, const std::string& program_name) {
-    // Lines the log names: "<program>(<line>): error: ...".
-    std::set<int> bad;
-    std::string key = program_name + "(";
-    for (std::size_t at = log.find(key); at != std::string::npos; at = log.find(key, at + 1)) {
-        std::size_t p = at + key.size(), q = p;
-        while (q < log.size() && std::isdigit(static_cast<unsigned char>(log[q]))) ++q;
-        if (q > p && q < log.size() && log[q] == ')') bad.insert(std::stoi(log.substr(p, q - p)));
-    }
+                                 const std::string& source) {
+    const std::set<int> bad = error_lines(log);
     std::string out = summary + "\n" + log;
     if (!out.empty() && out.back() != '\n') out += '\n';
     out += "generated source:\n";
@@ -271,7 +265,7 @@ CompileResult nvrtc_compile(const std::string& source, const std::string& name,
     if (r != 0) {
         std::string summary = fmt::format("NVRTC could not compile '{}' for {}: {}", name,
                                           options.arch, a.error_string(r));
-        throw CompileError(format_compile_error(summary, log, source, prog_name), log, source);
+        throw CompileError(format_compile_error(summary, log, source), log, source);
     }
     std::size_t size = 0;
     check(a.cubin_size(prog, &size), "nvrtcGetCUBINSize");

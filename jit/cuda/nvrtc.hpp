@@ -61,8 +61,8 @@ std::string cuda_cache_dir();
 void clear_memory_cache();
 
 /// The message of a failed compile: one summary line, the log, and the source with line numbers,
-/// each line that the log names marked with '>' (exposed for tests).
+/// each line that the log reports an error on marked with '>' (exposed for tests).
 std::string format_compile_error(const std::string& summary, const std::string& log,
-                                 const std::string& source, const std::string& program_name);
+                                 const std::string& source);
 
 }  // namespace agnesi::jit::cuda
