@@ -11,8 +11,42 @@ namespace {
 constexpr int kMaxDepth = 12;
 
 struct Facts {
-    bool positive = false, nonnegative = false, nonzero = false, integer = false;
+    bool positive = false, nonnegative = false, negative = false, nonpositive = false;
+    bool nonzero = false, integer = false;
 };
+
+// The facts of -a.
+Facts negated(const Facts& a) {
+    Facts f;
+    f.positive = a.negative;
+    f.negative = a.positive;
+    f.nonnegative = a.nonpositive;
+    f.nonpositive = a.nonnegative;
+    f.nonzero = a.nonzero;
+    f.integer = a.integer;
+    return f;
+}
+
+// The signs of a * b, and of a / b where b is nonzero.
+Facts product(const Facts& a, const Facts& b) {
+    Facts f;
+    f.positive = (a.positive && b.positive) || (a.negative && b.negative);
+    f.negative = (a.positive && b.negative) || (a.negative && b.positive);
+    f.nonnegative = (a.nonnegative && b.nonnegative) || (a.nonpositive && b.nonpositive);
+    f.nonpositive = (a.nonnegative && b.nonpositive) || (a.nonpositive && b.nonnegative);
+    return f;
+}
+
+// The signs of a + b.
+Facts sum_of(const Facts& a, const Facts& b) {
+    Facts f;
+    f.nonnegative = a.nonnegative && b.nonnegative;
+    f.positive = f.nonnegative && (a.positive || b.positive);
+    f.nonpositive = a.nonpositive && b.nonpositive;
+    f.negative = f.nonpositive && (a.negative || b.negative);
+    f.integer = a.integer && b.integer;
+    return f;
+}
 
 Facts facts(const Node* n, int depth);
 
@@ -22,6 +56,8 @@ Facts facts_of_number(const Number& v) {
     int s = v.sign();
     f.positive = s > 0;
     f.nonnegative = s >= 0;
+    f.negative = s < 0;
+    f.nonpositive = s <= 0;
     f.nonzero = s != 0;
     f.integer = v.is_integer();
     return f;
@@ -55,6 +91,28 @@ Facts facts(const Node* n, int depth) {
             // Positive for every finite argument.
             f.positive = f.nonnegative = f.nonzero = true;
             return f;
+        case Op::Tanh:
+        case Op::Sinh:
+        case Op::Asinh:
+        case Op::Atan:
+        case Op::Erf:
+        case Op::Expm1:
+        case Op::Log1p: {
+            // Increasing through 0 at 0: the sign of the argument (log1p's domain is > -1).
+            Facts a = sub(0);
+            f.positive = a.positive;
+            f.negative = a.negative;
+            f.nonnegative = a.nonnegative;
+            f.nonpositive = a.nonpositive;
+            f.nonzero = a.nonzero;
+            return f;
+        }
+        case Op::Sign: {
+            Facts a = sub(0);
+            f = a;
+            f.integer = true;
+            return f;
+        }
         case Op::Abs: {
             Facts a = sub(0);
             f.nonnegative = true;
@@ -67,37 +125,27 @@ Facts facts(const Node* n, int depth) {
             Facts a = sub(0);
             f.nonnegative = true;
             f.positive = f.nonzero = a.positive;
+            f.nonpositive = a.nonpositive && n->op() == Op::Relu;  // relu(a) = 0
             f.integer = a.integer && n->op() == Op::Relu;
             return f;
         }
-        case Op::Neg: {
-            Facts a = sub(0);
-            f.nonzero = a.nonzero;
-            f.integer = a.integer;
-            return f;
-        }
-        case Op::Add: {
-            Facts a = sub(0), b = sub(1);
-            f.nonnegative = a.nonnegative && b.nonnegative;
-            f.positive = f.nonnegative && (a.positive || b.positive);
-            f.nonzero = f.positive;
-            f.integer = a.integer && b.integer;
-            return f;
-        }
+        case Op::Neg: return negated(sub(0));
+        case Op::Add: f = sum_of(sub(0), sub(1)); break;
+        case Op::Sub: f = sum_of(sub(0), negated(sub(1))); break;
         case Op::Mul: {
             Facts a = sub(0), b = sub(1);
-            f.positive = a.positive && b.positive;
-            f.nonnegative = (a.nonnegative && b.nonnegative) || n->operand(0) == n->operand(1);
+            f = product(a, b);
+            f.nonnegative = f.nonnegative || n->operand(0) == n->operand(1);
             f.nonzero = a.nonzero && b.nonzero;
             f.integer = a.integer && b.integer;
-            return f;
+            break;
         }
         case Op::Div: {
             Facts a = sub(0), b = sub(1);
-            f.positive = a.positive && b.positive;
-            f.nonnegative = a.nonnegative && b.positive;
+            // No sign where b may be 0 (a / 0 is an infinity of either sign, or NaN).
+            if (b.nonzero) f = product(a, b);
             f.nonzero = a.nonzero;
-            return f;
+            break;
         }
         case Op::Pow: {
             Facts a = sub(0), b = sub(1);
@@ -116,25 +164,36 @@ Facts facts(const Node* n, int depth) {
         case Op::ReduceMin: {
             Facts a = sub(0);
             f.positive = a.positive;
+            f.negative = a.negative;
             f.nonnegative = a.nonnegative;
-            f.nonzero = a.positive;
+            f.nonpositive = a.nonpositive;
             f.integer = a.integer && n->op() != Op::Mean;
-            return f;
+            break;
         }
         case Op::Minimum:
         case Op::Maximum: {
             Facts a = sub(0), b = sub(1);
+            // The larger of two values has the better of their lower bounds, the smaller the
+            // better of their upper bounds.
             bool mx = n->op() == Op::Maximum;
-            f.positive = mx ? (a.positive || b.positive) : (a.positive && b.positive);
-            f.nonnegative =
-                mx ? (a.nonnegative || b.nonnegative) : (a.nonnegative && b.nonnegative);
-            f.nonzero = f.positive;
+            auto either = [mx](bool p, bool q) { return mx ? (p || q) : (p && q); };
+            auto both = [mx](bool p, bool q) { return mx ? (p && q) : (p || q); };
+            f.positive = either(a.positive, b.positive);
+            f.nonnegative = either(a.nonnegative, b.nonnegative);
+            f.negative = both(a.negative, b.negative);
+            f.nonpositive = both(a.nonpositive, b.nonpositive);
             f.integer = a.integer && b.integer;
-            return f;
+            break;
         }
         case Op::Floor:
-        case Op::Ceil:
-        case Op::Sign: f.integer = true; return f;
+        case Op::Ceil: {
+            // Both keep a >= 0 and a <= 0 (floor(0.5) is 0: not a > 0).
+            Facts a = sub(0);
+            f.integer = true;
+            f.nonnegative = a.nonnegative;
+            f.nonpositive = a.nonpositive;
+            return f;
+        }
         case Op::Reshape:
         case Op::Transpose:
         case Op::BroadcastTo:
@@ -148,6 +207,8 @@ Facts facts(const Node* n, int depth) {
                 f.integer = true;
             return f;
     }
+    f.nonzero = f.nonzero || f.positive || f.negative;
+    return f;
 }
 
 }  // namespace
@@ -157,6 +218,9 @@ bool known_positive(const Node* n) {
 }
 bool known_nonnegative(const Node* n) {
     return facts(n, 0).nonnegative;
+}
+bool known_nonpositive(const Node* n) {
+    return facts(n, 0).nonpositive;
 }
 bool known_nonzero(const Node* n) {
     return facts(n, 0).nonzero;

@@ -57,17 +57,6 @@ std::optional<Expr> softmax_by_hand(const Node* n) {
     return softmax(num.operand(0), den->ints()[0]);
 }
 
-// x <= 0 by its structure: -a or c*a with a >= 0 and a constant c <= 0.
-bool nonpositive(const Node* n) {
-    auto at_most_zero = [](const Node* c) {
-        return c->is_constant() && c->value().is_finite() && c->value().sign() <= 0;
-    };
-    if (n->op() == Op::Neg) return known_nonnegative(n->operand(0));
-    if (n->op() != Op::Mul) return false;
-    const Node *a = n->operand(0), *b = n->operand(1);
-    return (at_most_zero(a) && known_nonnegative(b)) || (at_most_zero(b) && known_nonnegative(a));
-}
-
 }  // namespace
 
 const RuleSet& stabilize_rules() {
@@ -80,7 +69,7 @@ const RuleSet& stabilize_rules() {
                 // Where x <= 0, log1p(exp(x)) cannot overflow, and its exp(x) can be shared
                 // (sigmoid(x) computes exp(-abs(x)) too): kept as written.
                 rule(log1p(exp(x)), softplus(x),
-                     [x](const Match& m) { return !nonpositive(m[x].node()); }),
+                     [x](const Match& m) { return !known_nonpositive(m[x].node()); }),
                 rule(log(sigmoid(x)), -softplus(-x)),
                 rule(log1p(-sigmoid(x)), -softplus(x)),
                 rule(log(1 - sigmoid(x)), -softplus(x)),

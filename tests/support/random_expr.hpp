@@ -26,9 +26,11 @@ inline int fuzz_iters(int fallback) {
 }
 
 /// Whether a sample is inside the domain where rewrites keep values: every subexpression of `e`
-/// is finite there, and no atan2 sits on its branch cut (y = +-0, where the sign of a zero, which
-/// exact constants do not keep, decides the result). Outside it, x*0 -> 0 turns inf*0 into 0 and
-/// a/(-b) -> -a/b flips the sign of a division by zero, which a comparison could then see.
+/// is finite there, none that is positive has underflowed to 0, and no atan2 sits on its branch
+/// cut (y = +-0, where the sign of a zero, which exact constants do not keep, decides the
+/// result). Outside it, x*0 -> 0 turns inf*0 into 0, a/(-b) -> -a/b flips the sign of a
+/// division by zero, which a comparison could then see, and sign(erfc(x)) -> 1 is 0 where
+/// erfc(x) is.
 inline bool in_rewrite_domain(const Expr& e, const Bindings& at) {
     std::vector<Expr> parts;
     for (const Node* n : post_order(e)) parts.emplace_back(n);
@@ -37,9 +39,14 @@ inline bool in_rewrite_domain(const Expr& e, const Bindings& at) {
     for (std::size_t i = 0; i < parts.size(); ++i) index[parts[i].node()] = i;
     for (std::size_t p = 0; p < parts.size(); ++p) {
         const Tensor& t = values[p];
+        // exp, erfc, sigmoid, softplus and softmax are positive: a 0 is rounded (underflow),
+        // which rewrites that rely on their sign do not keep.
+        const Op op = parts[p].op();
+        const bool positive = op == Op::Exp || op == Op::Erfc || op == Op::Sigmoid ||
+                              op == Op::Softplus || op == Op::Softmax;
         for (std::int64_t j = 0; j < t.size(); ++j)
-            if (!std::isfinite(t.at(j))) return false;
-        if (parts[p].op() == Op::Atan2) {
+            if (!std::isfinite(t.at(j)) || (positive && t.at(j) == 0)) return false;
+        if (op == Op::Atan2) {
             const Tensor& y = values[index.at(parts[p]->operand(0))];
             for (std::int64_t j = 0; j < y.size(); ++j)
                 if (y.at(j) == 0) return false;
@@ -53,13 +60,20 @@ struct RandomExprOptions {
     bool tensors = true;           ///< use tensor variables and tensor ops
     bool comparisons = true;       ///< use comparisons, where and logical ops
     DType dtype = DType::Float64;  ///< the variables' type
+    /// Scalars with assumptions: x positive, y nonnegative, k integer (z has none); values()
+    /// honours them and draws the bounds (0 for y and z) often.
+    bool assumptions = false;
 };
 
 class RandomExpr {
   public:
     RandomExpr(unsigned seed, RandomExprOptions opts = {}) : rng_(seed), opts_(opts) {
         const DType t = opts_.dtype;
-        vars_ = {scalar("x", t), scalar("y", t), scalar("z", t)};
+        if (opts_.assumptions)
+            vars_ = {scalar("x", t, positive), scalar("y", t, nonnegative), scalar("z", t),
+                     scalar("k", t, integer)};
+        else
+            vars_ = {scalar("x", t), scalar("y", t), scalar("z", t)};
         if (opts_.tensors) {
             vars_.push_back(vector("v", 3, t));
             vars_.push_back(matrix("M", 2, 3, t));
@@ -77,7 +91,16 @@ class RandomExpr {
         Bindings b;
         for (const Expr& v : vars_) {
             Tensor t(f64, v.shape());
-            for (std::int64_t i = 0; i < t.size(); ++i) t.data<double>()[i] = u(rng_);
+            const std::uint8_t a = v->assumptions();
+            for (std::int64_t i = 0; i < t.size(); ++i) {
+                double& x = t.data<double>()[i];
+                x = u(rng_);
+                if (!opts_.assumptions) continue;
+                if (a & kInteger) x = std::round(x * 2);
+                if (a & kNonnegative) x = std::fabs(x);
+                if ((a & kPositive) && x == 0) x = hi;
+                if (!(a & (kPositive | kNonzero)) && pick(5) == 0) x = 0;
+            }
             b[v->name()] = t.astype(v.dtype());
         }
         return b;
