@@ -53,6 +53,15 @@ echo "row kernels with AGNESI_CUDA_ROW_CACHE=0 (rows read again in each loop):"
 for w in softmax layer_norm; do
     AGNESI_CUDA_ROW_CACHE=0 "$here/bin/agnesi-bench" --device cuda --filter "$w" "$@" || status=1
 done
+# The pointwise kernels' grid: at most N blocks per SM (16 by default; 0: no cap, no loop).
+echo "pointwise kernels with AGNESI_CUDA_POINTWISE_BLOCKS=N in turn (N blocks of 256 per SM):"
+for w in gelu bias_act; do
+    for n in 16 8 32 0 16 8 32 0; do
+        echo "AGNESI_CUDA_POINTWISE_BLOCKS=$n"
+        AGNESI_CUDA_POINTWISE_BLOCKS=$n "$here/bin/agnesi-bench" --device cuda --filter "$w" "$@" ||
+            status=1
+    done
+done
 echo "MLP step with AGNESI_CUDA_WARP_ROWS=0 (a block of 32 threads per row of 10):"
 AGNESI_CUDA_WARP_ROWS=0 "$here/bin/agnesi-bench" --device cuda --filter mlp_step "$@" || status=1
 # Where the multi-kernel workloads spend their time, kernel by kernel (CUDA events).

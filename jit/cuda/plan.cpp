@@ -53,6 +53,20 @@ constexpr std::int64_t kMaxSplitBlocks = std::int64_t(1) << 20;
 // threads per SM (a full SM of an H100).
 constexpr std::int64_t kSplitMinColumnValues = 16;
 constexpr std::int64_t kThreadsPerSm = 2048;
+// A grid's x dimension.
+constexpr std::int64_t kMaxGridBlocks = (std::int64_t(1) << 31) - 1;
+
+// A pointwise launch's cap on blocks per SM: 16 blocks of 256 are two rounds of the 8 that an
+// SM holds at 32 registers a thread, each block looping over the grid's stride.
+// AGNESI_CUDA_POINTWISE_BLOCKS=N sets another (0: no cap, a block per 1024 values and no second
+// round of the loop), to measure on a device.
+std::int64_t pointwise_blocks_per_sm() {
+    static const std::int64_t chosen = [] {
+        const char* v = std::getenv("AGNESI_CUDA_POINTWISE_BLOCKS");
+        return v && *v ? std::clamp<std::int64_t>(std::atoll(v), 0, 1 << 16) : 16;
+    }();
+    return chosen;
+}
 
 unsigned blocks_for(std::int64_t work, unsigned block, std::int64_t cap) {
     std::int64_t b = (work + block - 1) / block;
@@ -219,7 +233,9 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
         plan.dense = P.mode == 1 || P.mode == 2 || (P.mode == 3 && P.rank == 2);
         std::int64_t work = P.mode >= 2 ? std::max<std::int64_t>(count / 4, 1) : count;
         plan.block = kBlockSize;
-        plan.grid = blocks_for(work, plan.block, std::int64_t(sm_count) * 16);
+        const std::int64_t per_sm = pointwise_blocks_per_sm();
+        plan.grid =
+            blocks_for(work, plan.block, per_sm ? std::int64_t(sm_count) * per_sm : kMaxGridBlocks);
         return plan;
     }
     if (count == 0) {
