@@ -1016,6 +1016,10 @@ const char* group_kind_name(GroupKind k) {
     return kinds[static_cast<int>(k)];
 }
 
+std::string counted(std::size_t n, std::string_view noun) {
+    return fmt::format("{} {}{}", n, noun, n == 1 ? "" : "s");
+}
+
 std::string Program::to_string() const {
     std::string s;
     static const char* bkinds[] = {"input", "shared", "constant", "temp", "output"};
@@ -1033,7 +1037,7 @@ std::string Program::to_string() const {
             s +=
                 fmt::format(" gemm(b{}, b{}) -> b{}", g.gemm.a.buffer, g.gemm.b.buffer, g.gemm.out);
         if (!g.stages.empty()) s += fmt::format(" ({} reductions per row)", g.stages.size() + 1);
-        s += fmt::format(", {} instrs, reads", g.instrs.size());
+        s += fmt::format(", {}, reads", counted(g.instrs.size(), "instr"));
         for (const Access& a : g.inputs) s += fmt::format(" b{}", a.buffer);
         s += ", writes";
         for (const auto& o : g.outputs) s += fmt::format(" b{}", o.target.buffer);

@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -79,6 +80,8 @@ struct Instr {
 enum class GroupKind : std::uint8_t { Pointwise, Reduce, RowNormalize, Matmul, RowReduce };
 /// "pointwise", "reduce", "row-normalize", "matmul" or "row-reduce".
 const char* group_kind_name(GroupKind k);
+/// "1 group", "3 groups": a count and its noun, for comments in generated code and listings.
+std::string counted(std::size_t n, std::string_view noun);
 
 struct Gemm {
     Access a, b;   ///< operands ([..., M, K] and [..., K, N]); views only transpose or broadcast

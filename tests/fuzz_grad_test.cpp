@@ -4,9 +4,8 @@
 // Samples are skipped, not failed, where finite differences cannot judge them:
 // - the value or a gradient component is not finite, or |f| > 1e6 (overflow-prone, e.g.
 //   exp(exp(x))): the point is outside the domain or ill-conditioned;
-// - check_grad's skip_nonsmooth: finite differences at steps h, 2h and h/64 disagree, so a kink or
-// a
-//   jump (abs, relu, floor, where, min/max, amax ties) lies within 2h of the point.
+// - check_grad's skip_nonsmooth: finite differences at steps h, 2h and h/64 disagree, so a kink
+//   or a jump (abs, relu, floor, where, min/max, amax ties) lies within 2h of the point.
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -136,10 +136,10 @@ class GroupEmitter {
 
   private:
     std::string comment_header() const {
-        static const char* kinds[] = {"pointwise", "reduce", "row_normalize", "matmul",
-                                      "row_reduce"};
-        std::string s = fmt::format("// group {}: {}, domain rank {}, {} inputs, {} outputs\n",
-                                    symbol_, kinds[static_cast<int>(g_.kind)], rank_, ni_, no_);
+        std::string s = fmt::format("// group {}: {}, domain rank {}, {}, {}\n", symbol_,
+                                    group_kind_name(g_.kind), rank_,
+                                    counted(static_cast<std::size_t>(ni_), "input"),
+                                    counted(static_cast<std::size_t>(no_), "output"));
         for (int k = 0; k < ni_; ++k) {
             const Buffer& b = p_.buffers.at(g_.inputs[k].buffer);
             std::string what = b.node && b.node->is_variable() ? sanitize(b.node->name()) : "";
@@ -756,8 +756,8 @@ std::string group_symbol(const std::string& name, int group) {
 }
 
 std::string generate_source(const Program& p, const std::string& name) {
-    std::string s = fmt::format("// Agnesi native CPU code for function {}: {} groups.\n",
-                                sanitize(name), p.groups.size());
+    std::string s = fmt::format("// Agnesi native CPU code for function {}: {}.\n", sanitize(name),
+                                counted(p.groups.size(), "group"));
     s += prelude();
     for (std::size_t i = 0; i < p.groups.size(); ++i)
         s += GroupEmitter(p, p.groups[i], group_symbol(name, static_cast<int>(i))).emit();

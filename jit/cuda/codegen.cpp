@@ -247,10 +247,10 @@ class GroupEmitter {
     }
 
     std::string emit() {
-        out_ +=
-            fmt::format("\n// group {}: {}{}, {} instrs, {} inputs, {} outputs\n", gi_,
-                        group_kind_name(g_.kind), g_.kind == GroupKind::Matmul ? " epilogue" : "",
-                        g_.instrs.size(), g_.inputs.size(), g_.outputs.size());
+        out_ += fmt::format("\n// group {}: {}{}, {}, {}, {}\n", gi_, group_kind_name(g_.kind),
+                            g_.kind == GroupKind::Matmul ? " epilogue" : "",
+                            counted(g_.instrs.size(), "instr"), counted(g_.inputs.size(), "input"),
+                            counted(g_.outputs.size(), "output"));
         switch (g_.kind) {
             case GroupKind::Pointwise:
             case GroupKind::Matmul:
@@ -1259,8 +1259,8 @@ static __device__ __forceinline__ {0} {1}_block({0} a, bool wr) {{
 };
 
 std::string header(const std::string& name, const Program& p) {
-    return fmt::format("// Agnesi: CUDA kernels of function '{}' ({} groups)\n", sanitize(name),
-                       p.groups.size()) +
+    return fmt::format("// Agnesi: CUDA kernels of function '{}' ({})\n", sanitize(name),
+                       counted(p.groups.size(), "group")) +
            cuda_scalar_prelude() + kPrelude;
 }
 
