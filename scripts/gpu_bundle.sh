@@ -53,12 +53,19 @@ echo "row kernels with AGNESI_CUDA_ROW_CACHE=0 (rows read again in each loop):"
 for w in softmax layer_norm; do
     AGNESI_CUDA_ROW_CACHE=0 "$here/bin/agnesi-bench" --device cuda --filter "$w" "$@" || status=1
 done
-# The pointwise kernels' grid: at most N blocks per SM (16 by default; 0: no cap, no loop).
-echo "pointwise kernels with AGNESI_CUDA_POINTWISE_BLOCKS=N in turn (N blocks of 256 per SM):"
+# The pointwise kernels' grid: at most N blocks per SM (16 by default; 0: no cap, no loop); and
+# their 16-byte accesses marked evict-first: none (0, the default), stores (1), both (2).
+echo "gelu with AGNESI_CUDA_POINTWISE_BLOCKS=N in turn (N blocks of 256 per SM):"
+for n in 16 8 0 16 8 0; do
+    echo "AGNESI_CUDA_POINTWISE_BLOCKS=$n"
+    AGNESI_CUDA_POINTWISE_BLOCKS=$n "$here/bin/agnesi-bench" --device cuda --filter gelu "$@" ||
+        status=1
+done
+echo "pointwise kernels with AGNESI_CUDA_STREAMING=N in turn (0 none, 1 stores, 2 both evict-first):"
 for w in gelu bias_act; do
-    for n in 16 8 0 16 8 0; do
-        echo "AGNESI_CUDA_POINTWISE_BLOCKS=$n"
-        AGNESI_CUDA_POINTWISE_BLOCKS=$n "$here/bin/agnesi-bench" --device cuda --filter "$w" "$@" ||
+    for n in 0 1 2 0 1 2; do
+        echo "AGNESI_CUDA_STREAMING=$n"
+        AGNESI_CUDA_STREAMING=$n "$here/bin/agnesi-bench" --device cuda --filter "$w" "$@" ||
             status=1
     done
 done

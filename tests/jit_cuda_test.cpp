@@ -395,6 +395,33 @@ TEST(CudaCompile, BenchmarkedKernelsSpillNoRegisters) {
         }
 }
 
+TEST(CudaCompile, EvictFirstPointwiseAccessesCompile) {
+    // The options AGNESI_CUDA_STREAMING sets (evict-first 16-byte loads and stores) give kernels
+    // NVRTC compiles, for float32 and int32 values, in both variants.
+    if (!have_nvrtc()) GTEST_SKIP() << jit::cuda::nvrtc_status().reason;
+    auto x = vector("x", 1 << 20, f32), b = vector("b", 64, f32);
+    auto X = matrix("X", 4096, 64, f32), k = vector("k", 1 << 20, i32);
+    std::vector<Case> cases{
+        {"gelu", {x}, {0.5 * x * (1.0 + tanh(0.79788 * (x + 0.044715 * x * x * x)))}},
+        {"bias_relu", {X, b}, {relu(X + b)}},
+        {"ints", {k}, {k * 3 + 1}}};
+    for (const Case& c : cases)
+        for (const char* arch : {"sm_80", "sm_90"})
+            for (int variant : {0, 1}) {
+                jit::cuda::NvrtcOptions o;
+                o.arch = arch;
+                o.use_cache = false;
+                o.extra = jit::cuda::variant_options(variant);
+                o.extra.push_back("-DAGNESI_STREAM_LOADS");
+                o.extra.push_back("-DAGNESI_STREAM_STORES");
+                std::string src = jit::cuda::generate_cuda_source(program_of(c), c.name);
+                SCOPED_TRACE(fmt::format("{} {} variant {}", c.name, arch, variant));
+                auto r = jit::cuda::nvrtc_compile(src, c.name, o);
+                ASSERT_TRUE(r.cubin);
+                EXPECT_GT(r.cubin->size(), 0u);
+            }
+}
+
 TEST(CudaCompile, ErrorsShowTheSourceLine) {
     if (!have_nvrtc()) GTEST_SKIP() << jit::cuda::nvrtc_status().reason;
     std::string src = "extern \"C\" __global__ void k(float* p) {\n    p[0] = undefined_name;\n}\n";

@@ -166,13 +166,23 @@ template <class T> struct alignas(16) agnesi_vec4 { T v[4]; };
 template <class T> static __device__ __forceinline__ bool agnesi_al4(const T* p) {
     return (sizeof(T) == 4 || sizeof(T) == 8) && ((unsigned long long)p & 15) == 0;
 }
+// AGNESI_STREAM_LOADS and AGNESI_STREAM_STORES (options that AGNESI_CUDA_STREAMING sets, to
+// measure on a device) mark them evict-first (.cs): values that a pointwise loop touches once.
 template <class V, class T> static __device__ __forceinline__ V agnesi_vld(const T* p) {
     AGNESI_ASSERT_ALIGNED(p);
+#if defined(__CUDA_ARCH__) && defined(AGNESI_STREAM_LOADS)
+    return __ldcs(reinterpret_cast<const V*>(p));
+#else
     return *reinterpret_cast<const V*>(p);
+#endif
 }
 template <class V, class T> static __device__ __forceinline__ void agnesi_vst(T* p, const V& v) {
     AGNESI_ASSERT_ALIGNED(p);
+#if defined(__CUDA_ARCH__) && defined(AGNESI_STREAM_STORES)
+    __stcs(reinterpret_cast<V*>(p), v);
+#else
     *reinterpret_cast<V*>(p) = v;
+#endif
 }
 template <class T>
 static __device__ __forceinline__ void agnesi_ld4(const T* p, T& a, T& b, T& c, T& d) {

@@ -311,7 +311,15 @@ LaunchPlan plan_launch(const Program& p, const Group& g, const agnesi_group_args
 }
 
 std::vector<std::string> variant_options(int variant) {
+    // AGNESI_CUDA_STREAMING=1 marks pointwise loops' 16-byte stores evict-first, =2 their loads
+    // too: an experiment for a device, off by default.
+    static const int streaming = [] {
+        const char* v = std::getenv("AGNESI_CUDA_STREAMING");
+        return v ? std::clamp(std::atoi(v), 0, 2) : 0;
+    }();
     std::vector<std::string> o;
+    if (streaming >= 1) o.push_back("-DAGNESI_STREAM_STORES");
+    if (streaming >= 2) o.push_back("-DAGNESI_STREAM_LOADS");
     if (variant & 2) o.push_back("-DAGNESI_WIDE_INDEX");
     if (variant & 1) o.push_back("-DAGNESI_DENSE_LAYOUT");
     return o;
