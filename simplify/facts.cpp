@@ -77,7 +77,9 @@ Facts facts(const Node* n, int depth) {
             std::uint8_t a = n->assumptions();
             f.positive = a & kPositive;
             f.nonnegative = (a & kNonnegative) || f.positive;
-            f.nonzero = (a & kNonzero) || f.positive;
+            f.negative = a & kNegative;
+            f.nonpositive = (a & kNonpositive) || f.negative;
+            f.nonzero = (a & kNonzero) || f.positive || f.negative;
             f.integer = (a & kInteger) || is_integer(n->dtype()) || n->dtype() == DType::Bool;
             if (n->dtype() == DType::Bool) f.nonnegative = true;
             return f;
@@ -218,6 +220,9 @@ bool known_positive(const Node* n) {
 }
 bool known_nonnegative(const Node* n) {
     return facts(n, 0).nonnegative;
+}
+bool known_negative(const Node* n) {
+    return facts(n, 0).negative;
 }
 bool known_nonpositive(const Node* n) {
     return facts(n, 0).nonpositive;

@@ -69,6 +69,8 @@ std::function<bool(const Match&)> Assumption::operator()(const Expr& w) const {
         const Node* n = m[w].node();
         if ((need & kPositive) && !known_positive(n)) return false;
         if ((need & kNonnegative) && !known_nonnegative(n)) return false;
+        if ((need & kNegative) && !known_negative(n)) return false;
+        if ((need & kNonpositive) && !known_nonpositive(n)) return false;
         if ((need & kNonzero) && !known_nonzero(n)) return false;
         if ((need & kInteger) && !known_integer(n)) return false;
         return true;

@@ -114,7 +114,10 @@ std::optional<Expr> reductions(const Node* n) {
     if (n->op() == Op::Sum || n->op() == Op::Mean) {
         Axes axes = axes_of(n);
         if (a.op() == Op::Neg) return -reduce(n->op(), a.operand(0), axes, n->keepdims());
-        if (a.op() == Op::Mul && is_filled_constant(a->operand(0), &v) && v.is_rational())
+        // Only where the other factor has the product's shape: c*y with c a filled tensor and y
+        // a scalar has no axes of y to reduce.
+        if (a.op() == Op::Mul && is_filled_constant(a->operand(0), &v) && v.is_rational() &&
+            a.operand(1).shape() == a.shape())
             return constant(v, n->dtype(), n->context()) *
                    reduce(n->op(), a.operand(1), axes, n->keepdims());
     }

@@ -145,6 +145,10 @@ Expr variable(std::string name, Shape shape, DType dtype, std::uint8_t assume, C
     d.name = std::move(name);
     // Stated assumptions imply weaker ones.
     if (assume & kPositive) assume |= kNonnegative | kNonzero;
+    if (assume & kNegative) assume |= kNonpositive | kNonzero;
+    if (((assume & kPositive) && (assume & kNonpositive)) ||
+        ((assume & kNegative) && (assume & kNonnegative)))
+        throw ValueError(fmt::format("variable {}: assumed both above and below zero", d.name));
     d.assume = assume;
     return make(std::move(d), ctx);
 }

@@ -106,7 +106,7 @@ bool tame(const Node* n, const Tensor& t, const std::unordered_map<const Node*, 
 }
 
 struct FactCounts {
-    int positive = 0, nonnegative = 0, nonpositive = 0, nonzero = 0, integer = 0;
+    int positive = 0, nonnegative = 0, negative = 0, nonpositive = 0, nonzero = 0, integer = 0;
 };
 
 // Checks the facts of every node of e whose operands are tame at `at`, against its value there.
@@ -122,13 +122,14 @@ void check_facts(const Expr& e, const Bindings& at, FactCounts& seen, const std:
         bool checkable = true;
         for (const Node* o : n->operands()) checkable = checkable && is_tame.at(o);
         if (!checkable) continue;
-        const bool pos = known_positive(n), nonneg = known_nonnegative(n),
+        const bool pos = known_positive(n), nonneg = known_nonnegative(n), neg = known_negative(n),
                    nonpos = known_nonpositive(n), nonzero = known_nonzero(n),
                    integer = known_integer(n);
         const Tensor& t = values[p];
         for (std::int64_t j = 0; j < t.size(); ++j) {
             const double v = t.at(j);
-            if (std::isnan(v)) continue;
+            // The facts hold where values are finite (x^-1 is -inf at x = -0, which is >= 0).
+            if (!std::isfinite(v)) continue;
             const bool rounded_to_zero = v == 0 && may_underflow(n->op());
             auto fail = [&](const char* fact) {
                 return ::testing::AssertionFailure()
@@ -138,20 +139,24 @@ void check_facts(const Expr& e, const Bindings& at, FactCounts& seen, const std:
             if (pos && !(v > 0) && !rounded_to_zero) {
                 ASSERT_TRUE(fail("positive"));
             }
-            if (nonneg) {
-                ASSERT_TRUE(v >= 0 || fail("nonnegative"));
+            if (neg && !(v < 0) && !rounded_to_zero) {
+                ASSERT_TRUE(fail("negative"));
             }
-            if (nonpos) {
-                ASSERT_TRUE(v <= 0 || fail("nonpositive"));
+            if (nonneg && !(v >= 0)) {
+                ASSERT_TRUE(fail("nonnegative"));
+            }
+            if (nonpos && !(v <= 0)) {
+                ASSERT_TRUE(fail("nonpositive"));
             }
             if (nonzero && v == 0 && !rounded_to_zero) {
                 ASSERT_TRUE(fail("nonzero"));
             }
-            if (integer && std::isfinite(v)) {
-                ASSERT_TRUE(v == std::floor(v) || fail("an integer"));
+            if (integer && v != std::floor(v)) {
+                ASSERT_TRUE(fail("an integer"));
             }
             seen.positive += pos;
             seen.nonnegative += nonneg;
+            seen.negative += neg;
             seen.nonpositive += nonpos;
             seen.nonzero += nonzero;
             seen.integer += integer;
@@ -182,6 +187,7 @@ TEST(FuzzSimplify, FactsHoldAtRandomPoints) {
     // Each fact was claimed, and checked, often.
     EXPECT_GT(seen.positive, iters);
     EXPECT_GT(seen.nonnegative, iters);
+    EXPECT_GT(seen.negative, iters / 10);
     EXPECT_GT(seen.nonpositive, iters / 10);
     EXPECT_GT(seen.nonzero, iters);
     EXPECT_GT(seen.integer, iters / 10);

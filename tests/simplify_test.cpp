@@ -134,6 +134,13 @@ TEST(SimplifyAlgebra, ConditionsAreRespected) {
     auto x = scalar("x");
     EXPECT_EQ(to_string(simplify(log(exp(x) * exp(x)))), "2*x");
     EXPECT_EQ(to_string(simplify(abs(exp(x)))), "exp(x)");
+    auto n = scalar("n", negative), m = scalar("m", nonpositive);
+    EXPECT_EQ(to_string(simplify(abs(n))), "-n");
+    EXPECT_EQ(to_string(simplify(sign(n * p))), "-1.0");
+    EXPECT_EQ(to_string(simplify(relu(m))), "0.0");
+    EXPECT_EQ(to_string(simplify(abs(m - exp(x)))), "exp(x) - m");
+    EXPECT_EQ(to_string(simplify(sign(m))), "sign(m)");  // m may be 0
+    EXPECT_THROW(scalar("b", static_cast<std::uint8_t>(kPositive | kNonpositive)), ValueError);
     // The unsafe option opens the rest.
     SimplifyOptions unsafe;
     unsafe.unsafe = true;
@@ -178,6 +185,13 @@ TEST(SimplifyTensor, ShapeChainsAndReductions) {
     EXPECT_EQ(simplify(matmul(eye(3), A)), A);
     EXPECT_EQ(simplify(matmul(A, eye(4))), A);
     EXPECT_EQ(simplify(matmul(eye(3), X)), X);  // batched
+    // A filled tensor times a scalar, summed: the scalar has no axes to sum.
+    auto x = scalar("x", positive), m = scalar("m", nonpositive), z = scalar("z");
+    Expr summed = sum(atan2(x - x, m * tan(z)) * sign(minimum(A, -1)));
+    Expr s = simplify(summed);
+    EXPECT_EQ(s.shape(), Shape{});
+    Bindings at{{"x", 0.5}, {"m", -0.5}, {"z", 0.3}, {"A", Tensor(f64, {3, 4})}};
+    EXPECT_NEAR(evaluate(s, at).item(), evaluate(summed, at).item(), 1e-12);
     EXPECT_EQ(to_string(simplify(matmul(eye(3), matrix("B", 3, 2, f32)))), "cast(B, float64)");
 }
 
@@ -260,15 +274,20 @@ TEST(SimplifyRules, EachRuleAloneKeepsTheValue) {
         const RuleSet& set = builtin_rule_set(name);
         for (const Rule& r : set.rules) {
             if (!r.lhs) continue;
-            for (bool pos : {false, true}) {
-                // Each wildcard becomes a variable (positive in the second round, for guards).
+            for (int sign : {0, 1, -1}) {
+                // Each wildcard becomes a variable (positive in the second round, negative in the
+                // third, for guards).
+                const std::uint8_t assume = sign > 0   ? positive.mask
+                                            : sign < 0 ? negative.mask
+                                                       : std::uint8_t{kNone};
+                if (sign < 0 && !r.condition) continue;  // the round is for guards
                 std::unordered_map<const Node*, Expr> subst;
                 Bindings at;
                 std::vector<std::string> names;
                 for (const Node* n : post_order(r.lhs))
                     if (n->is_variable()) {
                         std::string v = "w" + n->name().substr(1);
-                        subst.emplace(n, scalar(v, f64, pos ? positive.mask : std::uint8_t{kNone}));
+                        subst.emplace(n, scalar(v, f64, assume));
                         names.push_back(v);
                     }
                 Expr lhs = substitute(r.lhs, subst);
@@ -280,8 +299,8 @@ TEST(SimplifyRules, EachRuleAloneKeepsTheValue) {
                 int compared = 0;
                 for (int k = 0; k < 200; ++k) {
                     for (const std::string& v : names) {
-                        double lo = pos ? 0.05 : -3.0;
-                        at[v] = std::uniform_real_distribution<double>(lo, 3.0)(rng);
+                        double lo = sign > 0 ? 0.05 : -3.0, hi = sign < 0 ? -0.05 : 3.0;
+                        at[v] = std::uniform_real_distribution<double>(lo, hi)(rng);
                     }
                     double a = evaluate(lhs, at).item();
                     if (!std::isfinite(a)) continue;

@@ -38,6 +38,8 @@ enum Assume : std::uint8_t {
     kInteger = 8,
     kSimplex =
         16,  ///< nonnegative, and sums to 1 along the last axis (probabilities, one-hot rows)
+    kNonpositive = 32,
+    kNegative = 64,
 };
 class Expr;
 class Match;
@@ -52,6 +54,8 @@ struct Assumption {
 };
 inline constexpr Assumption positive{kPositive | kNonnegative | kNonzero};
 inline constexpr Assumption nonnegative{kNonnegative};
+inline constexpr Assumption negative{kNegative | kNonpositive | kNonzero};
+inline constexpr Assumption nonpositive{kNonpositive};
 inline constexpr Assumption nonzero{kNonzero};
 inline constexpr Assumption integer{kInteger};
 /// Rows of probabilities: nonnegative, each slice along the last axis sums to 1.

@@ -115,6 +115,7 @@ Expr apply_rules(const Expr& e, const RuleSet& set, bool trace = false);
 /// Known facts, as the rules see them.
 bool known_positive(const Node* n);
 bool known_nonnegative(const Node* n);
+bool known_negative(const Node* n);
 bool known_nonpositive(const Node* n);
 bool known_nonzero(const Node* n);
 bool known_integer(const Node* n);

@@ -30,7 +30,8 @@ inline int fuzz_iters(int fallback) {
 /// cut (y = +-0, where the sign of a zero, which exact constants do not keep, decides the
 /// result). Outside it, x*0 -> 0 turns inf*0 into 0, a/(-b) -> -a/b flips the sign of a
 /// division by zero, which a comparison could then see, and sign(erfc(x)) -> 1 is 0 where
-/// erfc(x) is.
+/// erfc(x) is. Nor may a comparison of floats be within rounding of a tie: reassociating
+/// `t + (pi - t)` into `pi + t - t` can decide `== pi` the other way.
 inline bool in_rewrite_domain(const Expr& e, const Bindings& at) {
     std::vector<Expr> parts;
     for (const Node* n : post_order(e)) parts.emplace_back(n);
@@ -51,6 +52,15 @@ inline bool in_rewrite_domain(const Expr& e, const Bindings& at) {
             for (std::int64_t j = 0; j < y.size(); ++j)
                 if (y.at(j) == 0) return false;
         }
+        const bool compares = op == Op::Lt || op == Op::Le || op == Op::Gt || op == Op::Ge ||
+                              op == Op::Eq || op == Op::Ne;
+        if (compares &&
+            (is_float(parts[p].operand(0).dtype()) || is_float(parts[p].operand(1).dtype()))) {
+            Expr a = cast(parts[p].operand(0), f64), b = cast(parts[p].operand(1), f64);
+            Tensor gap = evaluate(abs(a - b) - 1e-9 * (1.0 + abs(a) + abs(b)), at);
+            for (std::int64_t j = 0; j < gap.size(); ++j)
+                if (!(gap.at(j) > 0)) return false;
+        }
     }
     return true;
 }
@@ -60,8 +70,8 @@ struct RandomExprOptions {
     bool tensors = true;           ///< use tensor variables and tensor ops
     bool comparisons = true;       ///< use comparisons, where and logical ops
     DType dtype = DType::Float64;  ///< the variables' type
-    /// Scalars with assumptions: x positive, y nonnegative, k integer (z has none); values()
-    /// honours them and draws the bounds (0 for y and z) often.
+    /// Scalars with assumptions: x positive, y nonnegative, n negative, m nonpositive, k integer
+    /// (z has none); values() honours them and draws the bounds (0 for y, m and z) often.
     bool assumptions = false;
 };
 
@@ -70,8 +80,9 @@ class RandomExpr {
     RandomExpr(unsigned seed, RandomExprOptions opts = {}) : rng_(seed), opts_(opts) {
         const DType t = opts_.dtype;
         if (opts_.assumptions)
-            vars_ = {scalar("x", t, positive), scalar("y", t, nonnegative), scalar("z", t),
-                     scalar("k", t, integer)};
+            vars_ = {scalar("x", t, positive), scalar("y", t, nonnegative),
+                     scalar("n", t, negative), scalar("m", t, nonpositive),
+                     scalar("z", t),           scalar("k", t, integer)};
         else
             vars_ = {scalar("x", t), scalar("y", t), scalar("z", t)};
         if (opts_.tensors) {
@@ -98,8 +109,10 @@ class RandomExpr {
                 if (!opts_.assumptions) continue;
                 if (a & kInteger) x = std::round(x * 2);
                 if (a & kNonnegative) x = std::fabs(x);
+                if (a & kNonpositive) x = -std::fabs(x);
                 if ((a & kPositive) && x == 0) x = hi;
-                if (!(a & (kPositive | kNonzero)) && pick(5) == 0) x = 0;
+                if ((a & kNegative) && x == 0) x = -hi;
+                if (!(a & kNonzero) && pick(5) == 0) x = 0;
             }
             b[v->name()] = t.astype(v.dtype());
         }
