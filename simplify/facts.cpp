@@ -152,10 +152,14 @@ Facts facts(const Node* n, int depth) {
         case Op::Pow: {
             Facts a = sub(0), b = sub(1);
             const Node* ex = n->operand(1);
-            bool even = ex->is_constant() && ex->value().is_integer() && ex->value().to_int64() &&
-                        *ex->value().to_int64() % 2 == 0;
+            const auto k = ex->is_constant() && ex->value().is_integer() ? ex->value().to_int64()
+                                                                         : std::nullopt;
+            const bool even = k && *k % 2 == 0, odd = k && *k % 2 != 0;
             f.positive = a.positive || (even && a.nonzero);
             f.nonnegative = f.positive || a.nonnegative || even;
+            // An odd power keeps the sign of a negative base (x^-1 of -0 is -inf: not finite).
+            f.negative = odd && a.negative;
+            f.nonpositive = odd && a.nonpositive;
             f.nonzero = f.positive || a.nonzero;
             f.integer = a.integer && b.integer && b.nonnegative;
             return f;
