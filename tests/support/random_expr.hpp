@@ -2,6 +2,7 @@
 // over a few variables of small broadcastable shapes, to a given depth.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <random>
@@ -30,8 +31,9 @@ inline int fuzz_iters(int fallback) {
 /// cut (y = +-0, where the sign of a zero, which exact constants do not keep, decides the
 /// result). Outside it, x*0 -> 0 turns inf*0 into 0, a/(-b) -> -a/b flips the sign of a
 /// division by zero, which a comparison could then see, and sign(erfc(x)) -> 1 is 0 where
-/// erfc(x) is. Nor may a comparison of floats be within rounding of a tie: reassociating
-/// `t + (pi - t)` into `pi + t - t` can decide `== pi` the other way.
+/// erfc(x) is. Nor may a comparison of floats be within rounding of a tie, or floor, ceil or
+/// sign within rounding of a step: reassociating `t + (pi - t)` into `pi + t - t` can decide
+/// `== pi` the other way, and floor(tan(atan(2))) is 1 where floor(2) is 2.
 inline bool in_rewrite_domain(const Expr& e, const Bindings& at) {
     std::vector<Expr> parts;
     for (const Node* n : post_order(e)) parts.emplace_back(n);
@@ -51,6 +53,14 @@ inline bool in_rewrite_domain(const Expr& e, const Bindings& at) {
             const Tensor& y = values[index.at(parts[p]->operand(0))];
             for (std::int64_t j = 0; j < y.size(); ++j)
                 if (y.at(j) == 0) return false;
+        }
+        const bool steps = op == Op::Floor || op == Op::Ceil || op == Op::Sign;
+        if (steps && is_float(parts[p].operand(0).dtype())) {
+            const Tensor& a = values[index.at(parts[p]->operand(0))];
+            for (std::int64_t j = 0; j < a.size(); ++j) {
+                const double x = a.at(j), step = op == Op::Sign ? 0.0 : std::round(x);
+                if (std::fabs(x - step) <= 1e-9 * std::max(1.0, std::fabs(x))) return false;
+            }
         }
         const bool compares = op == Op::Lt || op == Op::Le || op == Op::Gt || op == Op::Ge ||
                               op == Op::Eq || op == Op::Ne;
