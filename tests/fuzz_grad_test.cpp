@@ -25,19 +25,18 @@ bool all_finite(const Tensor& t) {
 
 }  // namespace
 
-TEST(FuzzGrad, GradientMatchesFiniteDifferences) {
-    unsigned seed = agnesi::testing::fuzz_seed(4242);
-    int iters = agnesi::testing::fuzz_iters(400);
-    agnesi::testing::RandomExprOptions gopts;
-    gopts.max_depth = 3;
+namespace {
+
+void fuzz_grad(unsigned seed, int iters, agnesi::testing::RandomExprOptions gopts) {
     agnesi::testing::RandomExpr gen(seed, gopts);
     int checked = 0, skipped = 0;
     for (int it = 0; it < iters; ++it) {
         Expr e = gen();
         if (!is_float(e.dtype()) || e->is_constant()) continue;
         std::vector<Expr> xs;
+        // Not with respect to a variable assumed integer: a step off an integer leaves its domain.
         for (const Expr& v : free_variables({e}))
-            if (is_float(v.dtype())) xs.push_back(v);
+            if (is_float(v.dtype()) && !(v->assumptions() & kInteger)) xs.push_back(v);
         if (xs.empty()) continue;
         Bindings at = gen.values(-1.5, 1.5);
         Expr y = e.rank() ? sum(e) : e;
@@ -62,4 +61,17 @@ TEST(FuzzGrad, GradientMatchesFiniteDifferences) {
     }
     // Most samples must be judged, or the test proves little.
     EXPECT_GT(checked, iters / 3) << "skipped " << skipped;
+}
+
+}  // namespace
+
+TEST(FuzzGrad, GradientMatchesFiniteDifferences) {
+    fuzz_grad(agnesi::testing::fuzz_seed(4242), agnesi::testing::fuzz_iters(400), {.max_depth = 3});
+}
+
+// Over variables with assumptions (positive, negative, nonnegative, nonpositive, integer), which
+// the simplified gradients may use: at points inside their domains.
+TEST(FuzzGrad, GradientsOfAssumedVariablesMatchFiniteDifferences) {
+    fuzz_grad(agnesi::testing::fuzz_seed(4343), agnesi::testing::fuzz_iters(400),
+              {.max_depth = 3, .assumptions = true, .zeros = false});
 }

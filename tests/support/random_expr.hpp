@@ -83,6 +83,9 @@ struct RandomExprOptions {
     /// Scalars with assumptions: x positive, y nonnegative, n negative, m nonpositive, k integer
     /// (z has none); values() honours them and draws the bounds (0 for y, m and z) often.
     bool assumptions = false;
+    /// With assumptions: draw zeros often (the bound of y, m and z). Off for finite
+    /// differences, which a kink at the bound would mislead.
+    bool zeros = true;
 };
 
 class RandomExpr {
@@ -122,7 +125,7 @@ class RandomExpr {
                 if (a & kNonpositive) x = -std::fabs(x);
                 if ((a & kPositive) && x == 0) x = hi;
                 if ((a & kNegative) && x == 0) x = -hi;
-                if (!(a & kNonzero) && pick(5) == 0) x = 0;
+                if (opts_.zeros && !(a & kNonzero) && pick(5) == 0) x = 0;
             }
             b[v->name()] = t.astype(v.dtype());
         }
