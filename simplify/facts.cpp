@@ -169,8 +169,12 @@ Facts facts(const Node* n, int depth) {
         case Op::ReduceMax:
         case Op::ReduceMin: {
             Facts a = sub(0);
-            f.positive = a.positive;
-            f.negative = a.negative;
+            // A sum over an axis that may be empty (size 0, or a symbolic size) may be 0.
+            bool some = true;
+            for (auto ax : n->ints())
+                some = some && n->operand(0)->shape()[static_cast<std::size_t>(ax)] > 0;
+            f.positive = a.positive && (some || n->op() != Op::Sum);
+            f.negative = a.negative && (some || n->op() != Op::Sum);
             f.nonnegative = a.nonnegative;
             f.nonpositive = a.nonpositive;
             f.integer = a.integer && n->op() != Op::Mean;

@@ -185,6 +185,12 @@ TEST(SimplifyTensor, ShapeChainsAndReductions) {
     EXPECT_EQ(simplify(matmul(eye(3), A)), A);
     EXPECT_EQ(simplify(matmul(A, eye(4))), A);
     EXPECT_EQ(simplify(matmul(eye(3), X)), X);  // batched
+    // A sum over an empty or symbolic axis may be 0: sign(sum(exp(E), 1)) is not 1 there.
+    auto E = matrix("E", 3, 0), S = tensor("S", {3, sym_dim("n")});
+    EXPECT_EQ(to_string(simplify(sign(sum(exp(E), {1})))), "sign(sum(exp(E), 1))");
+    EXPECT_EQ(evaluate(simplify(sign(sum(exp(E), {1}))), {{"E", Tensor(f64, {3, 0})}}).at(0), 0.0);
+    EXPECT_EQ(to_string(simplify(sign(sum(exp(S), {1})))), "sign(sum(exp(S), 1))");
+    EXPECT_EQ(to_string(simplify(sign(sum(exp(A), {1})))), "broadcast_to(cast(1, float64), 3)");
     // A filled tensor times a scalar, summed: the scalar has no axes to sum.
     auto x = scalar("x", positive), m = scalar("m", nonpositive), z = scalar("z");
     Expr summed = sum(atan2(x - x, m * tan(z)) * sign(minimum(A, -1)));
