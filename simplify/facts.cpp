@@ -99,22 +99,13 @@ Facts facts(const Node* n, int depth) {
         case Op::Atan:
         case Op::Erf:
         case Op::Expm1:
-        case Op::Log1p: {
-            // Increasing through 0 at 0: the sign of the argument (log1p's domain is > -1).
-            Facts a = sub(0);
-            f.positive = a.positive;
-            f.negative = a.negative;
-            f.nonnegative = a.nonnegative;
-            f.nonpositive = a.nonpositive;
-            f.nonzero = a.nonzero;
+        case Op::Log1p:
+        case Op::Sign:
+            // Increasing through 0 at 0 (sign steps there): the sign of the argument (log1p's
+            // domain is > -1).
+            f = sub(0);
+            f.integer = n->op() == Op::Sign;
             return f;
-        }
-        case Op::Sign: {
-            Facts a = sub(0);
-            f = a;
-            f.integer = true;
-            return f;
-        }
         case Op::Abs: {
             Facts a = sub(0);
             f.nonnegative = true;
@@ -223,6 +214,13 @@ Facts facts(const Node* n, int depth) {
 
 }  // namespace
 
+std::uint8_t known_facts(const Node* n) {
+    const Facts f = facts(n, 0);
+    return static_cast<std::uint8_t>(
+        (f.positive ? kPositive : 0) | (f.nonnegative ? kNonnegative : 0) |
+        (f.negative ? kNegative : 0) | (f.nonpositive ? kNonpositive : 0) |
+        (f.nonzero ? kNonzero : 0) | (f.integer ? kInteger : 0));
+}
 bool known_positive(const Node* n) {
     return facts(n, 0).positive;
 }

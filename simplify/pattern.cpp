@@ -66,14 +66,9 @@ Expr Match::operator[](const Expr& wild) const {
 std::function<bool(const Match&)> Assumption::operator()(const Expr& w) const {
     std::uint8_t need = mask;
     return [w, need](const Match& m) {
-        const Node* n = m[w].node();
-        if ((need & kPositive) && !known_positive(n)) return false;
-        if ((need & kNonnegative) && !known_nonnegative(n)) return false;
-        if ((need & kNegative) && !known_negative(n)) return false;
-        if ((need & kNonpositive) && !known_nonpositive(n)) return false;
-        if ((need & kNonzero) && !known_nonzero(n)) return false;
-        if ((need & kInteger) && !known_integer(n)) return false;
-        return true;
+        // One walk of the facts for every bit the condition needs (kSimplex is not a fact).
+        const auto facts = static_cast<std::uint8_t>(need & ~kSimplex);
+        return (known_facts(m[w].node()) & facts) == facts;
     };
 }
 Condition integer_valued(const Expr& w) {

@@ -112,7 +112,9 @@ Expr canonicalize(const Expr& e);
 /// Rewrites bottom-up with one rule set, once (no fixpoint).
 Expr apply_rules(const Expr& e, const RuleSet& set, bool trace = false);
 
-/// Known facts, as the rules see them.
+/// Known facts, as the rules see them: all at once as Assume bits (positive, nonnegative,
+/// negative, nonpositive, nonzero, integer), or one at a time.
+std::uint8_t known_facts(const Node* n);
 bool known_positive(const Node* n);
 bool known_nonnegative(const Node* n);
 bool known_negative(const Node* n);
