@@ -365,10 +365,11 @@ TEST(CudaCompile, BenchmarkedKernelsSpillNoRegisters) {
     // outgrew them would spill to local memory here first.
     if (!have_nvrtc()) GTEST_SKIP() << jit::cuda::nvrtc_status().reason;
     auto z = matrix("z", 16384, 4096, f32), g = vector("g", 4096, f32);
-    auto bb = vector("bb", 4096, f32);
+    auto bb = vector("bb", 4096, f32), s = matrix("s", 4096, 128, f32);
     Expr d = z - mean(z, {1}, true);
     std::vector<Case> cases{
         {"softmax", {z}, {softmax(z, 1)}},
+        {"log_softmax_rows_of_128", {s}, {s - logsumexp(s, {1}, true)}},
         {"logsumexp", {z}, {logsumexp(z, {1})}},
         {"layer_norm", {z, g, bb}, {d / sqrt(mean(d * d, {1}, true) + 1e-5) * g + bb}},
         mlp_step(f32, 4096)};
@@ -632,6 +633,23 @@ TEST(CudaLaunch, ShortRowsTakeAWarpAndRowsThatFitStayInRegisters) {
     EXPECT_FALSE(plan_of(softmax(odd, 1)).dense);
     Expr d = z - mean(z, {1}, true);
     EXPECT_TRUE(plan_of(d / sqrt(mean(d * d, {1}, true) + 1e-5)).dense);
+    // A row of a static length holds only the steps a warp needs for it: one for 128 values,
+    // two for 132 or 256; a symbolic row length keeps all four.
+    auto steps_of = [](const Expr& x) {
+        jit::Program rp = program_of({"rows", free_variables({x}), {x}});
+        return jit::cuda::row_cache_plan(rp, rp.groups[0]).steps;
+    };
+    auto r128 = matrix("wr", 4096, 128, f32), r132 = matrix("wq", 4096, 132, f32);
+    auto rsym = matrix("wy", 4096, sym_dim("wy_n"), f32);
+    EXPECT_EQ(steps_of(softmax(r128, 1)), 1);
+    EXPECT_EQ(steps_of(r128 - logsumexp(r128, {1}, true)), 1);
+    EXPECT_EQ(steps_of(softmax(r132, 1)), 2);
+    EXPECT_EQ(steps_of(softmax(matrix("wv", 4096, 256, f32), 1)), 2);
+    EXPECT_EQ(steps_of(softmax(rsym, 1)), 4);
+    auto held = plan_of(softmax(r128, 1));
+    EXPECT_EQ(held.params.warp_rows, 1);
+    EXPECT_TRUE(held.dense);
+    EXPECT_TRUE(plan_of(softmax(r132, 1)).dense);
 }
 
 TEST(CudaLaunch, BiasAndReluGoToTheProductsEpilogue) {

@@ -70,8 +70,17 @@ RowCache row_cache_plan(const Program& p, const Group& g) {
         return 0;
     };
     auto words = [](DType t) { return std::max<std::size_t>(dtype_size(t) / 4, 1); };
+    // A row of a static length takes no more steps than its narrowest launch needs (a warp, 32
+    // threads): each step is a copy of the loop bodies and four registers a slot.
+    const Dim row = g.domain.empty() ? 1 : g.domain.back();
+    auto fit = [&](int r) {
+        if (r == 0 || is_symbolic(row)) return r;
+        int f = 1;
+        while (f < r && 4 * 32 * static_cast<Dim>(f) < row) f *= 2;
+        return f;
+    };
     if (g.kind == GroupKind::RowNormalize) {
-        c.steps = steps(words(g.instrs[static_cast<std::size_t>(g.reduce_at)].dtype));
+        c.steps = fit(steps(words(g.instrs[static_cast<std::size_t>(g.reduce_at)].dtype)));
         return c;
     }
     if (g.kind != GroupKind::RowReduce) return c;
@@ -110,7 +119,7 @@ RowCache row_cache_plan(const Program& p, const Group& g) {
         c.first[k] = first[k];
         total += words(p.buffers[static_cast<std::size_t>(g.inputs[k].buffer)].dtype);
     }
-    c.steps = steps(total);
+    c.steps = fit(steps(total));
     if (c.steps == 0) c = RowCache{};
     return c;
 }

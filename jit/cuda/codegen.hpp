@@ -128,7 +128,8 @@ bool row_cache();
 /// once. A row normalization holds the values its row function computes (16 float32 or 8
 /// float64 a thread); a row reduction holds the inputs that two or more of its loops over the
 /// row read (each through a slot of its own), up to 16 registers' worth a thread (a block of
-/// 1024 threads has 64 a thread).
+/// 1024 threads has 64 a thread). A row of a static length takes only the steps that a warp
+/// needs for it (one for rows of up to 128 values).
 struct RowCache {
     int steps = 0;                   ///< steps of four values a thread; 0: rows are read again
     std::vector<std::size_t> slots;  ///< RowReduce: the slots whose registers hold values
