@@ -35,18 +35,25 @@ std::string fill(std::string_view tmpl, const std::vector<std::string>& args) {
     return out;
 }
 
+// 2 or 3 where `in` is a float power x^2 or x^3, emitted as products (the exponent's value is
+// then not read); 0 otherwise.
+int product_power(const Group& g, const Instr& in) {
+    if (in.kind != InstrKind::Apply || in.op != Op::Pow || !is_float(in.compute)) return 0;
+    const Instr& e = g.instrs[static_cast<std::size_t>(in.args[1])];
+    if (e.kind != InstrKind::Const) return 0;
+    const double v = e.value.to_double();
+    return v == 2 ? 2 : v == 3 ? 3 : 0;
+}
+
 // The C expression of an Apply in the compute class (float, double or int64_t).
 std::string apply_expr(const Group& g, const Instr& in, const std::vector<std::string>& a) {
     bool integer = !is_float(in.compute);
-    if (!integer && in.op == Op::Pow) {
-        // x^2 as one product (correctly rounded, as pow is); x^3 as two. A call to pow is large,
-        // and code size is most of NVRTC's compile time.
-        const Instr& e = g.instrs[static_cast<std::size_t>(in.args[1])];
-        if (e.kind == InstrKind::Const) {
-            double v = e.value.to_double();
-            if (v == 2) return fmt::format("({0} * {0})", a[0]);
-            if (v == 3) return fmt::format("({0} * {0} * {0})", a[0]);
-        }
+    // x^2 as one product (correctly rounded, as pow is); x^3 as two. A call to pow is large, and
+    // code size is most of NVRTC's compile time.
+    switch (product_power(g, in)) {
+        case 2: return fmt::format("({0} * {0})", a[0]);
+        case 3: return fmt::format("({0} * {0} * {0})", a[0]);
+        default: break;
     }
     if (integer) {
         switch (in.op) {
@@ -68,6 +75,16 @@ std::string apply_expr(const Group& g, const Instr& in, const std::vector<std::s
 }
 
 }  // namespace
+
+bool unread_const(const Group& g, int i) {
+    if (g.instrs[static_cast<std::size_t>(i)].kind != InstrKind::Const) return false;
+    for (const Group::Output& o : g.outputs)
+        if (o.instr == i) return false;
+    for (const Instr& in : g.instrs)
+        for (int a = 0; a < in.nargs; ++a)
+            if (in.args[a] == i && !(a == 1 && product_power(g, in) != 0)) return false;
+    return true;
+}
 
 std::string c_type(DType t) {
     switch (t) {

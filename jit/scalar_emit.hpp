@@ -37,6 +37,10 @@ std::string constant_literal(const Number& v, DType t);
 /// generator's; asking for one throws InternalError.
 std::string emit_instr(const Group& g, int i);
 
+/// Whether instr i of `g` is a Const that no emitted statement reads (the exponent of x^2 or x^3,
+/// which are emitted as products): the code generators leave it out.
+bool unread_const(const Group& g, int i);
+
 /// The CUDA helper functions the statements call (agnesi_sigmoid, agnesi_min, agnesi_to_i64, ...)
 /// as `__device__ __forceinline__` source. The CPU generator's helpers, written to vectorize,
 /// are in jit/cpu/prelude.hpp; both implement the op table's scalar semantics.

@@ -165,6 +165,19 @@ TEST(CudaCodegen, PureElementwiseExpressionIsOneKernel) {
     EXPECT_THAT(src, Not(HasSubstr("#include")));
 }
 
+TEST(CudaCodegen, ExponentsOfSquaresAndCubesAreNotEmitted) {
+    // x^2 and x^3 are products, so their exponents are read by no statement and not declared;
+    // the exponent 4 (a call to pow) is.
+    auto x = scalar("x"), y = scalar("y");
+    for (Target t : {Target::Cuda, Target::Cpu}) {
+        std::string src = emit_source({pow(x, 3.0) + pow(y, 2.0) + pow(x, 4.0)}, t, false);
+        EXPECT_THAT(src, HasSubstr("(v0 * v0 * v0)")) << src;
+        EXPECT_THAT(src, Not(HasSubstr("= (2"))) << src;
+        EXPECT_THAT(src, Not(HasSubstr("= (3"))) << src;
+        EXPECT_THAT(src, HasSubstr("= (4")) << src;
+    }
+}
+
 TEST(CudaCodegen, RowSoftmaxIsOneKernel) {
     auto z = matrix("z", 16384, 4096, f32);
     std::string src = emit_source({softmax(z)}, Target::Cuda);

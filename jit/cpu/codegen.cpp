@@ -118,7 +118,8 @@ class GroupEmitter {
         }
         for (std::size_t i = 0; i < g_.instrs.size(); ++i) {
             const Instr& in = g_.instrs[i];
-            if (in.kind == InstrKind::Const) s += emit_instr(g_, static_cast<int>(i)) + "\n";
+            if (in.kind == InstrKind::Const && !unread_const(g_, static_cast<int>(i)))
+                s += emit_instr(g_, static_cast<int>(i)) + "\n";
         }
         s += "int64_t n = 1;\n";
         for (int r = 0; r < rank_; ++r) s += fmt::format("n *= d[{}];\n", r);

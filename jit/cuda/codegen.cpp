@@ -379,7 +379,7 @@ class GroupEmitter {
             const Instr& in = instr(i);
             if (in.kind == InstrKind::Load)
                 out_ += fmt::format("    const {} v{} = x{};\n", c_type(in.dtype), i, in.input);
-            else
+            else if (!unread_const(g_, i))
                 out_ += "    " + emit_instr(g_, i) + "\n";
         }
         if (pre) {
