@@ -432,9 +432,10 @@ TEST_P(JitTest, RowsHeldInRegisters) {
     // A CUDA block holds a dense row that fits (up to 16 float32 or 8 float64 values a thread)
     // in registers between its loops: rows that fill some of those values or all, one just past
     // them, a value broadcast along the row beside it, three loops over the row (a layer norm),
-    // and non-finite values read back from the registers (a row of -inf among them).
+    // and non-finite values read back from the registers (a row of -inf among them). Rows of a
+    // static length hold only the steps a warp needs: 128 values take one, 132 two, 260 four.
     for (DType dt : {f32, f64}) {
-        for (std::int64_t len : {4, 12, 1000, 2048, 4096, 4100}) {
+        for (std::int64_t len : {4, 12, 128, 132, 260, 1000, 2048, 4096, 4100}) {
             auto z = matrix("z", 6, len, dt), c = matrix("c", 6, 1, dt);
             auto g = vector("g", len, dt);
             Tensor zv = random_tensor(dt, {6, len}, rng, -3, 3);
