@@ -8,6 +8,10 @@
 #include <string>
 #include <vector>
 
+#ifdef AGNESI_WITH_CUDA
+#include "jit/cuda/nvrtc.hpp"
+#endif
+
 using ::testing::HasSubstr;
 
 namespace {
@@ -216,10 +220,39 @@ TEST(Cli, EmitCudaRowSoftmaxWithShapes) {
     EXPECT_EQ(r.out.find("__global__"), r.out.rfind("__global__")) << r.out;
 }
 
+TEST(Cli, EmitStatsReportsEachKernelsRegistersAndSpills) {
+#ifdef AGNESI_WITH_CUDA
+    if (!agnesi::jit::cuda::nvrtc_status().available)
+        GTEST_SKIP() << agnesi::jit::cuda::nvrtc_status().reason;
+    auto r = run({"emit", "softmax(z, 1)", "--shape", "z=4096x128:float32", "--format", "stats",
+                  "--arch", "sm_80"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("CUDA kernels for sm_80"));
+    EXPECT_THAT(r.out, HasSubstr("registers"));
+    // One line per variant: the kernel's name, its kind, the variant, then the figures.
+    for (const char* variant : {"general", "dense"}) {
+        std::size_t at = r.out.find(std::string("row-normalize  ") + variant);
+        ASSERT_NE(at, std::string::npos) << r.out;
+        EXPECT_EQ(r.out.rfind("agnesi_f_g0", at), r.out.rfind('\n', at) + 1) << r.out;
+    }
+#else
+    GTEST_SKIP() << "this build has no CUDA backend";
+#endif
+}
+
 TEST(Cli, EmitErrors) {
     auto r = run({"emit", "x + 1", "--target", "gpu"});
     EXPECT_EQ(r.status, 2);
     EXPECT_THAT(r.err, HasSubstr("--target: expected cuda or cpu, got 'gpu'"));
     r = run({"emit", "x +", "--target", "cuda"});
     EXPECT_EQ(r.status, 1);
+    r = run({"emit", "x + 1", "--format", "stats", "--target", "cpu"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_THAT(r.err, HasSubstr("--format stats: reports CUDA kernels (--target cuda)"));
+    r = run({"emit", "x + 1", "--format", "stats", "--arch", "90"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_THAT(r.err, HasSubstr("--arch: expected sm_NN (sm_80, sm_90, ...), got '90'"));
+    r = run({"emit", "x + 1", "--format", "latex"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_THAT(r.err, HasSubstr("--format: emit prints text or stats, not 'latex'"));
 }

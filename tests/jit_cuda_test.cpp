@@ -409,6 +409,34 @@ TEST(CudaCompile, BenchmarkedKernelsSpillNoRegisters) {
         }
 }
 
+TEST(CudaCompile, KernelStatsReportWhatPtxasMakesOfEachKernel) {
+    // cuda_kernel_stats: a line per kernel and variant, with ptxas's figures. A softmax over rows
+    // of 128 float32 values, then a sum of its columns, are two kernels; a bare matrix product
+    // has none (cuBLAS computes it).
+    if (!have_nvrtc()) GTEST_SKIP() << jit::cuda::nvrtc_status().reason;
+    auto s = matrix("ks", 4096, 128, f32);
+    std::vector<CudaKernelStats> ks = cuda_kernel_stats({sum(softmax(s, 1) * s, {0})}, "sm_90");
+    ASSERT_EQ(ks.size(), 4u);
+    for (std::size_t i = 0; i < ks.size(); ++i) {
+        const CudaKernelStats& k = ks[i];
+        SCOPED_TRACE(k.kernel + (k.dense ? " dense" : " general"));
+        EXPECT_EQ(k.dense, i % 2 == 1);
+        EXPECT_EQ(k.kernel, jit::cuda::cuda_kernel_name("f", k.group));
+        EXPECT_GT(k.registers, 0);
+        EXPECT_LE(k.registers, 64);  // blocks of up to 1024 threads
+        EXPECT_EQ(k.spill_store_bytes, 0);
+        EXPECT_EQ(k.spill_load_bytes, 0);
+        EXPECT_GT(k.shared_bytes, 0);  // a block's partial results
+        EXPECT_GT(k.cubin_bytes, 1000u);
+        EXPECT_GT(k.compile_ms, 0.0);
+    }
+    EXPECT_NE(ks[0].group, ks[2].group);
+    EXPECT_EQ(ks[0].kind, "row-normalize");
+    EXPECT_EQ(ks[2].kind, "reduce");
+    auto a = matrix("ka", 64, 32, f32), b = matrix("kb", 32, 16, f32);
+    EXPECT_TRUE(cuda_kernel_stats({matmul(a, b)}).empty());
+}
+
 TEST(CudaCompile, EvictFirstPointwiseAccessesCompile) {
     // The options AGNESI_CUDA_STREAMING sets (evict-first 16-byte loads and stores) give kernels
     // NVRTC compiles, for float32 and int32 values, in both variants.

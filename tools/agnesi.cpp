@@ -4,7 +4,7 @@
 //   agnesi print "EXPR" --format text|latex|dot|debug [--types]
 //   agnesi simplify "EXPR"
 //   agnesi grad "EXPR" --wrt x,y [--format text|latex|dot|debug|stats]
-//   agnesi emit "EXPR" --target cuda|cpu [--shape x=1024]
+//   agnesi emit "EXPR" --target cuda|cpu [--shape x=1024] [--format stats [--arch sm_90]]
 // EXPR is always the argument right after the command, even when it starts with '-'.
 #include <fmt/format.h>
 
@@ -31,7 +31,9 @@ constexpr const char* kUsage =
     "  grad      print the simplified derivative of EXPR with respect to each of --wrt x,y,...,\n"
     "            one line per variable (--format text|latex|dot|debug|stats)\n"
     "  emit      print the generated source computing EXPR (--target cuda|cpu); variables\n"
-    "            without --shape are arrays of one common length n\n";
+    "            without --shape are arrays of one common length n. With --format stats, what\n"
+    "            NVRTC and ptxas make of each CUDA kernel for --arch (registers, spills, size,\n"
+    "            compile time); this needs NVRTC, not a GPU\n";
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -166,6 +168,28 @@ void print_gradient(const Expr& e, const std::vector<std::string>& wrt_specs,
         throw UsageError(fmt::format("--format: unknown format '{}'", format));
 }
 
+// `emit --format stats`: a line per CUDA kernel and variant.
+void print_kernel_stats(const Expr& e, const std::string& arch) {
+    if (arch.rfind("sm_", 0) != 0 || arch.size() < 5 ||
+        !std::all_of(arch.begin() + 3, arch.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        throw UsageError(fmt::format("--arch: expected sm_NN (sm_80, sm_90, ...), got '{}'", arch));
+    std::vector<CudaKernelStats> ks = cuda_kernel_stats({e}, arch);
+    std::cout << fmt::format(
+        "# CUDA kernels for {}: per thread, registers and bytes of stack and spills; per block, "
+        "static shared memory\n",
+        arch);
+    std::cout << fmt::format("{:<14} {:<14} {:<8} {:>9} {:>6} {:>12} {:>6} {:>7} {:>9}\n", "kernel",
+                             "kind", "variant", "registers", "stack", "spills st/ld", "shared",
+                             "cubin", "NVRTC ms");
+    for (const CudaKernelStats& k : ks)
+        std::cout << fmt::format("{:<14} {:<14} {:<8} {:>9} {:>6} {:>12} {:>6} {:>7} {:>9.0f}\n",
+                                 k.kernel, k.kind, k.dense ? "dense" : "general", k.registers,
+                                 k.stack_bytes,
+                                 fmt::format("{}/{}", k.spill_store_bytes, k.spill_load_bytes),
+                                 k.shared_bytes, k.cubin_bytes, k.compile_ms);
+    if (ks.empty()) std::cout << "(no kernels: matrix products only, through cuBLAS)\n";
+}
+
 int run(int argc, char** argv) {
     if (argc < 2) throw UsageError("missing command");
     std::string command = argv[1];
@@ -186,7 +210,9 @@ int run(int argc, char** argv) {
         "format", po::value<std::string>()->default_value("text"), "text|latex|dot|debug|stats")(
         "types", po::bool_switch(), "debug format: show dtype and shape")(
         "wrt", po::value<std::vector<std::string>>()->composing(), "grad: variables x,y,...")(
-        "target", po::value<std::string>()->default_value("cuda"), "emit: cuda|cpu");
+        "target", po::value<std::string>()->default_value("cuda"), "emit: cuda|cpu")(
+        "arch", po::value<std::string>()->default_value("sm_90"),
+        "emit --format stats: the CUDA architecture (sm_80, sm_90, ...)");
     // `--help` in EXPR's place asks for help ("-h" stays an expression: the negation of h).
     if (text == "--help") {
         std::cout << kUsage << "\n" << opts;
@@ -213,7 +239,16 @@ int run(int argc, char** argv) {
         std::string target = vm["target"].as<std::string>();
         if (target != "cuda" && target != "cpu")
             throw UsageError(fmt::format("--target: expected cuda or cpu, got '{}'", target));
-        std::cout << emit_source({e}, target == "cuda" ? Target::Cuda : Target::Cpu);
+        const std::string format = vm["format"].as<std::string>();
+        if (format == "stats") {
+            if (target != "cuda")
+                throw UsageError("--format stats: reports CUDA kernels (--target cuda)");
+            print_kernel_stats(e, vm["arch"].as<std::string>());
+        } else if (format == "text") {
+            std::cout << emit_source({e}, target == "cuda" ? Target::Cuda : Target::Cpu);
+        } else {
+            throw UsageError(fmt::format("--format: emit prints text or stats, not '{}'", format));
+        }
     } else if (command == "simplify") {
         std::cout << to_string(simplify(e)) << "\n";
     } else if (command == "grad") {

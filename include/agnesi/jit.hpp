@@ -191,4 +191,26 @@ enum class Target : std::uint8_t { Cpu, Cuda };
 /// (in the order free_variables gives), as `agnesi emit` prints it.
 std::string emit_source(const std::vector<Expr>& outputs, Target target, bool simplify = true);
 
+/// What NVRTC and its ptxas make of one CUDA kernel of emit_source's source (`agnesi emit
+/// --format stats`): the figures ptxas reports, per thread unless said otherwise.
+struct CudaKernelStats {
+    std::size_t group = 0;
+    std::string kernel;  ///< its name in the source
+    std::string kind;    ///< the group's kind: "pointwise", "row-normalize", ...
+    bool dense = false;  ///< the variant for dense launches (-DAGNESI_DENSE_LAYOUT), else general
+    int registers = 0;
+    int stack_bytes = 0;
+    int spill_store_bytes = 0, spill_load_bytes = 0;
+    int shared_bytes = 0;  ///< static shared memory, per block
+    std::size_t cubin_bytes = 0;
+    double compile_ms = 0;  ///< NVRTC's time for the kernel alone, without its cache
+};
+
+/// Compiles each CUDA kernel of emit_source(outputs, Target::Cuda, simplify), in its general and
+/// its dense variant, for architecture `arch` ("sm_90"), and returns what ptxas reports of each.
+/// Needs NVRTC, not a GPU; throws Error saying why when NVRTC cannot be loaded.
+std::vector<CudaKernelStats> cuda_kernel_stats(const std::vector<Expr>& outputs,
+                                               const std::string& arch = "sm_90",
+                                               bool simplify = true);
+
 }  // namespace agnesi
