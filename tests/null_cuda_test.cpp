@@ -5,6 +5,7 @@
 // kernels: the memory pool, uploads that happen once, the launches of a call, and a failed
 // allocation's error and its effect on shared variables.
 #include <dlfcn.h>
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -18,6 +19,9 @@ using ::testing::HasSubstr;
 struct NullStats {
     long allocs, launches, modules, syncs, uploads, downloads, overlaps;
     std::size_t used;
+    long memsets;
+    std::size_t memset_bytes;
+    long unloads;
 };
 
 class NullCuda : public ::testing::Test {
@@ -31,18 +35,22 @@ class NullCuda : public ::testing::Test {
         set_capacity_ =
             reinterpret_cast<void (*)(std::size_t)>(dlsym(lib, "agnesi_null_cuda_set_capacity"));
         set_strict_ = reinterpret_cast<void (*)(bool)>(dlsym(lib, "agnesi_null_cuda_set_strict"));
-        if (!read_ || !set_capacity_ || !set_strict_)
+        fail_launches_ =
+            reinterpret_cast<void (*)(bool)>(dlsym(lib, "agnesi_null_cuda_fail_launches"));
+        if (!read_ || !set_capacity_ || !set_strict_ || !fail_launches_)
             GTEST_SKIP() << "the driver loaded is not the null driver";
         set_capacity_(std::size_t(1) << 30);
     }
     void TearDown() override {
         if (set_capacity_) set_capacity_(std::size_t(1) << 30);
         if (set_strict_) set_strict_(false);
+        if (fail_launches_) fail_launches_(false);
     }
     NullStats stats() const { return read_(); }
     NullStats (*read_)() = nullptr;
     void (*set_capacity_)(std::size_t) = nullptr;
     void (*set_strict_)(bool) = nullptr;
+    void (*fail_launches_)(bool) = nullptr;
 };
 
 TEST_F(NullCuda, TheDeviceIsTheNullDriversOne) {
@@ -64,6 +72,23 @@ TEST_F(NullCuda, CallsReuseThePoolAndLaunchOnceAGroup) {
     EXPECT_EQ(after.launches - before.launches, 40);
     EXPECT_EQ(after.uploads - before.uploads, 20) << "the host input, once per call";
     EXPECT_EQ(after.modules, before.modules);
+}
+
+TEST_F(NullCuda, AFunctionUnloadsItsModulesWhenItGoes) {
+    // Its modules: the one compiled with it, and one for a layout a call takes later (rows of
+    // six values: the general kernel).
+    Dim n = sym_dim("n"), m = sym_dim("m");
+    auto X = variable("X", {n, m}, f32), b = variable("b", {m}, f32);
+    NullStats before = stats();
+    {
+        Function f = compile({X, b}, {exp(X) + b}, {.device = Device::cuda(), .name = "unload"});
+        f(Tensor(f32, {8, 16}), Tensor(f32, {16}));
+        f(Tensor(f32, {8, 6}), Tensor(f32, {6}));
+        EXPECT_EQ(stats().unloads, before.unloads);
+    }
+    NullStats after = stats();
+    EXPECT_EQ(after.modules - before.modules, 2);
+    EXPECT_EQ(after.unloads - before.unloads, after.modules - before.modules);
 }
 
 TEST_F(NullCuda, ProfileTimesEachGroupWithEvents) {
@@ -166,6 +191,67 @@ TEST_F(NullCuda, AFailedAllocationSaysWhatAndChangesNoSharedValue) {
     EXPECT_NO_THROW(f(Tensor(f32, {1 << 21})));
 }
 
+TEST_F(NullCuda, AFailedLaunchNamesTheKernelAndChangesNoSharedValue) {
+    Tensor w0 = Tensor::from_vector<float>({4}, {1, 2, 3, 4});
+    Expr w = shared("null_cuda_w_launch", w0);
+    auto x = vector("x", 4, f32);
+    Function f = compile({x}, {x * w},
+                         {.updates = {{w, w * 2}}, .device = Device::cuda(), .name = "failing"});
+    f(Tensor(f32, {4}));
+    Tensor before = get_value(w).to_host();
+    fail_launches_(true);
+    try {
+        f(Tensor(f32, {4}));
+        FAIL() << "expected a CudaError";
+    } catch (const CudaError& e) {
+        EXPECT_EQ(e.call(), "cuLaunchKernel");
+        EXPECT_THAT(e.what(), HasSubstr("CUDA call cuLaunchKernel failed: too many resources "
+                                        "requested for launch"));
+        EXPECT_THAT(e.what(), HasSubstr("launching kernel agnesi_failing_g0 of group 0"));
+    }
+    fail_launches_(false);
+    Tensor after = get_value(w).to_host();
+    for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(after.data<float>()[i], before.data<float>()[i]);
+}
+
+TEST_F(NullCuda, ASplitReductionsCountersAreZeroWhereverTheSizesPutThem) {
+    // A row split across blocks counts its finished blocks in the workspace, after the partial
+    // results: for 1 row of 2^20 (256 parts, 132 SMs) the counter is at byte 8192, for 2 rows
+    // of 2^18 (64 parts each) at 4096, on the first call's partial results, in the same
+    // workspace. The kernels leave their counters at zero, so a workspace is zeroed when made
+    // and its counters again only when they move.
+    auto X = matrix("X", sym_dim("split_rows"), sym_dim("split_cols"), f32);
+    Function f = compile({X}, {sum(X, {1})}, {.device = Device::cuda(), .name = "split"});
+    Tensor one(f32, {1, 1 << 20}), two(f32, {2, 1 << 18});
+    auto zeroed = [&](const Tensor& t) {
+        NullStats before = stats();
+        f(t);
+        return stats().memset_bytes - before.memset_bytes;
+    };
+    EXPECT_EQ(zeroed(one), 256u * 32 + 4);
+    EXPECT_EQ(zeroed(one), 0u);
+    EXPECT_EQ(zeroed(two), 2u * 4);
+    EXPECT_EQ(zeroed(two), 0u);
+    EXPECT_EQ(zeroed(one), 4u);
+}
+
+TEST_F(NullCuda, AGroupOfSixtyFourSlotsIsPlanned) {
+    // 63 inputs and an output: every slot aligned sets all 64 bits of the alignment mask. The
+    // call takes the plan's dense kernel, compiled with the function, and no other.
+    std::vector<Expr> xs;
+    Expr total;
+    for (int i = 0; i < 63; ++i) {
+        xs.push_back(vector(fmt::format("x{}", i), 1024, f32));
+        total = i ? total + xs.back() : xs.back();
+    }
+    Function f = compile(xs, {total}, {.device = Device::cuda(), .name = "wide"});
+    std::vector<Tensor> in(63, Tensor(f32, {1024}));
+    NullStats before = stats();
+    f.call(in);
+    EXPECT_EQ(stats().modules, before.modules) << "the call compiled another kernel variant";
+    EXPECT_EQ(stats().launches - before.launches, 1);
+}
+
 // Asynchronous calls (CompileOptions::asynchronous): in strict mode the null driver fails a
 // launch or a copy to the host while another stream has work pending, which is what would read
 // unfinished results or race on a GPU.
@@ -190,12 +276,13 @@ TEST_F(NullCuda, AsynchronousCallsWaitOnlyWhenAResultIsRead) {
     EXPECT_EQ(mid.allocs, before.allocs);
     EXPECT_EQ(mid.launches - before.launches, 20);
     // Reading a result waits for the stream, then copies (with a wait of its own).
-    EXPECT_DOUBLE_EQ(r[1].item(), 0.0);  // the null driver computes nothing: zeros
+    // (The null driver computes nothing: the values are whatever the pool's block held.)
+    EXPECT_NO_THROW(r[1].item());
     NullStats after = stats();
     EXPECT_EQ(after.overlaps, before.overlaps);
     EXPECT_EQ(after.syncs - mid.syncs, 2);
     // Now nothing is pending: reading the other result waits for its copy only.
-    EXPECT_FLOAT_EQ(r[0].data<float>()[0], 0.0f);
+    EXPECT_NO_THROW((void)r[0].data<float>()[0]);
     EXPECT_EQ(stats().syncs - after.syncs, 1);
 }
 
@@ -212,7 +299,7 @@ TEST_F(NullCuda, AnotherStreamWaitsForTheWorkThatWroteItsInput) {
     EXPECT_EQ(stats().overlaps, before.overlaps) << "g launched while f's work was pending";
     EXPECT_EQ(stats().syncs - before.syncs, 1);
     g.synchronize();
-    EXPECT_FLOAT_EQ(z.data<float>()[0], 0.0f);
+    EXPECT_NO_THROW((void)z.data<float>()[0]);
     EXPECT_EQ(stats().overlaps, before.overlaps);
 }
 

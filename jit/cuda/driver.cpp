@@ -10,7 +10,9 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <initializer_list>
+#include <limits>
 #include <map>
 #include <tuple>
 
@@ -20,32 +22,33 @@ namespace agnesi::jit::cuda {
 namespace {
 
 struct Driver {
-    decltype(&::cuInit) init = nullptr;
-    decltype(&::cuDriverGetVersion) driver_version = nullptr;
-    decltype(&::cuDeviceGetCount) device_count = nullptr;
-    decltype(&::cuDeviceGet) device_get = nullptr;
-    decltype(&::cuDeviceGetName) device_name = nullptr;
-    decltype(&::cuDeviceGetAttribute) device_attribute = nullptr;
-    decltype(&::cuDevicePrimaryCtxRetain) primary_retain = nullptr;
-    decltype(&::cuCtxSetCurrent) ctx_set_current = nullptr;
-    decltype(&::cuModuleLoadData) module_load = nullptr;
-    decltype(&::cuModuleGetFunction) module_function = nullptr;
-    decltype(&::cuLaunchKernel) launch = nullptr;
-    decltype(&::cuMemAlloc) mem_alloc = nullptr;
-    decltype(&::cuMemFree) mem_free = nullptr;
-    decltype(&::cuMemGetInfo) mem_info = nullptr;
-    decltype(&::cuMemcpyHtoDAsync) htod = nullptr;
-    decltype(&::cuMemcpyDtoHAsync) dtoh = nullptr;
-    decltype(&::cuMemcpyDtoDAsync) dtod = nullptr;
-    decltype(&::cuMemsetD8Async) memset8 = nullptr;
-    decltype(&::cuStreamCreate) stream_create = nullptr;
-    decltype(&::cuStreamDestroy) stream_destroy = nullptr;
-    decltype(&::cuStreamSynchronize) stream_sync = nullptr;
-    decltype(&::cuGetErrorString) error_string = nullptr;
-    decltype(&::cuEventCreate) event_create = nullptr;
-    decltype(&::cuEventRecord) event_record = nullptr;
-    decltype(&::cuEventElapsedTime) event_elapsed = nullptr;
-    decltype(&::cuEventDestroy) event_destroy = nullptr;
+    decltype(&::cuInit) cuInit = nullptr;
+    decltype(&::cuDriverGetVersion) cuDriverGetVersion = nullptr;
+    decltype(&::cuDeviceGetCount) cuDeviceGetCount = nullptr;
+    decltype(&::cuDeviceGet) cuDeviceGet = nullptr;
+    decltype(&::cuDeviceGetName) cuDeviceGetName = nullptr;
+    decltype(&::cuDeviceGetAttribute) cuDeviceGetAttribute = nullptr;
+    decltype(&::cuDevicePrimaryCtxRetain) cuDevicePrimaryCtxRetain = nullptr;
+    decltype(&::cuCtxSetCurrent) cuCtxSetCurrent = nullptr;
+    decltype(&::cuModuleLoadData) cuModuleLoadData = nullptr;
+    decltype(&::cuModuleGetFunction) cuModuleGetFunction = nullptr;
+    decltype(&::cuModuleUnload) cuModuleUnload = nullptr;
+    decltype(&::cuLaunchKernel) cuLaunchKernel = nullptr;
+    decltype(&::cuMemAlloc) cuMemAlloc = nullptr;
+    decltype(&::cuMemFree) cuMemFree = nullptr;
+    decltype(&::cuMemGetInfo) cuMemGetInfo = nullptr;
+    decltype(&::cuMemcpyHtoDAsync) cuMemcpyHtoDAsync = nullptr;
+    decltype(&::cuMemcpyDtoHAsync) cuMemcpyDtoHAsync = nullptr;
+    decltype(&::cuMemcpyDtoDAsync) cuMemcpyDtoDAsync = nullptr;
+    decltype(&::cuMemsetD8Async) cuMemsetD8Async = nullptr;
+    decltype(&::cuStreamCreate) cuStreamCreate = nullptr;
+    decltype(&::cuStreamDestroy) cuStreamDestroy = nullptr;
+    decltype(&::cuStreamSynchronize) cuStreamSynchronize = nullptr;
+    decltype(&::cuGetErrorString) cuGetErrorString = nullptr;
+    decltype(&::cuEventCreate) cuEventCreate = nullptr;
+    decltype(&::cuEventRecord) cuEventRecord = nullptr;
+    decltype(&::cuEventElapsedTime) cuEventElapsedTime = nullptr;
+    decltype(&::cuEventDestroy) cuEventDestroy = nullptr;
     std::string error;  // why the driver is unusable
     int count = 0;
 };
@@ -73,46 +76,47 @@ const Driver& driver() {
                                   e ? e : "not found");
             return r;
         }
-        load(lib, r.init, "cuInit", r.error);
-        load(lib, r.driver_version, "cuDriverGetVersion", r.error);
-        load(lib, r.device_count, "cuDeviceGetCount", r.error);
-        load(lib, r.device_get, "cuDeviceGet", r.error);
-        load(lib, r.device_name, "cuDeviceGetName", r.error);
-        load(lib, r.device_attribute, "cuDeviceGetAttribute", r.error);
-        load(lib, r.primary_retain, "cuDevicePrimaryCtxRetain", r.error);
-        load(lib, r.ctx_set_current, "cuCtxSetCurrent", r.error);
-        load(lib, r.module_load, "cuModuleLoadData", r.error);
-        load(lib, r.module_function, "cuModuleGetFunction", r.error);
-        load(lib, r.launch, "cuLaunchKernel", r.error);
-        load(lib, r.mem_alloc, "cuMemAlloc_v2", r.error);
-        load(lib, r.mem_free, "cuMemFree_v2", r.error);
-        load(lib, r.mem_info, "cuMemGetInfo_v2", r.error);
-        load(lib, r.htod, "cuMemcpyHtoDAsync_v2", r.error);
-        load(lib, r.dtoh, "cuMemcpyDtoHAsync_v2", r.error);
-        load(lib, r.dtod, "cuMemcpyDtoDAsync_v2", r.error);
-        load(lib, r.memset8, "cuMemsetD8Async", r.error);
-        load(lib, r.stream_create, "cuStreamCreate", r.error);
-        load(lib, r.stream_destroy, "cuStreamDestroy_v2", r.error);
-        load(lib, r.stream_sync, "cuStreamSynchronize", r.error);
-        load(lib, r.error_string, "cuGetErrorString", r.error);
-        load(lib, r.event_create, "cuEventCreate", r.error);
-        load(lib, r.event_record, "cuEventRecord", r.error);
-        load(lib, r.event_destroy, "cuEventDestroy_v2", r.error);
+        load(lib, r.cuInit, "cuInit", r.error);
+        load(lib, r.cuDriverGetVersion, "cuDriverGetVersion", r.error);
+        load(lib, r.cuDeviceGetCount, "cuDeviceGetCount", r.error);
+        load(lib, r.cuDeviceGet, "cuDeviceGet", r.error);
+        load(lib, r.cuDeviceGetName, "cuDeviceGetName", r.error);
+        load(lib, r.cuDeviceGetAttribute, "cuDeviceGetAttribute", r.error);
+        load(lib, r.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", r.error);
+        load(lib, r.cuCtxSetCurrent, "cuCtxSetCurrent", r.error);
+        load(lib, r.cuModuleLoadData, "cuModuleLoadData", r.error);
+        load(lib, r.cuModuleGetFunction, "cuModuleGetFunction", r.error);
+        load(lib, r.cuModuleUnload, "cuModuleUnload", r.error);
+        load(lib, r.cuLaunchKernel, "cuLaunchKernel", r.error);
+        load(lib, r.cuMemAlloc, "cuMemAlloc_v2", r.error);
+        load(lib, r.cuMemFree, "cuMemFree_v2", r.error);
+        load(lib, r.cuMemGetInfo, "cuMemGetInfo_v2", r.error);
+        load(lib, r.cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2", r.error);
+        load(lib, r.cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2", r.error);
+        load(lib, r.cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2", r.error);
+        load(lib, r.cuMemsetD8Async, "cuMemsetD8Async", r.error);
+        load(lib, r.cuStreamCreate, "cuStreamCreate", r.error);
+        load(lib, r.cuStreamDestroy, "cuStreamDestroy_v2", r.error);
+        load(lib, r.cuStreamSynchronize, "cuStreamSynchronize", r.error);
+        load(lib, r.cuGetErrorString, "cuGetErrorString", r.error);
+        load(lib, r.cuEventCreate, "cuEventCreate", r.error);
+        load(lib, r.cuEventRecord, "cuEventRecord", r.error);
+        load(lib, r.cuEventDestroy, "cuEventDestroy_v2", r.error);
         // The elapsed time has a _v2 since CUDA 12.8; older drivers have only the first.
-        r.event_elapsed = reinterpret_cast<decltype(r.event_elapsed)>(
+        r.cuEventElapsedTime = reinterpret_cast<decltype(r.cuEventElapsedTime)>(
             dlsym(lib, "cuEventElapsedTime_v2") ? dlsym(lib, "cuEventElapsedTime_v2")
                                                 : dlsym(lib, "cuEventElapsedTime"));
-        if (!r.event_elapsed && r.error.empty())
+        if (!r.cuEventElapsedTime && r.error.empty())
             r.error = "the CUDA driver has no cuEventElapsedTime";
         if (!r.error.empty()) return r;
-        if (CUresult e = r.init(0); e != CUDA_SUCCESS) {
+        if (CUresult e = r.cuInit(0); e != CUDA_SUCCESS) {
             const char* s = nullptr;
-            r.error_string(e, &s);
+            r.cuGetErrorString(e, &s);
             r.error =
                 fmt::format("cuInit failed: {} ({})", s ? s : "unknown error", static_cast<int>(e));
             return r;
         }
-        if (r.device_count(&r.count) != CUDA_SUCCESS || r.count == 0)
+        if (r.cuDeviceGetCount(&r.count) != CUDA_SUCCESS || r.count == 0)
             r.error = "the driver reports no CUDA device";
         return r;
     }();
@@ -128,8 +132,11 @@ const Driver& driver() {
 
 [[noreturn]] void throw_cuda(const char* call, CUresult status) {
     const char* s = nullptr;
-    if (driver().error_string) driver().error_string(status, &s);
+    if (driver().cuGetErrorString) driver().cuGetErrorString(status, &s);
+    // The call's text is "driver().cuName(...)" or "d.cuName(...)": its entry point's name.
     std::string c = call;
+    for (const char* obj : {"driver().", "d."})
+        if (c.rfind(obj, 0) == 0) c = c.substr(std::strlen(obj));
     c = c.substr(0, c.find('('));
     throw CudaError(fmt::format("CUDA call {} failed: {} ({})", c, s ? s : "unknown error",
                                 static_cast<int>(status)),
@@ -295,18 +302,18 @@ CudaDevice& CudaDevice::get(int ordinal) {
 CudaDevice::CudaDevice(int ordinal) : ordinal_(ordinal) {
     const Driver& d = checked_driver();
     CUdevice dev;
-    AGNESI_CU(d.device_get(&dev, ordinal));
+    AGNESI_CU(d.cuDeviceGet(&dev, ordinal));
     device_ = dev;
     CUcontext ctx;
-    AGNESI_CU(d.primary_retain(&ctx, dev));
+    AGNESI_CU(d.cuDevicePrimaryCtxRetain(&ctx, dev));
     context_ = ctx;
     make_current();
     char name[256] = {};
-    AGNESI_CU(d.device_name(name, sizeof name, dev));
+    AGNESI_CU(d.cuDeviceGetName(name, sizeof name, dev));
     name_ = name;
-    AGNESI_CU(d.device_attribute(&major_, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev));
-    AGNESI_CU(d.device_attribute(&minor_, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev));
-    AGNESI_CU(d.device_attribute(&sm_count_, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev));
+    AGNESI_CU(d.cuDeviceGetAttribute(&major_, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev));
+    AGNESI_CU(d.cuDeviceGetAttribute(&minor_, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev));
+    AGNESI_CU(d.cuDeviceGetAttribute(&sm_count_, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev));
 }
 
 std::string CudaDevice::arch() const {
@@ -314,66 +321,72 @@ std::string CudaDevice::arch() const {
 }
 
 void CudaDevice::make_current() const {
-    AGNESI_CU(driver().ctx_set_current(static_cast<CUcontext>(context_)));
+    AGNESI_CU(driver().cuCtxSetCurrent(static_cast<CUcontext>(context_)));
 }
 
 Module CudaDevice::load_module(const std::string& cubin) const {
     make_current();
     CUmodule m;
-    AGNESI_CU(driver().module_load(&m, cubin.data()));
+    AGNESI_CU(driver().cuModuleLoadData(&m, cubin.data()));
     return m;
 }
 
 Kernel CudaDevice::kernel(Module m, const std::string& name) const {
     CUfunction f;
-    AGNESI_CU(driver().module_function(&f, static_cast<CUmodule>(m), name.c_str()));
+    AGNESI_CU(driver().cuModuleGetFunction(&f, static_cast<CUmodule>(m), name.c_str()));
     return f;
 }
 
 void CudaDevice::launch(Kernel k, unsigned grid, unsigned block, Stream s, void** params) const {
-    AGNESI_CU(driver().launch(static_cast<CUfunction>(k), grid, 1, 1, block, 1, 1, 0,
-                              static_cast<CUstream>(s), params, nullptr));
+    AGNESI_CU(driver().cuLaunchKernel(static_cast<CUfunction>(k), grid, 1, 1, block, 1, 1, 0,
+                                      static_cast<CUstream>(s), params, nullptr));
 }
 
 Stream CudaDevice::create_stream() const {
     make_current();
     CUstream s;
-    AGNESI_CU(driver().stream_create(&s, CU_STREAM_NON_BLOCKING));
+    AGNESI_CU(driver().cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
     return s;
 }
 
+void CudaDevice::unload_module(Module m) const {
+    make_current();
+    driver().cuModuleUnload(static_cast<CUmodule>(m));  // best effort, from destructors
+}
+
 void CudaDevice::destroy_stream(Stream s) const {
-    driver().stream_destroy(static_cast<CUstream>(s));  // best effort, from destructors
+    driver().cuStreamDestroy(static_cast<CUstream>(s));  // best effort, from destructors
 }
 
 void CudaDevice::synchronize(Stream s) const {
-    AGNESI_CU(driver().stream_sync(static_cast<CUstream>(s)));
+    AGNESI_CU(driver().cuStreamSynchronize(static_cast<CUstream>(s)));
 }
 
 Event CudaDevice::create_event() const {
     make_current();
     CUevent e;
-    AGNESI_CU(driver().event_create(&e, CU_EVENT_DEFAULT));
+    AGNESI_CU(driver().cuEventCreate(&e, CU_EVENT_DEFAULT));
     return e;
 }
 
 void CudaDevice::record(Event e, Stream s) const {
-    AGNESI_CU(driver().event_record(static_cast<CUevent>(e), static_cast<CUstream>(s)));
+    AGNESI_CU(driver().cuEventRecord(static_cast<CUevent>(e), static_cast<CUstream>(s)));
 }
 
 double CudaDevice::elapsed_ms(Event from, Event to) const {
     float ms = 0;
-    AGNESI_CU(driver().event_elapsed(&ms, static_cast<CUevent>(from), static_cast<CUevent>(to)));
+    AGNESI_CU(
+        driver().cuEventElapsedTime(&ms, static_cast<CUevent>(from), static_cast<CUevent>(to)));
     return ms;
 }
 
 void CudaDevice::destroy_event(Event e) const {
-    driver().event_destroy(static_cast<CUevent>(e));
+    driver().cuEventDestroy(static_cast<CUevent>(e));
 }
 
 void CudaDevice::trim_pool() {
     for (auto& [size, ptrs] : free_)
-        for (DevicePtr p : ptrs) driver().mem_free(p);
+        for (DevicePtr p : ptrs) driver().cuMemFree(p);
     free_.clear();
 }
 
@@ -480,7 +493,7 @@ DevicePtr CudaDevice::alloc(std::size_t bytes, const StreamRef& tag) {
     }
     make_current();
     CUdeviceptr p = 0;
-    CUresult r = driver().mem_alloc(&p, size);
+    CUresult r = driver().cuMemAlloc(&p, size);
     if (r == CUDA_ERROR_OUT_OF_MEMORY) {
         // Wait for the streams that hold released blocks, give every cached block back to the
         // driver, and try once more.
@@ -495,13 +508,13 @@ DevicePtr CudaDevice::alloc(std::size_t bytes, const StreamRef& tag) {
             std::lock_guard lock(pool_mutex_);
             trim_pool();
         }
-        r = driver().mem_alloc(&p, size);
+        r = driver().cuMemAlloc(&p, size);
     }
     if (r != CUDA_SUCCESS) {
         std::size_t free_b = 0, total = 0;
-        driver().mem_info(&free_b, &total);
+        driver().cuMemGetInfo(&free_b, &total);
         const char* s = nullptr;
-        driver().error_string(r, &s);
+        driver().cuGetErrorString(r, &s);
         throw CudaError(fmt::format("cannot allocate {} bytes on CUDA device {}: {} ({} bytes "
                                     "free of {})",
                                     bytes, ordinal_, s ? s : "error", free_b, total),
@@ -531,16 +544,16 @@ void CudaDevice::claim_blas(const StreamUse& use) {
 }
 
 void CudaDevice::upload(DevicePtr dst, const void* src, std::size_t bytes, Stream s) const {
-    if (bytes) AGNESI_CU(driver().htod(dst, src, bytes, static_cast<CUstream>(s)));
+    if (bytes) AGNESI_CU(driver().cuMemcpyHtoDAsync(dst, src, bytes, static_cast<CUstream>(s)));
 }
 void CudaDevice::download(void* dst, DevicePtr src, std::size_t bytes, Stream s) const {
-    if (bytes) AGNESI_CU(driver().dtoh(dst, src, bytes, static_cast<CUstream>(s)));
+    if (bytes) AGNESI_CU(driver().cuMemcpyDtoHAsync(dst, src, bytes, static_cast<CUstream>(s)));
 }
 void CudaDevice::copy(DevicePtr dst, DevicePtr src, std::size_t bytes, Stream s) const {
-    if (bytes) AGNESI_CU(driver().dtod(dst, src, bytes, static_cast<CUstream>(s)));
+    if (bytes) AGNESI_CU(driver().cuMemcpyDtoDAsync(dst, src, bytes, static_cast<CUstream>(s)));
 }
 void CudaDevice::zero(DevicePtr dst, std::size_t bytes, Stream s) const {
-    if (bytes) AGNESI_CU(driver().memset8(dst, 0, bytes, static_cast<CUstream>(s)));
+    if (bytes) AGNESI_CU(driver().cuMemsetD8Async(dst, 0, bytes, static_cast<CUstream>(s)));
 }
 
 void CudaDevice::gemm(DType dtype, std::int64_t m, std::int64_t n, std::int64_t k,
@@ -569,7 +582,15 @@ void CudaDevice::gemm(DType dtype, std::int64_t m, std::int64_t n, std::int64_t 
     AGNESI_CUBLAS(bl.set_stream(h, static_cast<cudaStream_t>(s)));
     using Op = BlasOp;
     Op oa = blas_layout(a, m, k, "A"), ob = blas_layout(b, k, n, "B");
-    auto i = [](std::int64_t v) { return static_cast<int>(v); };
+    // cuBLAS's sizes, strides and batch counts are ints.
+    auto i = [&](std::int64_t v) {
+        if (v > std::numeric_limits<int>::max())
+            throw ShapeError(fmt::format(
+                "matmul on CUDA: a product of ({}, {}) by ({}, {}) in a batch of {} has a size or "
+                "stride of {}, past the 2^31 - 1 that cuBLAS takes",
+                m, k, k, n, batch, v));
+        return static_cast<int>(v);
+    };
     // A matrix times a vector: GEMV, which reads the matrix once at full bandwidth (GEMM with
     // one column does not). C = A b reads A (op oa) against b's column; C = a B is C^T = B^T a^T.
     std::int64_t vinc = n == 1 ? (k == 1 ? 1 : b.row) : (k == 1 ? 1 : a.col);

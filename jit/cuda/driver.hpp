@@ -62,6 +62,8 @@ class CudaDevice {
 
     Module load_module(const std::string& cubin) const;
     Kernel kernel(Module m, const std::string& name) const;
+    /// Unloads a module whose kernels no stream runs any more (never throws).
+    void unload_module(Module m) const;
     void launch(Kernel k, unsigned grid, unsigned block, Stream s, void** params) const;
 
     Stream create_stream() const;

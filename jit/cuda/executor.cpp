@@ -37,7 +37,10 @@ class Exec final : public CudaExecutor {
         tag_ = dev_.create_tagged_stream();
         stream_ = tag_->stream;
     }
-    ~Exec() override { dev_.retire(tag_); }
+    ~Exec() override {
+        dev_.retire(tag_);  // waits for the stream: no kernel of the modules runs after this
+        for (Module m : modules) dev_.unload_module(m);
+    }
 
     std::string name() const override { return "cuda"; }
     std::string source() const override { return source_; }
@@ -54,6 +57,7 @@ class Exec final : public CudaExecutor {
     // Per group, its kernel in each variant (kernel_variant): the likely one compiled with the
     // function, the others on their first launch.
     std::vector<std::array<Kernel, kKernelVariants>> kernels;
+    std::vector<Module> modules;  // the kernels' modules, unloaded with the function
     std::string fname, arch;
 
     void run_group(const Program& p, std::size_t gi, const agnesi_group_args& a) override {
@@ -80,10 +84,11 @@ class Exec final : public CudaExecutor {
             aligned |= std::uint64_t(ptr % 16 == 0) << k;
         }
         // The plan depends on the pointers only through their alignment (by-4 modes).
-        if (aligned != pr.aligned) {
+        if (!pr.planned || aligned != pr.aligned) {
             pr.layout.args.ptrs = pr.ptrs.data();
             pr.plan = plan_launch(p, g, pr.layout.args, dev_.sm_count());
             pr.aligned = aligned;
+            pr.planned = true;
         }
         launch(p, gi, pr.plan, pr.ptrs.data());
     }
@@ -148,7 +153,8 @@ class Exec final : public CudaExecutor {
         DimEnv env;
         GroupLayout layout;
         std::vector<void*> ptrs;
-        std::uint64_t aligned = ~std::uint64_t(0);
+        bool planned = false;
+        std::uint64_t aligned = 0;  // bit k: slot k's address is 16-byte aligned (64 slots)
         LaunchPlan plan;
     };
     std::vector<Prepared> prepared_;
@@ -169,27 +175,46 @@ class Exec final : public CudaExecutor {
 
     void launch(const Program& p, std::size_t gi, LaunchPlan& plan, void* const* ptrs) {
         if (!plan.launch) return;
-        if (plan.workspace > 0) plan.params.ws = workspace(gi, plan.workspace);
+        if (plan.workspace > 0) plan.params.ws = workspace(gi, plan);
         std::size_t nslots = plan.strides.size();
         params_.assign({&plan.params});
         for (std::size_t k = 0; k < nslots; ++k) {
             params_.push_back(const_cast<void**>(ptrs + k));
             params_.push_back(&plan.strides[k]);
         }
-        dev_.launch(kernel(p, gi, kernel_variant(plan)), plan.grid, plan.block, stream_,
-                    params_.data());
+        Kernel k = kernel(p, gi, kernel_variant(plan));
+        try {
+            dev_.launch(k, plan.grid, plan.block, stream_, params_.data());
+        } catch (const CudaError& e) {
+            throw CudaError(
+                fmt::format("{} (launching kernel {} of group {}, {} blocks of {})", e.what(),
+                            cuda_kernel_name(fname, gi), gi, plan.grid, plan.block),
+                e.call(), e.status());
+        }
     }
     std::vector<void*> params_;
 
-    // Group gi's workspace for split reductions: kept between calls, zero-filled when it is
-    // made (the kernels leave their counters at zero); launches on the one stream never overlap.
-    DevicePtr workspace(std::size_t gi, std::size_t bytes) {
+    // Group gi's workspace for a split reduction: kept between calls, zero-filled when it is
+    // made; launches on the one stream never overlap. Its counters (plan_launch: after the
+    // partial results, a word per output) are left at zero by the kernels, but where they lie
+    // depends on the sizes: a launch whose counters lie elsewhere than the last one's, maybe on
+    // partial results, zeroes them first.
+    DevicePtr workspace(std::size_t gi, const LaunchPlan& plan) {
+        const std::size_t bytes = plan.workspace;
+        const std::size_t counters =
+            static_cast<std::size_t>(plan.params.count) * sizeof(std::uint32_t);
+        AGNESI_ASSERT(counters <= bytes) << "a split reduction's workspace holds its counters";
+        const std::size_t at = bytes - counters;
         if (workspaces_.size() <= gi) workspaces_.resize(gi + 1);
         auto& w = workspaces_[gi];
         if (!w.block || w.bytes < bytes) {
-            w.block = device_block(dev_, bytes, tag_);
-            w.bytes = bytes;
-            dev_.zero(w.block->address(), bytes, stream_);
+            std::shared_ptr<DeviceStorage> block = device_block(dev_, bytes, tag_);
+            dev_.zero(block->address(), bytes, stream_);
+            w = Workspace{std::move(block), bytes, at, counters};
+        } else if (w.counters_at != at || w.counters != counters) {
+            dev_.zero(w.block->address() + at, counters, stream_);
+            w.counters_at = at;
+            w.counters = counters;
         }
         mark_used(w.block.get(), use_);
         return w.block->address();
@@ -197,6 +222,7 @@ class Exec final : public CudaExecutor {
     struct Workspace {
         std::shared_ptr<DeviceStorage> block;
         std::size_t bytes = 0;
+        std::size_t counters_at = 0, counters = 0;  // the last launch's counters (bytes)
     };
     std::vector<Workspace> workspaces_;
 
@@ -213,7 +239,8 @@ class Exec final : public CudaExecutor {
             } catch (const CompileError& e) {
                 throw with_failing_groups(e, p);
             }
-            k = dev_.kernel(dev_.load_module(*r.cubin), cuda_kernel_name(fname, gi));
+            modules.push_back(dev_.load_module(*r.cubin));
+            k = dev_.kernel(modules.back(), cuda_kernel_name(fname, gi));
         }
         return k;
     }
@@ -365,6 +392,7 @@ std::unique_ptr<CudaExecutor> make_cuda_executor(const Program& p, const Compile
     ex->arch = no.arch;
     for (std::size_t mi = 0; mi < modules.size(); ++mi) {
         Module m = dev.load_module(*compiled[mi].cubin);
+        ex->modules.push_back(m);
         for (std::size_t gi : modules[mi].groups)
             ex->kernels[gi][static_cast<std::size_t>(modules[mi].variant)] =
                 dev.kernel(m, cuda_kernel_name(options.name, gi));
@@ -421,9 +449,10 @@ std::vector<Tensor> run_program(CudaExecutor& ex, const Program& p,
             case BufferKind::Shared: host = &shared.at(static_cast<std::size_t>(buf.slot)); break;
             case BufferKind::Constant: {
                 auto& c = ex.constant(b);
-                if (!c) {
-                    c = device_block(dev, bytes, tag);
-                    dev.upload(c->address(), buf.value.raw(), bytes, s);
+                if (!c) {  // kept only once its upload is queued
+                    std::shared_ptr<DeviceStorage> block = device_block(dev, bytes, tag);
+                    dev.upload(block->address(), buf.value.raw(), bytes, s);
+                    c = std::move(block);
                 }
                 mark_used(c.get(), use);
                 bufs[b] = c->address();

@@ -23,6 +23,9 @@ struct State {
     std::size_t used = 0;
     std::size_t capacity = std::size_t(1) << 30;
     std::atomic<long> allocs{0}, launches{0}, modules{0}, syncs{0}, uploads{0}, downloads{0};
+    std::atomic<long> memsets{0}, unloads{0};
+    std::atomic<std::size_t> memset_bytes{0};
+    std::atomic<bool> fail_launches{false};
     static constexpr int kStreams = 256;
     bool pending[kStreams] = {};  // per stream handle (index into stream_handles)
     int streams = 0;
@@ -107,6 +110,11 @@ CUresult cuModuleLoadData(CUmodule* m, const void* image) {
     *m = reinterpret_cast<CUmodule>(&module_handles[k % 64]);
     return CUDA_SUCCESS;
 }
+CUresult cuModuleUnload(CUmodule m) {
+    if (!m) return CUDA_ERROR_INVALID_HANDLE;
+    ++state().unloads;
+    return CUDA_SUCCESS;
+}
 CUresult cuModuleGetFunction(CUfunction* f, CUmodule m, const char*) {
     *f = reinterpret_cast<CUfunction>(m);
     return CUDA_SUCCESS;
@@ -115,6 +123,7 @@ CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, uns
                         unsigned by, unsigned bz, unsigned, CUstream s, void** params, void**) {
     if (!f || !params || gx == 0 || gy == 0 || gz == 0 || bx == 0 || bx > 1024 || by * bz != 1)
         return CUDA_ERROR_INVALID_VALUE;
+    if (state().fail_launches) return CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;
     if (!enqueue(s)) return CUDA_ERROR_ILLEGAL_STATE;
     ++state().launches;
     return CUDA_SUCCESS;
@@ -167,6 +176,8 @@ CUresult cuMemcpyDtoDAsync(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream 
 }
 CUresult cuMemsetD8Async(CUdeviceptr dst, unsigned char v, size_t n, CUstream s) {
     enqueue(s);
+    ++state().memsets;
+    state().memset_bytes += n;
     std::memset(reinterpret_cast<void*>(dst), v, n);
     return CUDA_SUCCESS;
 }
@@ -212,9 +223,10 @@ CUresult cuGetExportTable(const void** table, const CUuuid*) {
     return CUDA_ERROR_NOT_SUPPORTED;
 }
 CUresult cuGetErrorString(CUresult e, const char** s) {
-    *s = e == CUDA_ERROR_OUT_OF_MEMORY ? "out of memory"
-         : e == CUDA_SUCCESS           ? "no error"
-                                       : "error in the null driver";
+    *s = e == CUDA_ERROR_OUT_OF_MEMORY             ? "out of memory"
+         : e == CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES ? "too many resources requested for launch"
+         : e == CUDA_SUCCESS                       ? "no error"
+                                                   : "error in the null driver";
     return CUDA_SUCCESS;
 }
 
@@ -222,12 +234,20 @@ CUresult cuGetErrorString(CUresult e, const char** s) {
 struct agnesi_null_cuda_stats {
     long allocs, launches, modules, syncs, uploads, downloads, overlaps;
     std::size_t used;
+    long memsets;
+    std::size_t memset_bytes;
+    long unloads;
 };
 agnesi_null_cuda_stats agnesi_null_cuda_read() {
     State& s = state();
     std::lock_guard lock(s.mutex);
-    return {s.allocs.load(),  s.launches.load(),  s.modules.load(), s.syncs.load(),
-            s.uploads.load(), s.downloads.load(), s.overlaps,       s.used};
+    return {s.allocs.load(),  s.launches.load(),     s.modules.load(), s.syncs.load(),
+            s.uploads.load(), s.downloads.load(),    s.overlaps,       s.used,
+            s.memsets.load(), s.memset_bytes.load(), s.unloads.load()};
+}
+// Every launch fails (as one asking for more resources than the device has), or none.
+void agnesi_null_cuda_fail_launches(bool on) {
+    state().fail_launches = on;
 }
 void agnesi_null_cuda_set_strict(bool on) {
     State& s = state();
