@@ -258,7 +258,9 @@ std::optional<HostCompiler> find_compiler() {
 
 std::vector<std::string> compile_flags(const HostCompiler& c) {
     // -fno-math-errno and -fno-trapping-math change no result: they let calls and selects
-    // vectorize. -fwrapv gives integer overflow the reference's wrap-around meaning.
+    // vectorize. -fwrapv gives integer overflow the reference's wrap-around meaning. Without
+    // errno, GCC rewrites sin(atan(x)) and cos(atan(x)) into algebra that gives +-1 and +-0 for a
+    // NaN: atan is not taken as the builtin it matches (its calls still vectorize).
     std::vector<std::string> f{
         "-std=c++17",
         // GCC vectorizes omp simd loops at -O1, where a cold compile costs a third less than
@@ -266,7 +268,8 @@ std::vector<std::string> compile_flags(const HostCompiler& c) {
         // logsumexp), and no second, narrower vector copy of each fused loop is made for its
         // remainder. Clang vectorizes from -O2 only.
         c.clang ? "-O2" : "-O1", "-march=native", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno",
-        "-fno-trapping-math", "-fwrapv", "-w", "-x", "c++"};
+        "-fno-trapping-math", "-fwrapv", "-fno-builtin-atan", "-fno-builtin-atanf", "-w", "-x",
+        "c++"};
     if (!c.clang) f.insert(f.begin() + 2, {"-fgcse", "--param=vect-epilogues-nomask=0"});
     return f;
 }

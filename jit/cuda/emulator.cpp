@@ -30,6 +30,12 @@ namespace {
 // host, so concurrent calls from several threads do not share it.
 const char* kEmulationPrelude = R"(#include <math.h>
 #include <string.h>
+/* The float atan of <cmath> calls __builtin_atanf, which GCC folds into sin(atan(x)) and
+   cos(atan(x)) as algebra that is wrong for a NaN; atanf itself is no builtin here (the native
+   compiler's flags), as on a GPU. */
+static inline double agnesi_emu_atan(double x) { return atan(x); }
+static inline float agnesi_emu_atan(float x) { return atanf(x); }
+#define atan agnesi_emu_atan
 #define int64_t agnesi_emu_i64
 #define uint64_t agnesi_emu_u64
 #define int32_t agnesi_emu_i32
