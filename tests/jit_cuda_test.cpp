@@ -11,6 +11,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <regex>
 #include <sstream>
@@ -547,6 +548,33 @@ TEST(CudaCompile, DiskCacheHitsAndRebuildsCorruptEntries) {
     EXPECT_TRUE(jit::cuda::nvrtc_compile(src, "cached").disk_hit);
     ::unsetenv("AGNESI_CACHE_DIR");
     std::filesystem::remove_all(dir);
+}
+
+TEST(CudaCompile, CubinsAreCachedBesideNativeCode) {
+    // In cuda/ of AGNESI_CACHE_DIR, else of $XDG_CACHE_HOME/agnesi, else of ~/.cache/agnesi.
+    auto saved = [](const char* name) {
+        const char* v = std::getenv(name);
+        return v ? std::optional<std::string>(v) : std::nullopt;
+    };
+    auto restore = [](const char* name, const std::optional<std::string>& v) {
+        if (v)
+            ::setenv(name, v->c_str(), 1);
+        else
+            ::unsetenv(name);
+    };
+    const auto cache = saved("AGNESI_CACHE_DIR"), xdg = saved("XDG_CACHE_HOME"),
+               home = saved("HOME");
+    ::setenv("AGNESI_CACHE_DIR", "/c", 1);
+    ::setenv("XDG_CACHE_HOME", "/x", 1);
+    ::setenv("HOME", "/h", 1);
+    EXPECT_EQ(jit::cuda::cuda_cache_dir(), "/c/cuda");
+    ::unsetenv("AGNESI_CACHE_DIR");
+    EXPECT_EQ(jit::cuda::cuda_cache_dir(), "/x/agnesi/cuda");
+    ::unsetenv("XDG_CACHE_HOME");
+    EXPECT_EQ(jit::cuda::cuda_cache_dir(), "/h/.cache/agnesi/cuda");
+    restore("AGNESI_CACHE_DIR", cache);
+    restore("XDG_CACHE_HOME", xdg);
+    restore("HOME", home);
 }
 
 // The arguments of group `gi` of `p` for plan_launch, every slot at `buf`.

@@ -274,17 +274,15 @@ std::vector<std::string> compile_flags(const HostCompiler& c) {
     return f;
 }
 
+std::string cache_root() {
+    if (const char* e = std::getenv("AGNESI_CACHE_DIR"); e && *e) return e;
+    if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/agnesi";
+    if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/agnesi";
+    return (fs::temp_directory_path() / fmt::format("agnesi-{}", getuid())).string();
+}
+
 std::string cache_dir() {
-    std::string dir;
-    if (const char* e = std::getenv("AGNESI_CACHE_DIR"); e && *e) {
-        dir = e;
-    } else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) {
-        dir = std::string(x) + "/agnesi";
-    } else if (const char* h = std::getenv("HOME"); h && *h) {
-        dir = std::string(h) + "/.cache/agnesi";
-    } else {
-        dir = (fs::temp_directory_path() / fmt::format("agnesi-{}", getuid())).string();
-    }
+    const std::string dir = cache_root();
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec)

@@ -39,7 +39,11 @@ std::optional<HostCompiler> find_compiler();
 /// The flags of every compile (one place), for `c`.
 std::vector<std::string> compile_flags(const HostCompiler& c);
 
-/// The cache directory (created on first use).
+/// Where Agnesi caches compiled code: $AGNESI_CACHE_DIR, else $XDG_CACHE_HOME/agnesi, else
+/// ~/.cache/agnesi, else a folder of the user's in the temporary directory.
+std::string cache_root();
+
+/// The cache directory of native code: cache_root(), created on first use.
 std::string cache_dir();
 
 /// 64-bit FNV-1a.

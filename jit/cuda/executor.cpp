@@ -293,11 +293,16 @@ class Block final : public DeviceStorage {
             uses_.front() = u;
         return true;
     }
-    // Only `u`, and those of `others` (other streams' uses) that still run.
-    void use_only(const StreamUse& u, std::vector<StreamUse> others) const {
-        others.push_back(u);
+    // `u` is its last use on u's stream, and the uses in `finished` (other streams' batches,
+    // waited for) are gone. A use another thread recorded meanwhile (a later batch) stays.
+    void use_after(const StreamUse& u, const std::vector<StreamUse>& finished) const {
         std::lock_guard lock(mutex_);
-        uses_ = std::move(others);
+        std::erase_if(uses_, [&](const StreamUse& e) {
+            return e.tag == u.tag || std::ranges::any_of(finished, [&](const StreamUse& f) {
+                       return f.tag == e.tag && e.batch <= f.batch;
+                   });
+        });
+        uses_.push_back(u);
     }
 
   private:
@@ -319,14 +324,14 @@ void mark_used(const DeviceStorage* d, const StreamUse& u) {
 void adopt(CudaDevice& dev, const DeviceStorage* d, const StreamUse& u) {
     auto* b = dynamic_cast<const Block*>(d);
     if (!b || b->use_if_alone(u)) return;
-    std::vector<StreamUse> running;
+    std::vector<StreamUse> finished;
     for (const StreamUse& e : b->uses()) {
         if (e.tag == u.tag) continue;
         dev.wait(e);
         // Still running: a call of another function, on another thread, is launching it.
-        if (dev.pending(e)) running.push_back(e);
+        if (!dev.pending(e)) finished.push_back(e);
     }
-    b->use_only(u, std::move(running));
+    b->use_after(u, finished);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include <unordered_map>
 
 #include "agnesi/error.hpp"
+#include "jit/cpu/compiler.hpp"
 #include "jit/cuda/codegen.hpp"
 
 namespace agnesi::jit::cuda {
@@ -186,9 +187,7 @@ NvrtcStatus nvrtc_status() {
 }
 
 std::string cuda_cache_dir() {
-    if (const char* d = std::getenv("AGNESI_CACHE_DIR"); d && *d) return std::string(d) + "/cuda";
-    if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/agnesi/cuda";
-    return (std::filesystem::temp_directory_path() / "agnesi-cache" / "cuda").string();
+    return cpu::cache_root() + "/cuda";
 }
 
 void clear_memory_cache() {

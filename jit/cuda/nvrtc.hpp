@@ -3,7 +3,8 @@
 // Nothing links against libnvrtc: the library is found at the first compile (libnvrtc.so.13,
 // libnvrtc.so, then $CUDA_HOME/lib64 and /usr/local/cuda/lib64), so Agnesi loads where CUDA is
 // absent. Cubins are cached by a hash of (source, NVRTC version, options, architecture): in
-// memory for the process, and on disk under $AGNESI_CACHE_DIR or ~/.cache/agnesi (cuda/*.cubin).
+// memory for the process, and on disk in cuda/*.cubin of the folder native code is
+// cached in ($AGNESI_CACHE_DIR, else $XDG_CACHE_HOME/agnesi, else ~/.cache/agnesi).
 // Disk entries are written to a temporary file and renamed into place, so a reader never sees a
 // partial file; each entry carries its key and a checksum, and one that does not match is
 // compiled again and rewritten.
@@ -54,7 +55,8 @@ std::vector<CompileResult> nvrtc_compile_all(
     const NvrtcOptions& options = {}, int threads = 0,
     const std::vector<std::vector<std::string>>& extra = {});
 
-/// The on-disk cache folder ($AGNESI_CACHE_DIR/cuda or ~/.cache/agnesi/cuda).
+/// The on-disk cache folder: cuda/ in the folder native code is cached in (cpu::cache_root:
+/// $AGNESI_CACHE_DIR, else $XDG_CACHE_HOME/agnesi, else ~/.cache/agnesi).
 std::string cuda_cache_dir();
 
 /// Forgets the in-memory cache (tests use it to measure the disk cache).
