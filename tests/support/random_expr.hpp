@@ -26,6 +26,33 @@ inline int fuzz_iters(int fallback) {
     return fallback;
 }
 
+/// Whether, at `at`, a floor, ceil or sign in `e` has a float argument within rounding (1e-9
+/// relative) of its step, or a comparison of floats is within rounding of a tie: the last bit of
+/// a value decides the result there, and two correct evaluations may differ.
+inline bool near_a_step(const Expr& e, const Bindings& at) {
+    for (const Node* n : post_order(e)) {
+        const Expr part(n);
+        const Op op = part.op();
+        const bool steps = op == Op::Floor || op == Op::Ceil || op == Op::Sign;
+        if (steps && is_float(part.operand(0).dtype())) {
+            const Tensor a = evaluate(part.operand(0), at);
+            for (std::int64_t j = 0; j < a.size(); ++j) {
+                const double x = a.at(j), step = op == Op::Sign ? 0.0 : std::round(x);
+                if (std::fabs(x - step) <= 1e-9 * std::max(1.0, std::fabs(x))) return true;
+            }
+        }
+        const bool compares = op == Op::Lt || op == Op::Le || op == Op::Gt || op == Op::Ge ||
+                              op == Op::Eq || op == Op::Ne;
+        if (compares && (is_float(part.operand(0).dtype()) || is_float(part.operand(1).dtype()))) {
+            Expr a = cast(part.operand(0), f64), b = cast(part.operand(1), f64);
+            Tensor gap = evaluate(abs(a - b) - 1e-9 * (1.0 + abs(a) + abs(b)), at);
+            for (std::int64_t j = 0; j < gap.size(); ++j)
+                if (gap.at(j) <= 0) return true;  // NaN: no tie, the comparison is false
+        }
+    }
+    return false;
+}
+
 /// Whether a sample is inside the domain where rewrites keep values: every subexpression of `e`
 /// is finite there, none that is positive has underflowed to 0, and no atan2 sits on its branch
 /// cut (y = +-0, where the sign of a zero, which exact constants do not keep, decides the
@@ -54,25 +81,8 @@ inline bool in_rewrite_domain(const Expr& e, const Bindings& at) {
             for (std::int64_t j = 0; j < y.size(); ++j)
                 if (y.at(j) == 0) return false;
         }
-        const bool steps = op == Op::Floor || op == Op::Ceil || op == Op::Sign;
-        if (steps && is_float(parts[p].operand(0).dtype())) {
-            const Tensor& a = values[index.at(parts[p]->operand(0))];
-            for (std::int64_t j = 0; j < a.size(); ++j) {
-                const double x = a.at(j), step = op == Op::Sign ? 0.0 : std::round(x);
-                if (std::fabs(x - step) <= 1e-9 * std::max(1.0, std::fabs(x))) return false;
-            }
-        }
-        const bool compares = op == Op::Lt || op == Op::Le || op == Op::Gt || op == Op::Ge ||
-                              op == Op::Eq || op == Op::Ne;
-        if (compares &&
-            (is_float(parts[p].operand(0).dtype()) || is_float(parts[p].operand(1).dtype()))) {
-            Expr a = cast(parts[p].operand(0), f64), b = cast(parts[p].operand(1), f64);
-            Tensor gap = evaluate(abs(a - b) - 1e-9 * (1.0 + abs(a) + abs(b)), at);
-            for (std::int64_t j = 0; j < gap.size(); ++j)
-                if (!(gap.at(j) > 0)) return false;
-        }
     }
-    return true;
+    return !near_a_step(e, at);
 }
 
 struct RandomExprOptions {
