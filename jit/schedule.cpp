@@ -587,7 +587,10 @@ class Scheduler {
         Instr in;
         in.node = m;
         in.dtype = m->dtype();
-        if (info_.at(m).uniform && info_.at(m).buffer < 0) {
+        // A uniform value is a constant wherever it is read: its buffer, if any, is what a
+        // copy group fills with it for a gemm (reading the buffer there would copy it onto
+        // itself).
+        if (info_.at(m).uniform) {
             in.kind = InstrKind::Const;
             in.value = uniform_base(Expr(m))->value();
         } else {

@@ -112,6 +112,19 @@ TEST_P(JitTest, TrigOfInverseTrigKeepsNaNAndInfinities) {
     }
 }
 
+TEST_P(JitTest, MatrixProductsOfConstantOperands) {
+    // The gradient of sum(X W) with respect to W is X^T times a matrix of ones: a constant
+    // operand, filled into a buffer for the product. A constant on the left too, and one that
+    // is also an output.
+    auto X = matrix("X", 3, 4), W = matrix("W", 4, 5);
+    Bindings at{{"X", random_tensor(f64, {3, 4}, rng)}, {"W", random_tensor(f64, {4, 5}, rng)}};
+    Expr twos = broadcast_to(constant(2, f64), {5, 3});
+    expect_matches_reference({X, W},
+                             {grad(sum(matmul(X, W)), W), matmul(twos, X), twos,
+                              matmul(transpose(X), broadcast_to(constant(-1.5, f64), {3, 2}))},
+                             at, tier(), 1e-12);
+}
+
 TEST_P(JitTest, Float32AndIntegerDtypes) {
     auto x = matrix("x", 3, 4, f32), k = vector("k", 4, i32);
     Expr y = exp(x) * 2 + cast(k, f32);
