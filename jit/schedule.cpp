@@ -1008,7 +1008,8 @@ GemmLayout gemm_layout(const Program& p, const Group& g, const DimEnv& env) {
         if (sa[d] != 1) l.a_batch[r - na + d] = sta[d];
     }
     for (std::size_t d = 0; d < nb; ++d) {
-        l.batch[r - nb + d] = std::max(l.batch[r - nb + d], sb[d]);
+        std::int64_t& size = l.batch[r - nb + d];  // broadcast: a 1 takes the other's (even 0)
+        if (size == 1) size = sb[d];
         if (sb[d] != 1) l.b_batch[r - nb + d] = stb[d];
     }
     return l;
