@@ -859,6 +859,9 @@ std::optional<GemvPair> find_gemv_pair(const Program& p, std::size_t first, cons
                 if (later.count(vo.buffer) || vo.stride <= 0) return std::nullopt;
                 if (block.count(vo.buffer) && (vo.offset != 0 || vo.stride != 1))
                     return std::nullopt;
+                // Its epilogue runs right after the pair: before the groups left out.
+                for (const Access& a : g.inputs)
+                    if (later.count(a.buffer)) return std::nullopt;
                 pair.second = j;
                 return pair;
             }

@@ -125,6 +125,34 @@ TEST_P(JitTest, MatrixProductsOfConstantOperands) {
                              at, tier(), 1e-12);
 }
 
+TEST_P(JitTest, EmptyBatchesOfMatrixProducts) {
+    // A batch of 0 broadcast against a batch of 1 is empty, on either side.
+    auto A = tensor("A", {0, 3, 4}), B = tensor("B", {1, 4, 5});
+    auto C = tensor("C", {1, 3, 4}), D = tensor("D", {0, 4, 5});
+    Bindings at{{"A", Tensor(f64, {0, 3, 4})},
+                {"B", random_tensor(f64, {1, 4, 5}, rng)},
+                {"C", random_tensor(f64, {1, 3, 4}, rng)},
+                {"D", Tensor(f64, {0, 4, 5})}};
+    expect_matches_reference({A, B, C, D}, {matmul(A, B), matmul(C, D) + 1}, at, tier());
+}
+
+TEST_P(JitTest, MatrixVectorPairsOverLargeMatrices) {
+    // X w, then X^T of something of it: over a matrix past the caches, the CPU tiers make both
+    // products in one pass over X, block by block. The second product's epilogue here reads a
+    // mean of the first product, which a group between the two computes; so does a plain
+    // logistic-regression gradient, without one.
+    const std::int64_t n = 65536;
+    auto X = matrix("X", n, 64, f32), y = vector("y", n, f32), w = vector("w", 64, f32);
+    Bindings at{{"X", random_tensor(f32, {n, 64}, rng)},
+                {"y", random_tensor(f32, {n}, rng)},
+                {"w", random_tensor(f32, {64}, rng)}};
+    Expr z = matmul(X, w);
+    expect_matches_reference({X, y, w},
+                             {matmul(transpose(X), sigmoid(z) - y) * mean(z),
+                              matmul(transpose(X), sigmoid(z) - y)},
+                             at, tier(), 1e-4);
+}
+
 TEST_P(JitTest, Float32AndIntegerDtypes) {
     auto x = matrix("x", 3, 4, f32), k = vector("k", 4, i32);
     Expr y = exp(x) * 2 + cast(k, f32);
