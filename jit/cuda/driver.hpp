@@ -114,6 +114,7 @@ class CudaDevice {
     /// C = A B + bias, then ReLU if `relu`, in one cuBLASLt call (its bias epilogue): float32, one
     /// row-major m x n product, `bias` n contiguous values added to every row. Returns false,
     /// having done nothing, where cuBLASLt cannot be loaded or offers no algorithm for it.
+    /// cuBLASLt's ReLU is max(x, 0): a NaN becomes 0, unlike Agnesi's relu.
     bool gemm_bias(std::int64_t m, std::int64_t n, std::int64_t k, const GemmOperand& a,
                    const GemmOperand& b, DevicePtr bias, bool relu, DevicePtr c,
                    const StreamUse& use);

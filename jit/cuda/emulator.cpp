@@ -323,10 +323,7 @@ class Emulator final : public Executor {
         const float* bias = buf(f.bias) + f.bias_offset;
         float* out = buf(f.out);
         for (std::int64_t i = 0; i < l.m; ++i)
-            for (std::int64_t j = 0; j < l.n; ++j) {
-                float v = c[i * l.n + j] + bias[j];
-                out[i * l.n + j] = f.relu && v <= 0 ? 0.0f : v;  // NaN stays NaN, as relu keeps it
-            }
+            for (std::int64_t j = 0; j < l.n; ++j) out[i * l.n + j] = c[i * l.n + j] + bias[j];
         return true;
     }
 

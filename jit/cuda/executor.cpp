@@ -117,7 +117,7 @@ class Exec final : public CudaExecutor {
             const FusedEpilogue& f = fu.epilogue;
             CudaDevice::GemmOperand ga{pa, l.a_rs, l.a_cs, 0}, gb{pb, l.b_rs, l.b_cs, 0};
             DevicePtr bias = base(f.bias) + static_cast<DevicePtr>(f.bias_offset * es);
-            if (dev_.gemm_bias(m, n, k, ga, gb, bias, f.relu, base(f.out), use_)) return true;
+            if (dev_.gemm_bias(m, n, k, ga, gb, bias, false, base(f.out), use_)) return true;
         }
         // The last batch axis goes to one strided-batched call; outer batch axes loop.
         std::int64_t inner = rbatch ? batch[rbatch - 1] : 1;

@@ -387,8 +387,10 @@ FusedEpilogue fused_epilogue(const Program& p, const Group& g, const DimEnv& env
         if (&h != &g)
             for (const Access& a : h.inputs)
                 if (a.buffer == g.gemm.out) return no;
-    // Exactly: the product's Load, the bias's Load, their float32 sum, and perhaps its ReLU.
-    int prod = -1, bias = -1, add = -1, act = -1;
+    // Exactly: the product's Load, the bias's Load and their float32 sum. Not a ReLU of it:
+    // cuBLASLt's is max(x, 0), which turns a NaN into 0 where relu keeps it (and the same
+    // function would then give 0 or NaN as its buffers' alignment let it fuse or not).
+    int prod = -1, bias = -1, add = -1;
     for (std::size_t i = 0; i < g.instrs.size(); ++i) {
         const Instr& in = g.instrs[i];
         int at = static_cast<int>(i);
@@ -404,8 +406,6 @@ FusedEpilogue fused_epilogue(const Program& p, const Group& g, const DimEnv& env
         } else if (in.kind == InstrKind::Apply && in.compute == DType::Float32 && in.nargs >= 1) {
             if (in.op == Op::Add && add < 0)
                 add = at;
-            else if (in.op == Op::Relu && act < 0 && add >= 0 && in.args[0] == add)
-                act = at;
             else
                 return no;
         } else {
@@ -418,7 +418,7 @@ FusedEpilogue fused_epilogue(const Program& p, const Group& g, const DimEnv& env
           (sum.args[0] == bias && sum.args[1] == prod)))
         return no;
     const Group::Output& o = g.outputs[0];
-    if (o.instr != (act >= 0 ? act : add)) return no;
+    if (o.instr != add) return no;
     // The bias: one value per column, contiguous, the same on every row.
     const Access& ba =
         g.inputs[static_cast<std::size_t>(g.instrs[static_cast<std::size_t>(bias)].input)];
@@ -430,7 +430,6 @@ FusedEpilogue fused_epilogue(const Program& p, const Group& g, const DimEnv& env
         return no;
     FusedEpilogue f;
     f.fused = true;
-    f.relu = act >= 0;
     f.bias = ba.buffer;
     f.bias_offset = rb.offset;
     f.out = o.target.buffer;

@@ -62,12 +62,12 @@ void group_layout(const Program& p, const Group& g, const DimEnv& env, GroupLayo
 int likely_variant(const Program& p, const Group& g, int sm_count);
 
 /// A Matmul group whose whole epilogue cuBLASLt's bias epilogue computes: its one output is
-/// `product + bias` or `relu(product + bias)`, float32, over one 2-D product of at least two rows
-/// and columns, written contiguously, with `bias` a contiguous vector along the rows. The product
-/// is then written straight to the output and the group launches no kernel.
+/// `product + bias`, float32, over one 2-D product of at least two rows and columns, written
+/// contiguously, with `bias` a contiguous vector along the rows. The product is then written
+/// straight to the output and the group launches no kernel. (`relu(product + bias)` is not:
+/// cuBLASLt's ReLU gives 0 for a NaN.)
 struct FusedEpilogue {
     bool fused = false;
-    bool relu = false;
     int bias = -1;                 ///< the bias's buffer
     std::int64_t bias_offset = 0;  ///< its first element in that buffer
     int out = -1;                  ///< the output's buffer
