@@ -459,7 +459,7 @@ class Evaluator final : public Executor {
                 }
             }
         });
-        if (minmax && count == 0)
+        if (minmax && count == 0 && eout > 0)
             throw ValueError(fmt::format("{} of an empty axis", op_info(op).name));
         // Pass 2 (logsumexp): the sum of exp(x - max) where the max is finite.
         if (op == Op::Logsumexp) {

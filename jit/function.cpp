@@ -134,6 +134,7 @@ class FunctionImpl {
     CompileOptions options;
     jit::Program program;
     std::vector<std::shared_ptr<SharedSlot>> shared;  // per program.shared
+    std::vector<std::size_t> extrema;                 // the groups with a max or min reduction
     std::unique_ptr<jit::Executor> executor;
     CompileStats stats;
     mutable std::mutex mutex;  // one call at a time (buffers and shared values)
@@ -215,7 +216,32 @@ class FunctionImpl {
 
   private:
     jit::DimEnv bind(const std::vector<Tensor>& args) const;
+    void check_extrema(const jit::DimEnv& env) const;
 };
+
+// A max or min over an axis that this call's sizes make empty, where some value of it is wanted,
+// is an error, as the reference evaluator says; every tier says so before it runs anything.
+void FunctionImpl::check_extrema(const jit::DimEnv& env) const {
+    for (std::size_t gi : extrema) {
+        const jit::Group& g = program.groups[gi];
+        const Shape d = jit::concrete(g.domain, env);
+        std::int64_t reduced = 1, kept = 1;
+        for (std::size_t a = 0; a < d.size(); ++a) {
+            const bool r =
+                g.kind == jit::GroupKind::Reduce
+                    ? std::find(g.axes.begin(), g.axes.end(), static_cast<int>(a)) != g.axes.end()
+                    : a + 1 == d.size();
+            (r ? reduced : kept) *= d[a];
+        }
+        if (reduced != 0 || kept == 0) continue;
+        for (const jit::Instr& in : g.instrs)
+            if (in.kind == jit::InstrKind::Reduce &&
+                (in.op == Op::ReduceMax || in.op == Op::ReduceMin))
+                throw ValueError(fmt::format("{}: {} of an empty axis (group {}, shape {})",
+                                             options.name, op_info(in.op).name, gi,
+                                             shape_string(d)));
+    }
+}
 
 jit::DimEnv FunctionImpl::bind(const std::vector<Tensor>& args) const {
     if (args.size() != inputs.size()) {
@@ -270,6 +296,7 @@ std::vector<Tensor> FunctionImpl::call(const std::vector<Tensor>& raw_args) {
         }
     const std::vector<Tensor>& args = converted.empty() ? raw_args : converted;
     jit::DimEnv env = bind(args);
+    check_extrema(env);
 
     const jit::Program& p = program;
 #ifdef AGNESI_WITH_CUDA
@@ -574,6 +601,13 @@ Function compile(const std::vector<Expr>& inputs, const std::vector<Expr>& outpu
         impl->shared.push_back(slot_of(Expr(s), fname.c_str()));
     impl->stats.schedule_ms = ms_since(t0);
     impl->stats.groups = static_cast<int>(impl->program.groups.size());
+    for (std::size_t gi = 0; gi < impl->program.groups.size(); ++gi)
+        for (const jit::Instr& in : impl->program.groups[gi].instrs)
+            if (in.kind == jit::InstrKind::Reduce &&
+                (in.op == Op::ReduceMax || in.op == Op::ReduceMin)) {
+                impl->extrema.push_back(gi);
+                break;
+            }
 
 #ifdef AGNESI_WITH_CUDA
     if (options.device.kind == Device::Kind::Cuda) {

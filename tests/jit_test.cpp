@@ -147,10 +147,21 @@ TEST_P(JitTest, MatrixVectorPairsOverLargeMatrices) {
                 {"y", random_tensor(f32, {n}, rng)},
                 {"w", random_tensor(f32, {64}, rng)}};
     Expr z = matmul(X, w);
-    expect_matches_reference({X, y, w},
-                             {matmul(transpose(X), sigmoid(z) - y) * mean(z),
-                              matmul(transpose(X), sigmoid(z) - y)},
-                             at, tier(), 1e-4);
+    expect_matches_reference(
+        {X, y, w},
+        {matmul(transpose(X), sigmoid(z) - y) * mean(z), matmul(transpose(X), sigmoid(z) - y)}, at,
+        tier(), 1e-4);
+}
+
+TEST_P(JitTest, ReluOfABiasedProductKeepsNaN) {
+    // relu(x W + b) in float32: NaN rows of x stay NaN, whatever runs the product and its
+    // epilogue (on a GPU, cuBLASLt's ReLU epilogue would give 0).
+    auto x = matrix("x", 64, 32, f32), W = matrix("W", 32, 16, f32), b = vector("b", 16, f32);
+    Tensor xv = random_tensor(f32, {64, 32}, rng);
+    xv.data<float>()[5 * 32 + 3] = std::numeric_limits<float>::quiet_NaN();
+    Bindings at{
+        {"x", xv}, {"W", random_tensor(f32, {32, 16}, rng)}, {"b", random_tensor(f32, {16}, rng)}};
+    expect_matches_reference({x, W, b}, {relu(matmul(x, W) + b)}, at, tier(), 1e-5);
 }
 
 TEST_P(JitTest, Float32AndIntegerDtypes) {
@@ -683,6 +694,29 @@ TEST_P(JitTest, SymbolicSizesBindAtCallTime) {
     auto w = vector("w", 3);
     Function g = compile({X, w}, {X + w}, {.device = device(), .backend = backend()});
     EXPECT_THROW(g(random_tensor(f64, {2, 4}, rng), random_tensor(f64, {3}, rng)), ShapeError);
+}
+
+TEST_P(JitTest, MaxAndMinOverAxesACallMakesEmpty) {
+    // As the reference evaluator: a max or min over an empty axis is an error where a value of
+    // it is wanted, and an empty result where none is (no rows). Column and row reductions.
+    auto X = variable("X", {sym_dim("e_rows"), sym_dim("e_cols")}, f32);
+    Function f = compile({X}, {amax(X, {1}), X - amin(X, {1}, true)},
+                         {.device = device(), .backend = backend()});
+    Tensor no_rows(f32, {0, 5}), no_cols(f32, {3, 0});
+    std::vector<Tensor> r = f(no_rows);
+    EXPECT_EQ(r[0].shape(), (Shape{0}));
+    EXPECT_EQ(r[1].shape(), (Shape{0, 5}));
+    EXPECT_THROW(evaluate({amax(X, {1})}, {{"X", no_cols}}), ValueError);
+    try {
+        f(no_cols);
+        FAIL() << "expected an error";
+    } catch (const ValueError& e) {
+        EXPECT_THAT(e.what(), ::testing::HasSubstr("of an empty axis")) << e.what();
+    }
+    // amax(X, 0) over no rows, alone: an error too.
+    Function g = compile({X}, {amax(X, {0})}, {.device = device(), .backend = backend()});
+    EXPECT_THROW(g(no_rows), ValueError);
+    EXPECT_EQ(g(no_cols)[0].shape(), (Shape{0}));
 }
 
 TEST_P(JitTest, ClearErrorsForBadCalls) {
