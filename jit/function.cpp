@@ -144,16 +144,24 @@ class FunctionImpl {
     // Switches to the native executor once it is ready (wait: block until it is). A failed
     // background compile keeps the evaluator; waiting rethrows its error.
     void adopt_pending(bool wait) {
-        if (!pending.valid()) return;
-        if (!wait && pending.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return;
-        auto [ex, st] = pending.get();
-        if (ex) {
-            executor = std::move(ex);
-            st.schedule_ms = stats.schedule_ms;
-            st.groups = stats.groups;
-            stats = st;
+        if (pending.valid()) {
+            if (!wait && pending.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+                return;
+            try {
+                auto [ex, st] = pending.get();
+                if (ex) {
+                    executor = std::move(ex);
+                    st.schedule_ms = stats.schedule_ms;
+                    st.groups = stats.groups;
+                    stats = st;
+                }
+            } catch (...) {  // kept for wait_ready; calls go on with the evaluator
+                background_error = std::current_exception();
+            }
         }
+        if (wait && background_error) std::rethrow_exception(background_error);
     }
+    std::exception_ptr background_error;
 
     std::vector<Tensor> call(const std::vector<Tensor>& args);
 

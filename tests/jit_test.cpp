@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <chrono>
 #include <random>
+#include <thread>
 
 #include "agnesi/agnesi.hpp"
 #include "support/jit_check.hpp"
@@ -799,6 +801,25 @@ TEST(Function, EvaluatesWhileNativeCodeCompiles) {
     f.wait_ready();
     EXPECT_EQ(f.backend(), "native");
     EXPECT_NEAR(f(xv)[0].at(3), std::sin(0.5) * 3 + 1, 1e-12);
+    unsetenv("AGNESI_CACHE_DIR");
+}
+
+TEST(Function, AFailedBackgroundCompileLeavesTheEvaluatorAnswering) {
+    // The cache directory cannot be made, so native compilation fails in the background: calls
+    // go on with the evaluator, and waiting reports the error.
+    auto x = vector("fx", 16);
+    setenv("AGNESI_CACHE_DIR", "/proc/agnesi_no_such_cache", 1);
+    Function f =
+        compile({x}, {cos(x) * 2}, {.backend = Backend::Auto, .evaluate_while_compiling = true});
+    Tensor xv = Tensor::from_vector<double>({16}, std::vector<double>(16, 0.25));
+    for (int i = 0; i < 50; ++i) {
+        EXPECT_NEAR(f(xv)[0].at(0), std::cos(0.25) * 2, 1e-12);
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    EXPECT_THROW(f.wait_ready(), Error);
+    EXPECT_EQ(f.backend(), "evaluator");
+    EXPECT_NEAR(f(xv)[0].at(0), std::cos(0.25) * 2, 1e-12);
+    EXPECT_THROW(f.wait_ready(), Error);
     unsetenv("AGNESI_CACHE_DIR");
 }
 
