@@ -489,7 +489,7 @@ class Canonicalizer {
             ops.push_back(v ? *v : Expr(o));
             changed = changed || ops.back().node() != o;
         }
-        return changed ? rebuild(n, ops) : Expr(n);
+        return changed ? detail::rebuild_same_type(n, ops) : Expr(n);
     }
 
     // ---- sums ----

@@ -173,7 +173,7 @@ Expr fold_constants(const Expr& e) {
         bool changed = false;
         for (std::size_t i = 0; i < ops.size(); ++i)
             changed = changed || ops[i].node() != n->operand(i);
-        Expr self = changed ? rebuild(n, ops) : Expr(n);
+        Expr self = changed ? detail::rebuild_same_type(n, ops) : Expr(n);
         if (auto f = detail::fold_node(self.node())) return *f;
         return self;
     })[0];

@@ -17,6 +17,9 @@ std::optional<Match> match(const Expr& pattern, const Node* target);
 Expr instantiate(const Expr& rhs, const Match& m, Context& ctx);
 /// The replacement brought to the original's shape and dtype, or nullopt if it cannot be.
 std::optional<Expr> fit_to(const Expr& replacement, const Node* original);
+/// `n` over new operands, with n's dtype: rebuilding can change it (a power's dtype depends on
+/// whether its exponent is a literal, so (-1)^sign(0) is float64 and (-1)^0 int64).
+Expr rebuild_same_type(const Node* n, const std::vector<Expr>& operands);
 /// Constant folding of one node (operands already folded), or nullopt.
 std::optional<Expr> fold_node(const Node* n);
 

@@ -160,6 +160,16 @@ std::optional<Expr> fit_to(const Expr& replacement, const Node* original) {
     return r;
 }
 
+Expr rebuild_same_type(const Node* n, const std::vector<Expr>& operands) {
+    Expr r = rebuild(n, operands);
+    if (r.dtype() == n->dtype() && r->weak() == n->weak()) return r;
+    // A weak node's type comes from its value: only a constant can take it back. Otherwise the
+    // node keeps its operands as they were.
+    if (auto f = fold_node(r.node())) r = *f;
+    if (auto fit = fit_to(r, n)) return *fit;
+    return Expr(n);
+}
+
 std::optional<Expr> try_rule(const Rule& rule, const Node* n) {
     std::optional<Expr> out;
     if (rule.apply) {
@@ -206,7 +216,7 @@ Expr RulePass::rewrite_node(const Node* n, const std::vector<Expr>& ops) const {
     bool changed = false;
     for (std::size_t i = 0; i < ops.size(); ++i)
         changed = changed || ops[i].node() != n->operand(i);
-    Expr cur = changed ? rebuild(n, ops) : Expr(n);
+    Expr cur = changed ? rebuild_same_type(n, ops) : Expr(n);
     if (fold_)
         if (auto f = fold_node(cur.node())) cur = *f;
     for (const Indexed& ix : sets_) {

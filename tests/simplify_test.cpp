@@ -29,6 +29,20 @@ TEST(SimplifyFold, ExactArithmetic) {
     EXPECT_EQ(simp("0.1 + 0.2"), "0.3");
 }
 
+TEST(SimplifyFold, OperandsThatFoldKeepTheNodesDtype) {
+    // A power's dtype depends on whether its exponent is a literal: (-1)^sign(0) is float64,
+    // (-1)^0 int64. Folding sign(0) to 0 must not change the result's dtype.
+    for (const char* text : {"(-1)^sign(0)", "2^sign(0)", "(-1)^sign(0) + x"}) {
+        Expr e = parse(text);
+        Expr s = simplify(e);
+        SCOPED_TRACE(std::string(text) + " -> " + to_string(s));
+        EXPECT_EQ(s.dtype(), e.dtype());
+        EXPECT_EQ(s.dtype(), DType::Float64);
+        Bindings at{{"x", Tensor::scalar(0.25)}};
+        EXPECT_DOUBLE_EQ(evaluate(s, at).item(), evaluate(e, at).item());
+    }
+}
+
 TEST(SimplifyCanonicalize, SumsAndProducts) {
     EXPECT_EQ(simp("2*x + 3*x"), "5*x");
     EXPECT_EQ(simp("x*x*y/x"), "x*y");
