@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -53,10 +54,12 @@ struct Tier {
     }
 };
 
-/// Compiles `outputs` over `inputs` and checks every output against evaluate().
+/// Compiles `outputs` over `inputs` and checks every output against evaluate(); an output that
+/// differs is let pass where `excused(i)` says so.
 inline void expect_matches_reference(const std::vector<Expr>& inputs,
                                      const std::vector<Expr>& outputs, const Bindings& at,
-                                     Tier tier, double rel = 1e-12, bool simplify = false) {
+                                     Tier tier, double rel = 1e-12, bool simplify = false,
+                                     const std::function<bool(std::size_t)>& excused = {}) {
     Function f = compile(inputs, outputs,
                          {.device = tier.device(),
                           .backend = tier.backend,
@@ -67,10 +70,12 @@ inline void expect_matches_reference(const std::vector<Expr>& inputs,
     std::vector<Tensor> got = f.call(args);
     std::vector<Tensor> want = evaluate(outputs, at);
     ASSERT_EQ(got.size(), want.size());
-    for (std::size_t i = 0; i < got.size(); ++i)
-        EXPECT_TRUE(tensors_close(got[i], want[i], rel))
-            << "output " << i << ": " << to_string(outputs[i]) << "\nschedule:\n"
-            << f.schedule_text();
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        auto close = tensors_close(got[i], want[i], rel);
+        if (!close && excused && excused(i)) continue;
+        EXPECT_TRUE(close) << "output " << i << ": " << to_string(outputs[i]) << "\nschedule:\n"
+                           << f.schedule_text();
+    }
 }
 
 }  // namespace agnesi::testing
